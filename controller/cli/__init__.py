@@ -1,0 +1,1 @@
+"""The command line: commands, exit codes, and text or JSON rendering."""

@@ -1,0 +1,394 @@
+"""Commands and exit codes (DESIGN §8).
+
+``controller --once``: 0 converged or waiting on policy, 1 invalid desired state (nothing
+applied), 2 some action failed. Global options work before or after the command name.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from controller import __version__, errors
+from controller.cli import output
+from controller.runtime import reconcile, sources, wiring
+from controller.spec.loading import Problem
+from controller.spec.state import DesiredState
+from controller.system import locks
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Global options, merged from before and after the command name."""
+
+    desired: Path = Path("desired")
+    state: str | None = None
+    output: str = "text"
+    verbose: int = 0
+    lock_timeout: float = 60.0
+
+    @property
+    def json(self) -> bool:
+        """Whether output is JSON."""
+        return self.output == "json"
+
+
+def _global_options(func: F) -> F:
+    """Add the global options to a command so they may follow its name too."""
+    options = [
+        click.option("--desired", type=click.Path(path_type=Path), default=None,
+                     help="Folder of desired-state YAML (default ./desired)."),
+        click.option("--state", default=None, metavar="URL",
+                     help="Store URL (default sqlite:///.lanes/state.db in the repo)."),
+        click.option("--output", "-o", type=click.Choice(["text", "json"]), default=None,
+                     help="Output format."),
+        click.option("-v", "--verbose", count=True, help="More detail; repeat for more."),
+        click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                     help="How long to wait for another pass holding the workspace lock."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _merge(ctx: click.Context, /, **given: Any) -> Settings:
+    base: Settings = ctx.find_object(Settings) or Settings()
+    changes = {k: v for k, v in given.items() if v not in (None, 0)}
+    merged = replace(base, **changes)
+    ctx.obj = merged
+    return merged
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@_global_options
+@click.option("--once", is_flag=True, help="Run one full pass (load, observe, plan, apply).")
+@click.option("--allow-empty", is_flag=True, help="Allow a pass that removes every lane.")
+@click.version_option(__version__, prog_name="controller")
+@click.pass_context
+def cli(ctx: click.Context, /, once: bool, allow_empty: bool, **given: Any) -> None:
+    """The lane controller: declare lanes as YAML in desired/, and let a loop make them so.
+
+    Run `controller --once` for one pass, `controller run` for the daemon, `controller plan`
+    to see what a pass would do.
+    """
+    settings = _merge(ctx, **given)
+    if ctx.invoked_subcommand is not None:
+        return
+    if not once:
+        click.echo(ctx.get_help())
+        ctx.exit(EXIT_OK)
+    ctx.exit(_once(settings, allow_empty=allow_empty))
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except errors.ControllerError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def _load(settings: Settings) -> DesiredState | tuple[Problem, ...]:
+    return sources.load(settings.desired)
+
+
+def _load_or_exit(settings: Settings) -> DesiredState:
+    loaded = _load(settings)
+    if isinstance(loaded, DesiredState):
+        return loaded
+    if settings.json:
+        click.echo(output.to_json({"valid": False, "problems": output.problems_json(loaded)}))
+    else:
+        click.echo(output.problems_text(loaded), err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _reconciler(settings: Settings, desired: DesiredState) -> reconcile.Reconciler:
+    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
+    return reconcile.Reconciler(wiring.build(paths))
+
+
+# -- --once -----------------------------------------------------------------------------------
+
+
+@_handle_errors
+def _once(settings: Settings, *, allow_empty: bool) -> int:
+    desired = _load_or_exit(settings)
+    reconciler = _reconciler(settings, desired)
+    try:
+        return anyio.run(_once_async, settings, reconciler, desired, allow_empty)
+    finally:
+        reconciler.wiring.close()
+
+
+async def _once_async(
+    settings: Settings, reconciler: reconcile.Reconciler, desired: DesiredState, allow_empty: bool
+) -> int:
+    def waiting(pid: int | None) -> None:
+        click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
+
+    def progress(outcome: Any) -> None:
+        if not settings.json:
+            click.echo(output.outcome_line(outcome))
+
+    lock = reconciler.wiring.paths.lock
+    async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=waiting):
+        result = await reconciler.run_pass(desired, allow_empty=allow_empty, on_outcome=progress)
+    code = _exit_code(result)
+    if settings.json:
+        click.echo(output.to_json(_pass_json(result, code)))
+    else:
+        click.echo(_pass_text(result))
+    return code
+
+
+def _exit_code(result: reconcile.PassResult) -> int:
+    if result.plan.refused:
+        return EXIT_INVALID
+    if result.failed or result.blind:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _pass_text(result: reconcile.PassResult) -> str:
+    p = result.plan
+    lines: list[str] = []
+    if p.refused:
+        lines.append(f"Refused: {p.refused}")
+    if p.pending:
+        lines.append(f"Held back this pass: {len(p.pending)} action(s); see `controller plan`.")
+    lines += output.conditions_text(p.conditions, p.notices)
+    if result.outcomes:
+        lines.append(output.apply_summary(result.outcomes))
+    elif not p.refused:
+        lines.append("No changes. The world matches the desired state.")
+    return "\n".join(lines)
+
+
+def _pass_json(result: reconcile.PassResult, code: int) -> dict[str, Any]:
+    return {
+        "correlationId": result.correlation_id,
+        "plan": output.plan_json(result.plan),
+        "outcomes": [output.outcome_json(o) for o in result.outcomes],
+        "exitCode": code,
+    }
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@_global_options
+@click.option("--allow-empty", is_flag=True, help="Allow passes that remove every lane.")
+@click.option("--resync", type=float, default=None, metavar="SECONDS",
+              help="Seconds between full passes (default: the Workspace's resyncSeconds).")  # fmt: skip
+@click.option("--debounce", type=float, default=0.5, metavar="SECONDS", show_default=True,
+              help="Quiet time after a change in desired/ before a pass.")  # fmt: skip
+@click.option("--once", is_flag=True, help="Run one pass and exit (same as `controller --once`).")
+@click.pass_context
+@_handle_errors
+def run(
+    ctx: click.Context,
+    /,
+    allow_empty: bool,
+    resync: float | None,
+    debounce: float,
+    once: bool,
+    **given: Any,
+) -> None:
+    """Run the daemon: watch desired/, resync periodically, stop cleanly on SIGINT/SIGTERM."""
+    settings = _merge(ctx, **given)
+    if once:
+        ctx.exit(_once(settings, allow_empty=allow_empty))
+    from controller.cli import logs  # noqa: PLC0415 - structlog only for the daemon
+    from controller.runtime import daemon  # noqa: PLC0415
+
+    log = logs.configure(json_output=settings.json, verbose=settings.verbose)
+    config = daemon.Settings(
+        desired=settings.desired.resolve(),
+        state=settings.state,
+        allow_empty=allow_empty,
+        debounce=debounce,
+        resync=resync,
+        lock_timeout=settings.lock_timeout,
+    )
+    ctx.exit(anyio.run(daemon.Daemon(config, log).run))
+
+
+@cli.command()
+@_global_options
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 with no changes, 2 with changes, 1 on error.")  # fmt: skip
+@click.option("--allow-empty", is_flag=True, help="Plan as if --allow-empty were given.")
+@click.pass_context
+@_handle_errors
+def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **given: Any) -> None:
+    """Print what a pass would do, changing nothing."""
+    settings = _merge(ctx, **given)
+    desired = _load_or_exit(settings)
+    reconciler = _reconciler(settings, desired)
+    try:
+        the_plan, _, _ = anyio.run(
+            functools.partial(reconciler.plan, desired, allow_empty=allow_empty)
+        )
+    finally:
+        reconciler.wiring.close()
+    if settings.json:
+        click.echo(output.to_json(output.plan_json(the_plan)))
+    else:
+        click.echo(output.plan_text(the_plan))
+    if the_plan.refused:
+        ctx.exit(EXIT_INVALID)
+    if detailed_exitcode and (the_plan.actions or the_plan.pending):
+        ctx.exit(2)
+
+
+@cli.command()
+@_global_options
+@click.pass_context
+def validate(ctx: click.Context, /, **given: Any) -> None:
+    """Check desired state: schema and cross-references, every problem as path:line."""
+    settings = _merge(ctx, **given)
+    loaded = _load(settings)
+    if isinstance(loaded, DesiredState):
+        counts = _counts(loaded)
+        if settings.json:
+            click.echo(output.to_json({"valid": True, "problems": [], "counts": counts}))
+        else:
+            shown = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+            click.echo(f"{settings.desired}: valid ({shown or 'empty'}).")
+        return
+    if settings.json:
+        click.echo(output.to_json({"valid": False, "problems": output.problems_json(loaded)}))
+    else:
+        click.echo(output.problems_text(loaded), err=True)
+    ctx.exit(EXIT_INVALID)
+
+
+def _counts(desired: DesiredState) -> dict[str, int]:
+    return {
+        "workspace": 1 if desired.locations.get(("Workspace", desired.workspace.name)) else 0,
+        "lanes": len(desired.lanes),
+        "bindings": len(desired.bindings),
+        "threads": len(desired.threads),
+        "policies": len(desired.policies),
+        "workflows": len(desired.workflows),
+        "catalogs": len(desired.catalogs),
+    }
+
+
+@cli.command()
+@_global_options
+@click.pass_context
+@_handle_errors
+def status(ctx: click.Context, /, **given: Any) -> None:
+    """Show lanes, phases, branches, worktrees and conditions, observed now."""
+    from controller.runtime import status as status_view  # noqa: PLC0415
+
+    settings = _merge(ctx, **given)
+    loaded = _load(settings)
+    problems: tuple[Problem, ...] = ()
+    if not isinstance(loaded, DesiredState):
+        problems, loaded = loaded, DesiredState.empty()
+    reconciler = _reconciler(settings, loaded)
+    try:
+        view = anyio.run(status_view.build, reconciler, loaded, problems)
+    finally:
+        reconciler.wiring.close()
+    if settings.json:
+        click.echo(output.to_json(view))
+    else:
+        from controller.cli import tables  # noqa: PLC0415 - rich only when drawing tables
+
+        tables.print_status(view)
+
+
+@cli.command()
+@_global_options
+@click.option("--lane", default=None, help="Only events of this lane.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they come.")
+@click.option("--limit", type=int, default=200, show_default=True,
+              help="How many of the newest events to show first.")  # fmt: skip
+@click.pass_context
+@_handle_errors
+def events(ctx: click.Context, /, lane: str | None, follow: bool, limit: int, **given: Any) -> None:
+    """Print the event log (JSON Lines with --output json)."""
+    settings = _merge(ctx, **given)
+    loaded = _load(settings)
+    desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
+    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
+    store = wiring.open_store(paths)
+    try:
+        last = _print_events(store.read_events(lane=lane, limit=limit), settings)
+        while follow:
+            anyio.run(anyio.sleep, 0.5)
+            last = max(last, _print_events(store.read_events(lane=lane, after=last), settings))
+    except KeyboardInterrupt:
+        return
+    finally:
+        store.close()
+
+
+def _print_events(items: list[Any], settings: Settings) -> int:
+    for event in items:
+        if settings.json:
+            click.echo(json.dumps(event.to_json(), sort_keys=True))
+        else:
+            click.echo(output.event_line(event))
+    return max((e.id or 0 for e in items), default=0)
+
+
+@cli.command()
+@_global_options
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=Path("schemas"),
+              show_default=True, help="Where to write the JSON Schemas.")  # fmt: skip
+@click.option("--check", is_flag=True, help="Exit 1 if the files differ instead of writing.")
+@click.pass_context
+def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> None:
+    """Write the JSON Schema of every kind (for editors) from the models."""
+    from controller.spec import schemas  # noqa: PLC0415
+
+    _merge(ctx, **given)
+    rendered = schemas.render()
+    stale = [
+        name for name, text in rendered.items()
+        if not (folder / name).is_file() or (folder / name).read_text() != text
+    ]  # fmt: skip
+    if check:
+        for name in stale:
+            click.echo(f"{folder / name}: out of date; run `controller schema`", err=True)
+        ctx.exit(EXIT_INVALID if stale else EXIT_OK)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in stale:
+        (folder / name).write_text(rendered[name])
+    click.echo(f"wrote {len(stale)} of {len(rendered)} schema file(s) to {folder}")
+
+
+def entrypoint() -> None:
+    """The console script."""
+    cli(prog_name="controller")

@@ -1,0 +1,148 @@
+"""Rendering for humans (Terraform-like plans, tables) and for programs (stable JSON).
+
+Every function here returns text; the commands decide where it goes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from controller.core import actions, planner, world
+from controller.executors.context import Outcome
+from controller.spec.loading import Problem
+from controller.store import events
+
+SYMBOL = {actions.Change.ADD: "+", actions.Change.CHANGE: "~", actions.Change.DESTROY: "-"}
+STATUS_SYMBOL = {"applied": "ok", "unchanged": "ok", "refused": "refused", "failed": "FAILED"}
+
+
+def to_json(value: Any) -> str:
+    """Stable JSON: sorted keys, two-space indent."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+# -- problems ---------------------------------------------------------------------------------
+
+
+def problems_text(problems: Sequence[Problem]) -> str:
+    """``path:line: message`` lines and a summary."""
+    lines = [str(p) for p in problems]
+    lines.append(f"{len(problems)} problem(s) in desired state; nothing was applied.")
+    return "\n".join(lines)
+
+
+def problems_json(problems: Sequence[Problem]) -> list[dict[str, Any]]:
+    """Problems as JSON objects."""
+    return [{"path": p.path, "line": p.line, "message": p.message} for p in problems]
+
+
+# -- plans ------------------------------------------------------------------------------------
+
+
+def plan_text(the_plan: planner.Plan) -> str:
+    """A plan as Terraform shows one: a line per action with its reason, then the summary."""
+    out: list[str] = []
+    if the_plan.refused:
+        out += [f"Refused: {the_plan.refused}", ""]
+    if the_plan.actions:
+        out += ["The controller will perform the following actions:", ""]
+        out += [line for a in the_plan.actions for line in _action_lines(a)]
+        out.append("")
+    if the_plan.pending:
+        out += ["Held back this pass:", ""]
+        out += [line for a in the_plan.pending for line in _action_lines(a)]
+        out.append("")
+    out += conditions_text(the_plan.conditions, the_plan.notices)
+    counts = the_plan.counts()
+    if the_plan.actions:
+        out.append(
+            f"Plan: {counts[actions.Change.ADD]} to add, {counts[actions.Change.CHANGE]} to "
+            f"change, {counts[actions.Change.DESTROY]} to destroy."
+        )
+    else:
+        out.append("No changes. The world matches the desired state.")
+    return "\n".join(out)
+
+
+def _action_lines(action: actions.Action) -> list[str]:
+    return [
+        f"  {SYMBOL[action.change]} {action.lane}: {action.describe()}",
+        f"      # {action.reason}",
+    ]
+
+
+def conditions_text(
+    conditions: Mapping[str, Sequence[world.Condition]], notices: Sequence[str]
+) -> list[str]:
+    """Warnings: lane conditions and workspace notices."""
+    out: list[str] = []
+    items = [(lane, c) for lane, cs in conditions.items() for c in cs]
+    if items or notices:
+        out.append("Warnings:")
+        out += [f"  ! {lane}: {c.type} ({c.reason}): {c.message}" for lane, c in items]
+        out += [f"  ! {n}" for n in notices]
+        out.append("")
+    return out
+
+
+def plan_json(the_plan: planner.Plan) -> dict[str, Any]:
+    """A plan as a stable JSON object."""
+    counts = the_plan.counts()
+    return {
+        "actions": [dict(a.to_json()) for a in the_plan.actions],
+        "pending": [dict(a.to_json()) for a in the_plan.pending],
+        "conditions": {
+            lane: [condition_json(c) for c in cs] for lane, cs in the_plan.conditions.items()
+        },
+        "notices": list(the_plan.notices),
+        "refused": the_plan.refused,
+        "summary": {str(k): v for k, v in counts.items()},
+    }
+
+
+def condition_json(condition: world.Condition) -> dict[str, str]:
+    """A condition as JSON."""
+    return {"type": condition.type, "reason": condition.reason, "message": condition.message}
+
+
+# -- apply ------------------------------------------------------------------------------------
+
+
+def outcome_line(outcome: Outcome) -> str:
+    """One progress line as an action finishes."""
+    a = outcome.action
+    return f"  {SYMBOL[a.change]} {a.lane}: {STATUS_SYMBOL[outcome.status]}: {outcome.message}"
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    """An outcome as JSON."""
+    return {**outcome.action.to_json(), "status": outcome.status, "message": outcome.message}
+
+
+def apply_summary(outcomes: Iterable[Outcome]) -> str:
+    """The closing line of an apply."""
+    done = [o for o in outcomes if o.status in ("applied", "unchanged")]
+    counts = dict.fromkeys(actions.Change, 0)
+    for o in done:
+        counts[o.action.change] += 1
+    items = list(outcomes)
+    failed = sum(1 for o in items if o.failed)
+    refused = sum(1 for o in items if o.status == "refused")
+    return (
+        f"Apply complete: {counts[actions.Change.ADD]} added, {counts[actions.Change.CHANGE]} "
+        f"changed, {counts[actions.Change.DESTROY]} destroyed, {refused} refused, "
+        f"{failed} failed."
+    )
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def event_line(event: events.Event) -> str:
+    """One event for humans."""
+    data = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()) if v not in (None, ""))
+    where = event.lane or "-"
+    at = event.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{at} {event.correlation_id[:8]} {where:<20} {event.kind:<24} {event.reason} {data}"

@@ -1,0 +1,35 @@
+"""Tables for people (rich), drawn from the same JSON views ``--output json`` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_status(view: Mapping[str, Any]) -> None:
+    """Print ``controller status`` as a table plus warnings."""
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"workspace {view['workspace']}  repo {view['repo']}")
+    if not view["desiredValid"]:
+        console.print("[bold red]desired state is invalid[/]; showing the inventory only:")
+        for problem in view["problems"]:
+            console.print(f"  {problem}", markup=False)
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for column in ("LANE", "PHASE", "BRANCH", "WORKTREE", "SYNC"):
+        table.add_column(column)
+    for lane in view["lanes"]:
+        sync = "in sync" if lane["inSync"] else "; ".join(lane["pendingActions"]) or "see below"
+        table.add_row(lane["name"], lane["phase"], lane["branch"] or "-", lane["worktree"], sync)
+    if view["lanes"]:
+        console.print(table)
+    else:
+        console.print("no lanes")
+    for lane in view["lanes"]:
+        for c in lane["conditions"]:
+            console.print(f"  ! {lane['name']}: {c['type']} ({c['reason']}): {c['message']}",
+                          markup=False)  # fmt: skip
+    for notice in view["notices"]:
+        console.print(f"  ! {notice}", markup=False)

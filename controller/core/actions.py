@@ -1,0 +1,160 @@
+"""The actions a plan is made of: frozen records, each with a lane, a key and a human reason.
+
+The same tuple of actions is rendered by ``controller plan``, serialised by ``--output json``
+and executed by the executors; ``key`` is stable across passes so that an action applied and
+planned again can be recognised (and backed off).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal, TypeAlias
+
+
+class Change(enum.StrEnum):
+    """How an action shows in the plan summary, Terraform style."""
+
+    ADD = "add"
+    CHANGE = "change"
+    DESTROY = "destroy"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionBase:
+    """Fields every action has."""
+
+    lane: str
+    path: str
+    reason: str
+
+    kind: ClassVar[str] = "action"
+    change: ClassVar[Change] = Change.CHANGE
+
+    @property
+    def key(self) -> str:
+        """Stable identity across passes: same kind, lane and path."""
+        return f"{self.kind}:{self.lane}:{self.path}"
+
+    def describe(self) -> str:
+        """One line for humans, without the reason."""
+        return f"{self.kind} {self.path}"
+
+    def to_json(self) -> Mapping[str, Any]:
+        """A stable JSON object: kind, change, key, then the fields."""
+        return {"kind": self.kind, "change": str(self.change), "key": self.key, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionLane(ActionBase):
+    """Add the lane's worktree, creating its branch from ``base`` or reusing it as it is."""
+
+    branch: str = ""
+    base: str = "HEAD"
+    reuse_branch: bool = False
+    on_dirty: Literal["preserve", "refuse"] = "preserve"
+
+    kind: ClassVar[str] = "provision"
+    change: ClassVar[Change] = Change.ADD
+
+    def describe(self) -> str:
+        """One line for humans."""
+        source = (
+            f"existing branch {self.branch}"
+            if self.reuse_branch
+            else (f"new branch {self.branch} from {self.base}")
+        )
+        return f"create worktree {self.path} on {source}"
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptWorktree(ActionBase):
+    """Record a complete worktree already on the lane's branch at the lane's path."""
+
+    branch: str = ""
+
+    kind: ClassVar[str] = "adopt"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"record existing worktree {self.path} on {self.branch}"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveLane(ActionBase):
+    """Stop the lane and remove its worktree, saving any work first; the branch is kept."""
+
+    branch: str = ""
+    on_dirty: Literal["preserve", "refuse"] = "preserve"
+
+    kind: ClassVar[str] = "remove"
+    change: ClassVar[Change] = Change.DESTROY
+
+    def describe(self) -> str:
+        """One line for humans."""
+        rule = (
+            "saving uncommitted work to refs/lanes/rescue/"
+            if self.on_dirty == "preserve"
+            else "refusing if it has uncommitted work"
+        )
+        return f"remove worktree {self.path} ({rule}; branch {self.branch} kept)"
+
+
+@dataclass(frozen=True, slots=True)
+class PruneRecord(ActionBase):
+    """Drop git's record of a worktree whose directory is gone (nothing on disk to lose)."""
+
+    kind: ClassVar[str] = "prune"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"prune git's record of missing worktree {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardInterrupted(ActionBase):
+    """Remove a worktree whose ``git worktree add`` was interrupted before checkout finished."""
+
+    kind: ClassVar[str] = "discard-interrupted"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"discard half-created worktree {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineDir(ActionBase):
+    """Move a directory git no longer knows out of the worktree root, keeping its content."""
+
+    kind: ClassVar[str] = "quarantine"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"move orphaned directory {self.path} to .lanes/quarantine/"
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetLane(ActionBase):
+    """Drop the store's record of a lane that is neither desired nor on disk."""
+
+    kind: ClassVar[str] = "forget"
+    change: ClassVar[Change] = Change.DESTROY
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return "forget lane record (nothing left on disk)"
+
+
+Action: TypeAlias = (
+    ProvisionLane
+    | AdoptWorktree
+    | RemoveLane
+    | PruneRecord
+    | DiscardInterrupted
+    | QuarantineDir
+    | ForgetLane
+)
+
+REMOVALS: tuple[type[ActionBase], ...] = (RemoveLane, ForgetLane)
+"""Actions counted against ``maxDeletionsPerPass`` and the empty-desired guard."""

@@ -1,0 +1,73 @@
+"""What every handler receives: the seams (runner, store, clock) and where things live."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+
+from controller.core import actions
+from controller.store import events, queries
+from controller.system import clock, proc
+
+T = TypeVar("T")
+
+Status = Literal["applied", "unchanged", "refused", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one action."""
+
+    action: actions.Action
+    status: Status
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        """Whether the action failed (and the lane should back off)."""
+        return self.status == "failed"
+
+
+@dataclass(slots=True)
+class Context:
+    """The seams and locations handlers work with, for one pass."""
+
+    runner: proc.Runner
+    store: queries.Store
+    clock: clock.Clock
+    repo: Path
+    root: Path
+    state_dir: Path
+    correlation_id: str
+    git_env: Mapping[str, str] = field(default_factory=dict)
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call in a worker thread."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    async def emit(self, kind: str, reason: str, *, lane: str | None = None, **data: Any) -> None:
+        """Append one event to the log now (not at the end of the pass: a crash keeps it)."""
+        event = events.Event(
+            kind=kind,
+            reason=reason,
+            at=self.clock.now(),
+            correlation_id=self.correlation_id,
+            lane=lane,
+            data=data,
+        )
+        await self.db(self.store.append_events, [event])
+
+    @property
+    def quarantine(self) -> Path:
+        """Where directories git no longer knows are moved, content intact."""
+        return self.state_dir / "quarantine"
+
+    @property
+    def scratch(self) -> Path:
+        """Private temporary files (rescue indexes)."""
+        return self.state_dir / "tmp"

@@ -1,0 +1,303 @@
+"""Worktree handlers: provision, adopt, remove (saving work first), and orphan repairs.
+
+Each handler is idempotent and re-checks the live world before it acts. Inventory records are
+written *before* the git command that creates something, so a crash at any point leaves a
+record the next pass reconciles from; and removal only ever touches inventory paths inside the
+worktree root.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from controller import errors
+from controller.core import actions, phases, world
+from controller.core.phases import Phase
+from controller.executors import rescue
+from controller.executors.context import Context, Outcome
+from controller.system import paths
+
+GIT_TIMEOUT = 120.0
+GITIGNORE = (
+    "# Created by the lane controller: lane worktrees are not part of the main checkout.\n*\n"
+)
+
+
+async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
+    """Add the lane's worktree; on any failure, leave nothing behind."""
+    path = paths.inside(ctx.root, action.path)
+    if await _is_worktree_on(ctx, path, action.branch):
+        return await adopt(actions.AdoptWorktree(action.lane, action.path, "", action.branch), ctx)
+    record = await _begin(ctx, action)
+    _ensure_root(ctx.root)
+    argv = _add_argv(ctx.repo, path, action)
+    done = await ctx.runner.run(argv, timeout=GIT_TIMEOUT)
+    if not done.ok:
+        await _roll_back(ctx, action, path, record)
+        return Outcome(action, "failed", f"git worktree add failed: {done.stderr.strip()}")
+    await _set_phase(ctx, action.lane, record.phase, Phase.READY, conditions=())
+    await ctx.emit("LaneProvisioned", action.reason, lane=action.lane, path=str(path),
+                   branch=action.branch, createdBranch=record.created_branch)  # fmt: skip
+    return Outcome(action, "applied", f"created {path} on {action.branch}")
+
+
+def _add_argv(repo: Path, path: Path, action: actions.ProvisionLane) -> tuple[str, ...]:
+    git = ("git", "-C", str(repo), "worktree", "add", "--quiet")
+    if action.reuse_branch:
+        return (*git, str(path), action.branch)
+    return (*git, "--no-track", "-b", action.branch, str(path), action.base)
+
+
+async def _begin(ctx: Context, action: actions.ProvisionLane) -> world.LaneRecord:
+    """Write the inventory record before git creates anything."""
+    records = await ctx.db(ctx.store.lane_records)
+    old = records.get(action.lane)
+    current = old.phase if old else Phase.NEW
+    if current == Phase.CLOSED:
+        current = phases.transition(current, Phase.NEW)
+    phases.transition(current, Phase.PROVISIONING)
+    record = world.LaneRecord(
+        name=action.lane,
+        phase=Phase.PROVISIONING,
+        path=action.path,
+        branch=action.branch,
+        on_dirty=action.on_dirty,
+        created_branch=(not action.reuse_branch) or bool(old and old.created_branch),
+        conditions=(),
+    )
+    await ctx.db(ctx.store.put_lane, record, ctx.clock.now())
+    return record
+
+
+async def _roll_back(
+    ctx: Context, action: actions.ProvisionLane, path: Path, record: world.LaneRecord
+) -> None:
+    """Undo a partial provisioning: the worktree, the branch we created, the record."""
+    if path.exists() and await _is_worktree_on(ctx, path, action.branch):
+        await _remove_tree(ctx, action.lane, path, action.branch)
+    if not action.reuse_branch:
+        await _delete_fresh_branch(ctx, action.branch)
+    await ctx.db(ctx.store.delete_lane, action.lane)
+    await ctx.emit("ProvisionRolledBack", "git worktree add failed", lane=action.lane,
+                   path=str(path), branch=action.branch)  # fmt: skip
+
+
+async def _delete_fresh_branch(ctx: Context, branch: str) -> None:
+    """Delete a branch this action just created, only if no worktree has it checked out."""
+    ref = f"refs/heads/{branch}"
+    git = ("git", "-C", str(ctx.repo))
+    sha = await ctx.runner.run((*git, "rev-parse", "--verify", "--quiet", ref))
+    if sha.ok and sha.stdout.strip():
+        # Compare-and-delete: if anything moved the branch meanwhile, it is kept.
+        await ctx.runner.run((*git, "update-ref", "-d", ref, sha.stdout.strip()))
+
+
+async def adopt(action: actions.AdoptWorktree, ctx: Context) -> Outcome:
+    """Record a complete worktree on the lane's branch as ready."""
+    paths.inside(ctx.root, action.path)
+    records = await ctx.db(ctx.store.lane_records)
+    old = records.get(action.lane)
+    if old is not None and old.phase in phases.ACTIVE:
+        return Outcome(action, "unchanged", "already recorded")
+    if old is not None:
+        await _set_phase(ctx, action.lane, old.phase, Phase.READY, conditions=())
+    else:
+        record = world.LaneRecord(
+            name=action.lane, phase=Phase.READY, path=action.path, branch=action.branch,
+            adopted=True,
+        )  # fmt: skip
+        await ctx.db(ctx.store.put_lane, record, ctx.clock.now())
+    await ctx.emit("LaneAdopted", action.reason, lane=action.lane, path=action.path)
+    return Outcome(action, "applied", f"recorded {action.path}")
+
+
+async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
+    """Remove the lane's worktree after saving its work, or refuse, as its policy says."""
+    path = paths.child_of(ctx.root, action.path)
+    record = (await ctx.db(ctx.store.lane_records)).get(action.lane)
+    if record is None or record.path != action.path:
+        return Outcome(action, "refused", "not in the inventory; the controller leaves it alone")
+    if not path.exists():
+        await _close(ctx, action.lane, record.phase)
+        return Outcome(action, "unchanged", "worktree already gone")
+    await _check_owned(ctx, path)
+    await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
+    state = await rescue.inspect(ctx.runner, path)
+    if state.changes and action.on_dirty == "refuse":
+        return await _refuse(ctx, action, state)
+    saved = None
+    if state.needs_rescue:
+        saved = await rescue.save(
+            ctx.runner, path, lane=action.lane, state=state, now=ctx.clock.now(),
+            scratch=ctx.scratch,
+        )  # fmt: skip
+        await ctx.emit("WorkRescued", "uncommitted work saved before removal", lane=action.lane,
+                       ref=saved, changes=len(state.changes), detached=state.branch is None)  # fmt: skip
+    await _remove_tree(ctx, action.lane, path, action.branch, force=saved is not None)
+    await _close(ctx, action.lane, Phase.CLEANING)
+    await ctx.emit("LaneRemoved", action.reason, lane=action.lane, path=str(path),
+                   branch=action.branch, rescueRef=saved)  # fmt: skip
+    kept = f"; work saved to {saved}" if saved else ""
+    return Outcome(action, "applied", f"removed {path}{kept}")
+
+
+async def _refuse(ctx: Context, action: actions.RemoveLane, state: rescue.WorktreeState) -> Outcome:
+    files = ", ".join(c[3:] for c in state.changes[:5]) + (
+        ", ..." if len(state.changes) > 5 else ""
+    )
+    message = (
+        f"{len(state.changes)} uncommitted change(s) in {action.path} ({files}) and "
+        "onDirtyCleanup is refuse; commit or discard them, or set onDirtyCleanup: preserve "
+        "to save them to a rescue ref"
+    )
+    condition = world.Condition("CleanupRefused", "UncommittedChanges", message)
+    await _set_phase(ctx, action.lane, Phase.CLEANING, Phase.BLOCKED, conditions=(condition,))
+    await ctx.emit("CleanupRefused", message, lane=action.lane, changes=len(state.changes))
+    return Outcome(action, "refused", message)
+
+
+async def _check_owned(ctx: Context, path: Path) -> None:
+    """Just before removal: the path must be the top of a worktree of *our* repository."""
+    done = await ctx.runner.run((
+        "git", "-C", str(path), "rev-parse", "--path-format=absolute",
+        "--show-toplevel", "--git-common-dir",
+    ))  # fmt: skip
+    lines = done.check().stdout.splitlines()
+    common = await ctx.runner.run((
+        "git", "-C", str(ctx.repo), "rev-parse", "--path-format=absolute", "--git-common-dir",
+    ))  # fmt: skip
+    top_ok = len(lines) == 2 and Path(lines[0]).resolve() == path.resolve()
+    if not top_ok or Path(lines[1]).resolve() != Path(common.check().stdout.strip()).resolve():
+        raise errors.ControllerError(f"{path} is not a worktree of {ctx.repo}; not removing it")
+
+
+async def _remove_tree(
+    ctx: Context, lane: str, path: Path, branch: str, *, force: bool = False
+) -> None:
+    argv = ["git", "-C", str(ctx.repo), "worktree", "remove"]
+    if force:
+        argv.append("--force")  # only ever after the work was saved to a rescue ref
+    done = await ctx.runner.run((*argv, str(path)), timeout=GIT_TIMEOUT)
+    if not done.ok and path.exists():
+        raise errors.CommandFailed(tuple(argv), done.rc, done.stderr)
+
+
+async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
+    """Drop git's record of a worktree whose directory is gone."""
+    path = paths.inside(ctx.root, action.path)
+    if path.exists():
+        return Outcome(action, "refused", f"{path} exists again; not pruning")
+    done = await ctx.runner.run(("git", "-C", str(ctx.repo), "worktree", "remove", str(path)))
+    if not done.ok and "is not a working tree" not in done.stderr:
+        return Outcome(action, "failed", done.stderr.strip())
+    await ctx.emit("WorktreeRecordPruned", action.reason, lane=action.lane, path=str(path))
+    return Outcome(action, "applied", f"pruned git's record of {path}")
+
+
+async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) -> Outcome:
+    """Remove a worktree whose creation died before git finished checking it out.
+
+    It holds nothing but git's half-done checkout (the lane was never ready, no agent ever ran
+    in it), so there is nothing to save; ``--force`` twice is git's way past its own lock.
+    """
+    path = paths.child_of(ctx.root, action.path)
+    argv = ("git", "-C", str(ctx.repo), "worktree", "remove", "--force", "--force", str(path))
+    done = await ctx.runner.run(argv, timeout=GIT_TIMEOUT)
+    if not done.ok and path.exists():
+        return Outcome(action, "failed", done.stderr.strip())
+    await ctx.emit("InterruptedWorktreeDiscarded", action.reason, lane=action.lane, path=str(path))
+    return Outcome(action, "applied", f"discarded half-created {path}")
+
+
+async def quarantine(action: actions.QuarantineDir, ctx: Context) -> Outcome:
+    """Move a directory git no longer knows to ``.lanes/quarantine/``, content intact."""
+    path = paths.child_of(ctx.root, action.path)
+    if not path.exists():
+        return Outcome(action, "unchanged", "already gone")
+    stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
+    target = ctx.quarantine / f"{action.lane}-{stamp}"
+    ctx.quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
+    n = 0
+    while target.exists():
+        n += 1
+        target = ctx.quarantine / f"{action.lane}-{stamp}-{n}"
+    shutil.move(str(path), str(target))
+    await ctx.emit("DirectoryQuarantined", action.reason, lane=action.lane, path=str(path),
+                   movedTo=str(target))  # fmt: skip
+    return Outcome(action, "applied", f"moved {path} to {target}")
+
+
+async def forget(action: actions.ForgetLane, ctx: Context) -> Outcome:
+    """Drop the inventory record of a lane with nothing left on disk."""
+    record = (await ctx.db(ctx.store.lane_records)).get(action.lane)
+    if record is None:
+        return Outcome(action, "unchanged", "already forgotten")
+    if Path(record.path).exists():
+        return Outcome(action, "refused", f"{record.path} still exists; not forgetting the lane")
+    await _close(ctx, action.lane, record.phase)
+    await ctx.emit("LaneForgotten", action.reason, lane=action.lane, path=record.path)
+    return Outcome(action, "applied", "forgot the lane")
+
+
+async def _close(ctx: Context, lane: str, current: Phase) -> None:
+    if current not in (Phase.CLEANING, Phase.NEW):
+        current = phases.transition(current, Phase.CLEANING)
+    phases.transition(current, Phase.CLOSED)
+    await ctx.db(ctx.store.delete_lane, lane)
+
+
+async def _set_phase(
+    ctx: Context,
+    lane: str,
+    current: Phase,
+    target: Phase,
+    *,
+    conditions: tuple[world.Condition, ...] | None = None,
+) -> None:
+    phases.transition(current, target)
+    changes: dict[str, Any] = {"phase": target}
+    if conditions is not None:
+        changes["conditions"] = conditions
+    await ctx.db(ctx.store.update_lane, lane, ctx.clock.now(), **changes)
+    if current != target:
+        await ctx.emit("PhaseChanged", f"{current} -> {target}", lane=lane,
+                       previous=str(current), phase=str(target))  # fmt: skip
+
+
+async def _is_worktree_on(ctx: Context, path: Path, branch: str) -> bool:
+    """Live check: is ``path`` the top of a worktree with ``branch`` checked out?"""
+    if not (path / ".git").exists():
+        return False
+    done = await ctx.runner.run(
+        ("git", "-C", str(path), "rev-parse", "--show-toplevel", "--symbolic-full-name", "HEAD")
+    )
+    lines = done.stdout.splitlines()
+    return (
+        done.ok
+        and len(lines) == 2
+        and Path(lines[0]).resolve() == path.resolve()
+        and lines[1] == f"refs/heads/{branch}"
+    )
+
+
+def _ensure_root(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(GITIGNORE)
+
+
+Handler = Callable[[Any, Context], Awaitable[Outcome]]
+
+HANDLERS: Mapping[type[actions.ActionBase], Handler] = {
+    actions.ProvisionLane: provision,
+    actions.AdoptWorktree: adopt,
+    actions.RemoveLane: remove,
+    actions.PruneRecord: prune,
+    actions.DiscardInterrupted: discard_interrupted,
+    actions.QuarantineDir: quarantine,
+    actions.ForgetLane: forget,
+}

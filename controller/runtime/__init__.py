@@ -1,0 +1,1 @@
+"""The runtime: one reconcile pass, the apply step, the daemon, and the composition root."""

@@ -1,0 +1,93 @@
+"""The apply step: actions serialised per lane, lanes in parallel up to a limit.
+
+One task per lane in an anyio task group, one lock per lane (a task only ever holds its own
+lane's lock, so there is no lock ordering to get wrong), actions in plan order. The first
+failed or refused action ends its lane's chain: later steps depended on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import anyio
+
+from controller import errors
+from controller.core import actions
+from controller.executors import worktrees
+from controller.executors.context import Context, Outcome
+from controller.executors.worktrees import Handler
+
+OnOutcome = Callable[[Outcome], None]
+
+
+class LaneLocks:
+    """One lock per lane, created on first use."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, anyio.Lock] = {}
+
+    def __call__(self, lane: str) -> anyio.Lock:
+        """The lock of ``lane``."""
+        return self._locks.setdefault(lane, anyio.Lock())
+
+
+def registry() -> Mapping[type[actions.ActionBase], Handler]:
+    """Every handler, by action type."""
+    return {**worktrees.HANDLERS}
+
+
+def chains(plan_actions: Iterable[actions.Action]) -> dict[str, list[actions.Action]]:
+    """Actions grouped by lane, plan order kept."""
+    grouped: dict[str, list[actions.Action]] = {}
+    for action in plan_actions:
+        grouped.setdefault(action.lane, []).append(action)
+    return grouped
+
+
+async def apply(
+    plan_actions: Sequence[actions.Action],
+    ctx: Context,
+    *,
+    limit: int,
+    locks: LaneLocks,
+    on_outcome: OnOutcome | None = None,
+) -> list[Outcome]:
+    """Execute ``plan_actions``; return every outcome (in completion order)."""
+    handlers = registry()
+    limiter = anyio.CapacityLimiter(max(1, limit))
+    outcomes: list[Outcome] = []
+
+    async def run_chain(chain: list[actions.Action]) -> None:
+        async with limiter, locks(chain[0].lane):
+            for action in chain:
+                outcome = await _run_one(handlers, action, ctx)
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+                if outcome.status in ("failed", "refused"):
+                    break
+
+    async with anyio.create_task_group() as group:
+        for chain in chains(plan_actions).values():
+            group.start_soon(run_chain, chain)
+    return outcomes
+
+
+async def _run_one(
+    handlers: Mapping[type[actions.ActionBase], Handler], action: actions.Action, ctx: Context
+) -> Outcome:
+    try:
+        outcome: Outcome = await handlers[type(action)](action, ctx)
+        return outcome
+    except errors.InvalidTransition:
+        raise  # a bug, not an outcome
+    except (errors.ControllerError, OSError) as exc:
+        await _note_failure(ctx, action, str(exc))
+        return Outcome(action, "failed", str(exc))
+
+
+async def _note_failure(ctx: Context, action: actions.Action, message: str) -> None:
+    try:
+        await ctx.emit("ActionFailed", message, lane=action.lane, action=action.key)
+    except Exception:  # noqa: BLE001, S110 - the failure itself is returned; logging it is best effort
+        pass

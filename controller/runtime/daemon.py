@@ -1,0 +1,200 @@
+"""The daemon: a pass on start, on every change under desired/ (debounced), and every resync.
+
+It keeps running on the last valid desired state when an edit is invalid (and says so), takes
+the workspace lock for each pass only (so a ``--once`` can run between passes), and shuts
+down gracefully on SIGINT/SIGTERM: the pass under way finishes, then it exits 0. A second
+signal stops at once.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from controller import errors
+from controller.runtime import reconcile, sources, wiring
+from controller.spec.state import DesiredState
+from controller.system import locks
+
+Log = Callable[..., None]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the daemon runs."""
+
+    desired: Path
+    state: str | None = None
+    allow_empty: bool = False
+    debounce: float = 0.5
+    resync: float | None = None  # None: the Workspace's resyncSeconds
+    lock_timeout: float = 60.0
+    max_passes: int | None = None  # for tests: stop after this many passes
+
+
+class _Changes(FileSystemEventHandler):
+    """Forwards file-system events under desired/ into the event loop."""
+
+    def __init__(self, notify: Callable[[], None], token: anyio.lowlevel.EventLoopToken) -> None:
+        self._notify = notify
+        self._token = token
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        try:
+            anyio.from_thread.run_sync(self._notify, token=self._token)
+        except RuntimeError:
+            pass  # the loop is shutting down
+
+
+class Daemon:
+    """State of one running daemon."""
+
+    def __init__(self, settings: Settings, log: Log) -> None:
+        self.settings = settings
+        self.log = log
+        self.desired: DesiredState | None = None
+        self.reconciler: reconcile.Reconciler | None = None
+        self.wake = anyio.Event()
+        self.stopping = False
+        self.passes = 0
+
+    def notify(self) -> None:
+        """Something changed: run a pass soon."""
+        self.wake.set()
+
+    async def run(self) -> int:
+        """Run until a signal; return the exit code."""
+        observer = self._watch()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._signals, group.cancel_scope)
+                await self._loop()
+                group.cancel_scope.cancel()
+        finally:
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=5)
+            if self.reconciler is not None:
+                self.reconciler.wiring.close()
+        self.log("stopped", passes=self.passes)
+        return 0
+
+    def _watch(self) -> Any:
+        folder = self.settings.desired
+        if not folder.is_dir():
+            self.log("not watching: desired folder missing", folder=str(folder))
+            return None
+        observer = Observer()
+        handler = _Changes(self.notify, anyio.lowlevel.current_token())
+        observer.schedule(handler, str(folder), recursive=True)
+        observer.daemon = True
+        observer.start()
+        return observer
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async for signum in received:
+                if self.stopping:
+                    self.log("second signal: stopping now", signal=signum)
+                    scope.cancel()
+                    return
+                self.log("signal received: finishing the current pass", signal=signum)
+                self.stopping = True
+                self.wake.set()
+
+    async def _loop(self) -> None:
+        while not self.stopping:
+            await self._pass()
+            self.passes += 1
+            if self.settings.max_passes is not None and self.passes >= self.settings.max_passes:
+                return
+            await self._wait()
+
+    async def _wait(self) -> None:
+        with anyio.move_on_after(self._resync()):
+            await self.wake.wait()
+        while self.wake.is_set() and not self.stopping:
+            # Debounce: an editor's save is often several events; wait until they settle.
+            self.wake = anyio.Event()
+            with anyio.move_on_after(self.settings.debounce):
+                await self.wake.wait()
+        self.wake = anyio.Event()
+
+    def _resync(self) -> float:
+        if self.settings.resync is not None:
+            return self.settings.resync
+        if self.desired is not None:
+            return self.desired.workspace.spec.resync_seconds
+        return 30.0
+
+    async def _pass(self) -> None:
+        self._reload()
+        if self.desired is None:
+            return
+        try:
+            reconciler = self._reconciler(self.desired)
+            paths = reconciler.wiring.paths
+            async with locks.workspace_lock(
+                paths.lock, wait=self.settings.lock_timeout, on_wait=self._waiting
+            ):
+                result = await reconciler.run_pass(
+                    self.desired, allow_empty=self.settings.allow_empty
+                )
+        except errors.ControllerError as exc:
+            self.log("pass failed", error=str(exc))
+            return
+        self._report(result)
+
+    def _waiting(self, pid: int | None) -> None:
+        self.log("waiting for another controller pass", pid=pid)
+
+    def _report(self, result: reconcile.PassResult) -> None:
+        p = result.plan
+        self.log(
+            "pass",
+            correlation=result.correlation_id,
+            actions=len(p.actions),
+            failed=len(result.failed),
+            pending=len(p.pending),
+            refused=p.refused,
+        )
+        for outcome in result.outcomes:
+            self.log(
+                "action",
+                correlation=result.correlation_id,
+                lane=outcome.action.lane,
+                action=outcome.action.kind,
+                status=outcome.status,
+                message=outcome.message,
+            )
+
+    def _reload(self) -> None:
+        loaded = sources.load(self.settings.desired)
+        if isinstance(loaded, DesiredState):
+            if self.desired is not None and loaded != self.desired:
+                self.log("desired state changed", lanes=len(loaded.lanes))
+            self.desired = loaded
+            return
+        keeping = "the last valid desired state" if self.desired else "nothing (no valid state)"
+        self.log("desired state invalid; keeping " + keeping, problems=[str(p) for p in loaded])
+
+    def _reconciler(self, desired: DesiredState) -> reconcile.Reconciler:
+        paths = wiring.resolve_paths(
+            self.settings.desired, desired, state_override=self.settings.state
+        )
+        if self.reconciler is None or self.reconciler.wiring.paths != paths:
+            if self.reconciler is not None:
+                self.reconciler.wiring.close()
+            self.reconciler = reconcile.Reconciler(wiring.build(paths))
+        return self.reconciler

@@ -1,0 +1,154 @@
+"""The composition root: resolve the workspace and build every seam once.
+
+This is the one module (with ``system/clock.py``) allowed to read the environment. Nothing is
+built at import time or in default arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from controller import errors
+from controller.spec.state import DesiredState
+from controller.store import queries
+from controller.system import clock, proc
+
+STATE_DIR = ".lanes"
+DEFAULT_STATE = f"sqlite:///{STATE_DIR}/state.db"
+GIT_ENV = {
+    "LC_ALL": "C",  # git's messages (and lock reasons) in one language, for parsing
+    "GIT_TERMINAL_PROMPT": "0",  # never wait for a password
+    "GIT_OPTIONAL_LOCKS": "0",  # observing must not take locks a user's git would trip on
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where a workspace lives on disk, all absolute and resolved."""
+
+    desired: Path
+    repo: Path
+    root: Path
+    state_dir: Path
+    state_url: str
+    workspace: str
+
+    @property
+    def lock(self) -> Path:
+        """The workspace lock file."""
+        return self.state_dir / "controller.lock"
+
+
+@dataclass(slots=True)
+class Wiring:
+    """Everything a pass needs, built once."""
+
+    paths: Paths
+    runner: proc.SubprocessRunner
+    clock: clock.Clock
+    store: queries.Store
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()
+
+
+def base_env() -> dict[str, str]:
+    """The environment external programs run with."""
+    env = dict(os.environ)
+    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR"):
+        env.pop(key, None)  # an outer git hook's variables must not redirect our git
+    return {**env, **GIT_ENV}
+
+
+def resolve_paths(
+    desired_dir: Path, desired: DesiredState, *, state_override: str | None = None
+) -> Paths:
+    """Work out repo, worktree root and store URL from the Workspace and the desired folder."""
+    desired_dir = desired_dir.resolve()
+    spec = desired.workspace.spec
+    repo = _repo(desired_dir, spec.repo)
+    root = (repo / spec.worktree_root).resolve()
+    if root == repo or not root.is_relative_to(repo):
+        raise errors.ControllerError(f"worktreeRoot {spec.worktree_root} must be inside {repo}")
+    state_dir = repo / STATE_DIR
+    url = state_override or env_state() or spec.state_url or DEFAULT_STATE
+    return Paths(
+        desired=desired_dir,
+        repo=repo,
+        root=root,
+        state_dir=state_dir,
+        state_url=_absolute_sqlite(url, repo),
+        workspace=desired.workspace.name,
+    )
+
+
+def env_state() -> str | None:
+    """``CONTROLLER_STATE`` from the environment (set for agents started in a lane)."""
+    return os.environ.get("CONTROLLER_STATE") or None
+
+
+def _repo(desired_dir: Path, declared: str | None) -> Path:
+    if declared:
+        repo = (desired_dir / declared).resolve()
+        if not repo.is_dir():
+            raise errors.ControllerError(f"Workspace repo {declared} ({repo}) does not exist")
+        return _toplevel(repo)
+    start = desired_dir if desired_dir.is_dir() else Path.cwd()
+    return _toplevel(start)
+
+
+def _toplevel(start: Path) -> Path:
+    try:
+        done = subprocess.run(
+            ("git", "-C", str(start), "rev-parse", "--show-toplevel"),
+            capture_output=True, text=True, timeout=20, env=base_env(), check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise errors.ControllerError(f"cannot run git to find the repository: {exc}") from exc
+    if done.returncode != 0:
+        raise errors.ControllerError(
+            f"{start} is not inside a git repository ({done.stderr.strip()}); run the "
+            "controller from a checkout or set spec.repo in the Workspace"
+        )
+    return Path(done.stdout.strip()).resolve()
+
+
+def _absolute_sqlite(url: str, repo: Path) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return url
+    if parsed.database == ":memory:" or Path(parsed.database).is_absolute():
+        return url
+    return parsed.set(database=str(repo / parsed.database)).render_as_string(hide_password=False)
+
+
+def build(paths: Paths) -> Wiring:
+    """Build the runner, clock and store for ``paths``."""
+    _ignore_state_dir(paths.state_dir)
+    store = queries.Store.open(paths.state_url, paths.workspace)
+    return Wiring(
+        paths=paths,
+        runner=proc.SubprocessRunner(base_env()),
+        clock=clock.SystemClock(),
+        store=store,
+    )
+
+
+def open_store(paths: Paths) -> queries.Store:
+    """Just the store, for commands that only read it."""
+    _ignore_state_dir(paths.state_dir)
+    return queries.Store.open(paths.state_url, paths.workspace)
+
+
+def _ignore_state_dir(state_dir: Path) -> None:
+    """``.lanes/`` never shows up in the main checkout's ``git status``."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# Created by the lane controller: local state, never committed.\n*\n")

@@ -1,0 +1,1 @@
+"""Alembic migrations for the store; ``env.py`` runs them on a connection handed in by code."""

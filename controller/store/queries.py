@@ -1,0 +1,211 @@
+"""Reads and writes of the store, for one workspace. Synchronous: async callers go through
+``anyio.to_thread``; every method is one short transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from controller.core import memory, world
+from controller.core.phases import Phase
+from controller.store import database, events, tables
+
+
+class Store:
+    """The store of one workspace."""
+
+    def __init__(self, engine: sa.Engine, workspace: str) -> None:
+        self.engine = engine
+        self.workspace = workspace
+
+    @classmethod
+    def open(cls, url: str, workspace: str) -> Store:
+        """Open (creating and migrating as needed) the store at ``url``."""
+        engine = database.create_engine(url)
+        database.migrate(engine)
+        return cls(engine, workspace)
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+
+    # -- lanes (the inventory) ------------------------------------------------------------
+
+    def lane_records(self) -> dict[str, world.LaneRecord]:
+        """Every lane the controller created or adopted in this workspace, by name."""
+        query = sa.select(tables.lanes).where(tables.lanes.c.workspace == self.workspace)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(tables.lanes.c.name)).mappings().all()
+        return {row["name"]: _record(row) for row in rows}
+
+    def put_lane(self, record: world.LaneRecord, now: datetime) -> None:
+        """Insert or replace the inventory record of a lane."""
+        values = {
+            "workspace": self.workspace,
+            "name": record.name,
+            "phase": str(record.phase),
+            "path": record.path,
+            "branch": record.branch,
+            "on_dirty": record.on_dirty,
+            "created_branch": record.created_branch,
+            "adopted": record.adopted,
+            "conditions": [_condition_json(c) for c in record.conditions],
+            "created_at": now,
+            "updated_at": now,
+        }
+        keep = ("created_at",)
+        self._upsert(tables.lanes, values, keys=("workspace", "name"), keep=keep)
+
+    def update_lane(self, name: str, now: datetime, **changes: Any) -> None:
+        """Change some fields of a lane record (phase, conditions, ...)."""
+        if "phase" in changes:
+            changes["phase"] = str(changes["phase"])
+        if "conditions" in changes:
+            changes["conditions"] = [_condition_json(c) for c in changes["conditions"]]
+        query = (
+            sa.update(tables.lanes)
+            .where(tables.lanes.c.workspace == self.workspace, tables.lanes.c.name == name)
+            .values(updated_at=now, **changes)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(query)
+
+    def delete_lane(self, name: str) -> None:
+        """Drop a lane from the inventory (its worktree is gone)."""
+        with self.engine.begin() as conn:
+            for table in (tables.lanes, tables.lane_memory):
+                conn.execute(
+                    sa.delete(table).where(
+                        table.c.workspace == self.workspace, table.c.name == name
+                    )
+                )
+
+    # -- memory (backoff) -----------------------------------------------------------------
+
+    def memories(self) -> dict[str, memory.LaneMemory]:
+        """Backoff bookkeeping of every lane that has any."""
+        table = tables.lane_memory
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table).where(table.c.workspace == self.workspace))
+            return {row.name: _memory(row._mapping) for row in rows}
+
+    def put_memories(self, items: Mapping[str, memory.LaneMemory]) -> None:
+        """Write the memory of several lanes; a default (clean) memory deletes the row."""
+        table = tables.lane_memory
+        with self.engine.begin() as conn:
+            for name, mem in items.items():
+                conn.execute(
+                    sa.delete(table).where(
+                        table.c.workspace == self.workspace, table.c.name == name
+                    )
+                )
+                if mem != memory.LaneMemory():
+                    conn.execute(sa.insert(table).values(**self._memory_row(name, mem)))
+
+    def _memory_row(self, name: str, mem: memory.LaneMemory) -> dict[str, Any]:
+        return {
+            "workspace": self.workspace,
+            "name": name,
+            "failures": mem.failures,
+            "next_attempt_at": mem.next_attempt_at,
+            "last_error": mem.last_error,
+            "last_applied": list(mem.last_applied),
+        }
+
+    # -- events -----------------------------------------------------------------------------
+
+    def append_events(self, items: Sequence[events.Event]) -> None:
+        """Append events to the log (redacted here, whatever the caller passed)."""
+        if not items:
+            return
+        rows = [
+            {
+                "workspace": self.workspace,
+                "at": e.at,
+                "correlation_id": e.correlation_id,
+                "lane": e.lane,
+                "participant": e.participant,
+                "kind": e.kind,
+                "reason": events.redact(e.reason),
+                "data": events.redact(dict(e.data)),
+            }
+            for e in items
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(tables.events), rows)
+
+    def read_events(
+        self, *, lane: str | None = None, after: int = 0, limit: int | None = None
+    ) -> list[events.Event]:
+        """Events after id ``after``, oldest first (the newest ``limit`` if given)."""
+        t = tables.events
+        query = sa.select(t).where(t.c.workspace == self.workspace, t.c.id > after)
+        if lane is not None:
+            query = query.where(t.c.lane == lane)
+        if limit is not None:
+            query = query.order_by(t.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return sorted((_event(r) for r in rows), key=lambda e: e.id or 0)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _upsert(
+        self,
+        table: sa.Table,
+        values: Mapping[str, Any],
+        *,
+        keys: Iterable[str],
+        keep: Iterable[str] = (),
+    ) -> None:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(table).values(**values)
+        updates = {k: insert.excluded[k] for k in values if k not in set(keys) | set(keep)}
+        query = insert.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        with self.engine.begin() as conn:
+            conn.execute(query)
+
+
+def _condition_json(condition: world.Condition) -> dict[str, str]:
+    return {"type": condition.type, "reason": condition.reason, "message": condition.message}
+
+
+def _record(row: sa.RowMapping) -> world.LaneRecord:
+    return world.LaneRecord(
+        name=row["name"],
+        phase=Phase(row["phase"]),
+        path=row["path"],
+        branch=row["branch"],
+        on_dirty="refuse" if row["on_dirty"] == "refuse" else "preserve",
+        created_branch=bool(row["created_branch"]),
+        adopted=bool(row["adopted"]),
+        conditions=tuple(world.Condition(**c) for c in row["conditions"] or ()),
+        updated_at=row["updated_at"],
+    )
+
+
+def _memory(row: sa.RowMapping) -> memory.LaneMemory:
+    return memory.LaneMemory(
+        failures=row["failures"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        last_applied=tuple(row["last_applied"] or ()),
+    )
+
+
+def _event(row: sa.RowMapping) -> events.Event:
+    return events.Event(
+        id=row["id"],
+        kind=row["kind"],
+        reason=row["reason"],
+        at=row["at"],
+        correlation_id=row["correlation_id"],
+        lane=row["lane"],
+        participant=row["participant"],
+        data=row["data"] or {},
+    )

@@ -1,0 +1,85 @@
+"""Table definitions (SQLAlchemy Core). Every row carries its workspace, so one PostgreSQL
+database can serve many workspaces and hosts.
+
+The ``lanes`` table *is* the worktree and branch inventory: a lane row exists from the moment the
+controller decides to create its worktree (written before ``git worktree add``) until the
+worktree is gone, so a crash at any point leaves a record to reconcile from.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+HEAD_REVISION = "0001"
+"""The newest migration; opening a store at this revision skips Alembic entirely."""
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores no time zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+lanes = sa.Table(
+    "lanes",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("branch", sa.Text, nullable=False),
+    sa.Column("on_dirty", sa.String(16), nullable=False, server_default="preserve"),
+    sa.Column("created_branch", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("adopted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("conditions", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+lane_memory = sa.Table(
+    "lane_memory",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_applied", sa.JSON, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("workspace", sa.String(253), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("correlation_id", sa.String(64), nullable=False),
+    sa.Column("lane", sa.String(63), nullable=True),
+    sa.Column("participant", sa.String(63), nullable=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_events_workspace_id", "workspace", "id"),
+    sa.Index("ix_events_workspace_lane_id", "workspace", "lane", "id"),
+)

@@ -1,0 +1,124 @@
+"""Shared fixtures: real programs on private, reaped resources.
+
+With ``CONTROLLER_REQUIRE_TOOLS=1`` (set by CI) a missing git, tmux or PostgreSQL fails the
+test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REQUIRE_TOOLS = os.environ.get("CONTROLLER_REQUIRE_TOOLS") == "1"
+
+
+def need(tool: str) -> None:
+    """Skip (or, in CI, fail) when an external program is missing."""
+    if shutil.which(tool) is None:
+        if REQUIRE_TOOLS:
+            pytest.fail(f"{tool} is required (CONTROLLER_REQUIRE_TOOLS=1)")
+        pytest.skip(f"{tool} is not installed")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An environment where git reads no user or system config and has an identity."""
+    need("git")
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / ".gitconfig"
+    config.write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+    values = {
+        "HOME": str(home),
+        "GIT_CONFIG_GLOBAL": str(config),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test Author",
+        "GIT_AUTHOR_EMAIL": "author@example.invalid",
+        "GIT_COMMITTER_NAME": "Test Committer",
+        "GIT_COMMITTER_EMAIL": "committer@example.invalid",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "CONTROLLER_STATE", "TMUX"):
+        monkeypatch.delenv(key, raising=False)
+    return {**os.environ, **values}
+
+
+class Repo:
+    """A real git repository in a temporary folder, with a desired/ folder and helpers."""
+
+    def __init__(self, path: Path, env: dict[str, str]) -> None:
+        self.path = path
+        self.env = env
+        self.desired = path / "desired"
+        self.root = path / ".lanes" / "worktrees"
+
+    def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+        done = subprocess.run(
+            ("git", *args), cwd=cwd or self.path, env=self.env,
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+        return done.stdout.strip()
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.desired / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def lanes(self, *names: str, **spec: str) -> None:
+        """Declare exactly these lanes (in desired/lanes.yaml), all with the same spec."""
+        body = "".join(f"  {k}: {v}\n" for k, v in spec.items())
+        docs = [
+            f"apiVersion: lanes/v1\nkind: Lane\nmetadata:\n  name: {n}\n"
+            + (f"spec:\n{body}" if body else "")
+            for n in names
+        ]
+        self.write("lanes.yaml", "---\n".join(docs))
+
+    def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the real command line in the repository."""
+        return subprocess.run(
+            (sys.executable, "-m", "controller", *args), cwd=self.path, env=self.env,
+            capture_output=True, text=True, check=False, timeout=timeout,
+        )  # fmt: skip
+
+    def worktrees(self) -> list[str]:
+        """Paths of the lane worktrees git knows (the main checkout excluded)."""
+        out = self.git("worktree", "list", "--porcelain")
+        paths = [line[9:] for line in out.splitlines() if line.startswith("worktree ")]
+        return sorted(p for p in paths if Path(p) != self.path)
+
+    def root_entries(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir()) if self.root.exists() else []
+
+    def branches(self) -> list[str]:
+        return self.git("for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, git_env: dict[str, str]) -> Iterator[Repo]:
+    """A git repository with one commit and an empty desired/ folder."""
+    path = (tmp_path / "repo").resolve()
+    path.mkdir()
+    r = Repo(path, git_env)
+    r.git("init", "-q", "-b", "main")
+    (path / "README.md").write_text("hello\n")
+    (path / ".gitignore").write_text("")
+    r.git("add", ".")
+    r.git("commit", "-q", "-m", "initial")
+    r.desired.mkdir()
+    yield r

@@ -1,0 +1,258 @@
+"""The planner, table-driven: one row per situation a lane can be in."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.core import actions as A
+from controller.core import memory, planner, world
+from controller.core.phases import Phase
+from tests.factories import desired, entry, lane, observed, path, record, tree
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def kinds(plan: planner.Plan) -> list[tuple[str, str]]:
+    return [(a.kind, a.lane) for a in plan.actions]
+
+
+def condition_types(plan: planner.Plan, name: str) -> list[str]:
+    return [c.type for c in plan.conditions.get(name, ())]
+
+
+CASES: list[tuple[str, Any, world.Observed, list[tuple[str, str]], dict[str, list[str]]]] = [
+    ("declared-nothing-on-disk", desired("a"), observed(), [("provision", "a")], {}),
+    ("converged", desired("a"), observed([tree("a")], records=[record("a")]), [], {}),
+    ("complete-but-unrecorded", desired("a"), observed([tree("a")]), [("adopt", "a")], {}),
+    (
+        "interrupted-after-add",
+        desired("a"),
+        observed([tree("a")], records=[record("a", Phase.PROVISIONING)]),
+        [("adopt", "a")],
+        {},
+    ),
+    (
+        "directory-vanished",
+        desired("a"),
+        observed([tree("a", prunable="gone")], records=[record("a")]),
+        [("prune", "a"), ("provision", "a")],
+        {},
+    ),
+    (
+        "interrupted-during-add",
+        desired("a"),
+        observed([tree("a", locked="initializing")], records=[record("a", Phase.PROVISIONING)]),
+        [("discard-interrupted", "a"), ("provision", "a")],
+        {},
+    ),
+    (
+        "on-another-branch",
+        desired("a"),
+        observed([tree("a", branch="feature")], records=[record("a")]),
+        [],
+        {"a": ["BranchMismatch"]},
+    ),
+    (
+        "orphan-directory-in-inventory",
+        desired("a"),
+        observed(entries=[entry("a")], records=[record("a")]),
+        [("quarantine", "a"), ("provision", "a")],
+        {},
+    ),
+    (
+        "someone-elses-directory",
+        desired("a"),
+        observed(entries=[entry("a")]),
+        [],
+        {"a": ["PathOccupied"]},
+    ),
+    (
+        "symlink-at-lane-path",
+        desired("a"),
+        observed(entries=[entry("a", is_dir=False, is_symlink=True)], records=[record("a")]),
+        [],
+        {"a": ["PathOccupied"]},
+    ),
+    (
+        "branch-checked-out-elsewhere",
+        desired(lane("a", branch="main")),
+        observed(),
+        [],
+        {"a": ["BranchInUse"]},
+    ),
+    (
+        "undeclared-present",
+        desired("b"),
+        observed([tree("a"), tree("b")], records=[record("a"), record("b")]),
+        [("remove", "a")],
+        {},
+    ),
+    (
+        "undeclared-directory-gone",
+        desired("b"),
+        observed([tree("a", prunable="gone"), tree("b")], records=[record("a"), record("b")]),
+        [("prune", "a"), ("forget", "a")],
+        {},
+    ),
+    (
+        "undeclared-not-a-worktree",
+        desired("b"),
+        observed([tree("b")], entries=[entry("a"), entry("b")], records=[record("a")]),
+        [("quarantine", "a"), ("forget", "a"), ("adopt", "b")],
+        {},
+    ),
+    (
+        "undeclared-nothing-left",
+        desired("b"),
+        observed([tree("b")], records=[record("a"), record("b")]),
+        [("forget", "a")],
+        {},
+    ),
+    (
+        "undeclared-locked-by-user",
+        desired("b"),
+        observed([tree("a", locked="usb disk"), tree("b")], records=[record("a"), record("b")]),
+        [],
+        {"a": ["CleanupBlocked"]},
+    ),
+    (
+        "undeclared-interrupted",
+        desired("b"),
+        observed(
+            [tree("a", locked="initializing"), tree("b")],
+            records=[record("a", Phase.PROVISIONING), record("b")],
+        ),
+        [("discard-interrupted", "a"), ("forget", "a")],
+        {},
+    ),
+    (
+        "unmanaged-worktree-is-not-removed",
+        desired("b"),
+        observed([tree("a"), tree("b")], records=[record("b")]),
+        [],
+        {},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("want", "seen", "expected", "conditions"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_plan(
+    want: Any,
+    seen: world.Observed,
+    expected: list[tuple[str, str]],
+    conditions: dict[str, list[str]],
+) -> None:
+    result = planner.plan(want, seen, {}, NOW)
+    assert kinds(result) == expected
+    for name, types in conditions.items():
+        assert condition_types(result, name) == types
+    assert result.refused is None
+
+
+def test_provision_details() -> None:
+    want = desired(lane("a", branch="feat/x", base="v1.2"), "b")
+    result = planner.plan(want, observed(branches={"lane/b": "beef"}), {}, NOW)
+    a, b = result.actions
+    assert isinstance(a, A.ProvisionLane) and isinstance(b, A.ProvisionLane)
+    assert (a.path, a.branch, a.base, a.reuse_branch) == (path("a"), "feat/x", "v1.2", False)
+    assert (b.branch, b.base, b.reuse_branch) == ("lane/b", "HEAD", True)
+
+
+def test_remove_uses_recorded_policy() -> None:
+    seen = observed([tree("a")], records=[record("a", on_dirty="refuse")])
+    result = planner.plan(desired("b"), seen, {}, NOW)
+    removal = next(a for a in result.actions if isinstance(a, A.RemoveLane))
+    assert removal.on_dirty == "refuse"
+
+
+def test_strays_are_reported_not_touched() -> None:
+    seen = observed(
+        [tree("x")], entries=[entry("x"), entry("junk"), entry(".gitignore", is_dir=False)]
+    )
+    result = planner.plan(desired(), seen, {}, NOW)
+    assert result.actions == ()
+    assert len(result.notices) == 2
+    assert all("not in the controller's inventory" in n for n in result.notices)
+
+
+@pytest.mark.parametrize("source", ["worktrees", "root_entries", "branches"])
+def test_unknown_source_means_no_action(source: str) -> None:
+    seen = replace(
+        observed([tree("a")], records=[record("a"), record("gone")]),
+        **{source: world.Unknown("tmux went away")},
+    )
+    result = planner.plan(desired("a", "new"), seen, {}, NOW)
+    assert result.actions == ()
+    assert set(result.conditions) == {"a", "gone", "new"}
+    assert all(c[0].type == "ObservationUnknown" for c in result.conditions.values())
+
+
+def test_empty_desired_is_refused() -> None:
+    seen = observed([tree("a"), tree("b")], records=[record("a"), record("b")])
+    result = planner.plan(desired(), seen, {}, NOW)
+    assert result.actions == ()
+    assert result.refused is not None
+    assert "--allow-empty" in result.refused and "all 2 lane(s)" in result.refused
+
+
+@pytest.mark.parametrize(
+    ("want", "flag"), [(desired(), True), (desired(allowEmpty=True), False)], ids=["flag", "spec"]
+)
+def test_empty_desired_allowed(want: Any, flag: bool) -> None:
+    seen = observed([tree("a")], records=[record("a")])
+    result = planner.plan(want, seen, {}, NOW, allow_empty=flag)
+    assert kinds(result) == [("remove", "a")]
+    assert result.refused is None
+
+
+def test_empty_desired_with_nothing_to_remove_is_fine() -> None:
+    assert planner.plan(desired(), observed(), {}, NOW).refused is None
+
+
+def test_max_deletions_per_pass() -> None:
+    names = ["a", "b", "c", "d"]
+    seen = observed([tree(n) for n in names], records=[record(n) for n in names])
+    result = planner.plan(desired("keep", maxDeletionsPerPass=2), seen, {}, NOW)
+    assert kinds(result) == [("remove", "a"), ("remove", "b"), ("provision", "keep")]
+    assert [a.lane for a in result.pending] == ["c", "d"]
+    assert condition_types(result, "c") == ["DeletionPending"]
+
+
+def test_backoff_holds_actions_until_next_attempt() -> None:
+    mem = memory.after_failure(memory.LaneMemory(), "git exploded", NOW)
+    waiting = planner.plan(desired("a", "b"), observed(), {"a": mem}, NOW + timedelta(seconds=5))
+    assert kinds(waiting) == [("provision", "b")]
+    assert [a.lane for a in waiting.pending] == ["a"]
+    assert condition_types(waiting, "a") == ["BackingOff"]
+    later = planner.plan(desired("a", "b"), observed(), {"a": mem}, NOW + timedelta(seconds=10))
+    assert kinds(later) == [("provision", "a"), ("provision", "b")]
+
+
+def test_stalled_condition_carries_last_error() -> None:
+    mem = memory.LaneMemory()
+    for _ in range(3):
+        mem = memory.after_failure(mem, "fatal: bad object", NOW)
+    result = planner.plan(desired("a"), observed(), {"a": mem}, NOW + timedelta(hours=1))
+    stalled = next(c for c in result.conditions["a"] if c.type == "Stalled")
+    assert "fatal: bad object" in stalled.message and "3 consecutive" in stalled.message
+
+
+def test_output_is_sorted_and_deterministic() -> None:
+    want = desired("zeta", "alpha", "mid")
+    first = planner.plan(want, observed(), {}, NOW)
+    assert [a.lane for a in first.actions] == ["alpha", "mid", "zeta"]
+    assert planner.plan(want, observed(), {}, NOW) == first
+
+
+def test_counts() -> None:
+    seen = observed([tree("old")], records=[record("old")])
+    counts = planner.plan(desired("new"), seen, {}, NOW).counts()
+    assert counts == {A.Change.ADD: 1, A.Change.CHANGE: 0, A.Change.DESTROY: 1}
