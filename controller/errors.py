@@ -12,7 +12,7 @@ class ControllerError(Exception):
     """Root of every error the controller raises on purpose."""
 
 
-class InvalidTransition(ControllerError):  # noqa: N818 - the name reads as the bug it reports
+class InvalidTransition(ControllerError):
     """A lane was asked to move between two phases the transition table does not allow."""
 
 
@@ -28,11 +28,11 @@ class CommandFailed(ControllerError):
         self.stderr = stderr
 
 
-class OutsideRoot(ControllerError):  # noqa: N818 - names the violation
+class OutsideRoot(ControllerError):
     """A path resolved outside the directory it must stay in."""
 
 
-class WorkspaceBusy(ControllerError):  # noqa: N818 - names the condition
+class WorkspaceBusy(ControllerError):
     """Another controller pass holds the workspace lock."""
 
 

@@ -10,7 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,7 @@ class Repo:
 
 
 @pytest.fixture
-def repo(tmp_path: Path, git_env: dict[str, str]) -> Iterator[Repo]:
+def repo(tmp_path: Path, git_env: dict[str, str]) -> Repo:
     """A git repository with one commit and an empty desired/ folder."""
     path = (tmp_path / "repo").resolve()
     path.mkdir()
@@ -121,4 +122,39 @@ def repo(tmp_path: Path, git_env: dict[str, str]) -> Iterator[Repo]:
     r.git("add", ".")
     r.git("commit", "-q", "-m", "initial")
     r.desired.mkdir()
-    yield r
+    return r
+
+
+def wait_until(
+    predicate: Callable[[], object], *, timeout: float = 30, every: float = 0.05
+) -> None:
+    """Poll ``predicate`` until it is truthy; fail with a clear message on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+
+
+def git_children_of(repo: Path) -> list[int]:
+    """PIDs of git processes still working in ``repo`` (e.g. orphaned by a SIGKILL)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["name"] == "git" and any(str(repo) in part for part in cmd):
+            found.append(proc.pid)
+    return found
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The throwaway PostgreSQL started by scripts/with-postgres (CI always has one)."""
+    url = os.environ.get("CONTROLLER_TEST_POSTGRES_URL")
+    if not url:
+        if REQUIRE_TOOLS:
+            pytest.fail("CONTROLLER_TEST_POSTGRES_URL is not set (scripts/with-postgres sets it)")
+        pytest.skip("no PostgreSQL (run through scripts/with-postgres)")
+    return url

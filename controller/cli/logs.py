@@ -42,7 +42,7 @@ def configure(*, json_output: bool, verbose: int) -> Any:
     )
     logger = structlog.get_logger("controller")
 
-    def log(message: str, **fields: Any) -> None:
-        logger.info(message, **fields)
+    def log(event: str, /, **fields: Any) -> None:
+        logger.info(event, **fields)
 
     return log

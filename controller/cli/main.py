@@ -206,7 +206,7 @@ def _pass_json(result: reconcile.PassResult, code: int) -> dict[str, Any]:
 @_global_options
 @click.option("--allow-empty", is_flag=True, help="Allow passes that remove every lane.")
 @click.option("--resync", type=float, default=None, metavar="SECONDS",
-              help="Seconds between full passes (default: the Workspace's resyncSeconds).")  # fmt: skip
+              help="Seconds between full passes (default: Workspace resyncSeconds).")  # fmt: skip
 @click.option("--debounce", type=float, default=0.5, metavar="SECONDS", show_default=True,
               help="Quiet time after a change in desired/ before a pass.")  # fmt: skip
 @click.option("--once", is_flag=True, help="Run one pass and exit (same as `controller --once`).")
@@ -225,8 +225,8 @@ def run(
     settings = _merge(ctx, **given)
     if once:
         ctx.exit(_once(settings, allow_empty=allow_empty))
-    from controller.cli import logs  # noqa: PLC0415 - structlog only for the daemon
-    from controller.runtime import daemon  # noqa: PLC0415
+    from controller.cli import logs  # lazy: structlog only for the daemon
+    from controller.runtime import daemon
 
     log = logs.configure(json_output=settings.json, verbose=settings.verbose)
     config = daemon.Settings(
@@ -308,7 +308,7 @@ def _counts(desired: DesiredState) -> dict[str, int]:
 @_handle_errors
 def status(ctx: click.Context, /, **given: Any) -> None:
     """Show lanes, phases, branches, worktrees and conditions, observed now."""
-    from controller.runtime import status as status_view  # noqa: PLC0415
+    from controller.runtime import status as status_view
 
     settings = _merge(ctx, **given)
     loaded = _load(settings)
@@ -323,7 +323,7 @@ def status(ctx: click.Context, /, **given: Any) -> None:
     if settings.json:
         click.echo(output.to_json(view))
     else:
-        from controller.cli import tables  # noqa: PLC0415 - rich only when drawing tables
+        from controller.cli import tables  # lazy: rich only when drawing tables
 
         tables.print_status(view)
 
@@ -371,7 +371,7 @@ def _print_events(items: list[Any], settings: Settings) -> int:
 @click.pass_context
 def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> None:
     """Write the JSON Schema of every kind (for editors) from the models."""
-    from controller.spec import schemas  # noqa: PLC0415
+    from controller.spec import schemas
 
     _merge(ctx, **given)
     rendered = schemas.render()

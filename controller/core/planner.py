@@ -113,7 +113,7 @@ def _plan_blind(desired: DesiredState, observed: world.Observed, unknown: tuple[
     message = "not reconciled this pass, a source could not be read: " + "; ".join(unknown)
     condition = world.Condition("ObservationUnknown", "SourceUnreadable", message)
     names = sorted(set(desired.lanes) | set(observed.records))
-    return Plan(conditions={name: (condition,) for name in names}, notices=(message,))
+    return Plan(conditions=dict.fromkeys(names, (condition,)), notices=(message,))
 
 
 def _plan_desired(draft: _Draft, lane: Lane, observed: world.Observed) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import anyio
+
 from controller.system import proc
 
 TIMEOUT = 120.0  # hashing a large worktree can take a while
@@ -79,12 +81,12 @@ async def save(
     scratch: Path,
 ) -> str:
     """Save everything removal could lose into a new rescue ref and return the ref's name."""
-    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
-    index = scratch / f"rescue-{lane}-{secrets.token_hex(4)}.index"
+    await anyio.Path(scratch).mkdir(mode=0o700, parents=True, exist_ok=True)
+    index = anyio.Path(scratch / f"rescue-{lane}-{secrets.token_hex(4)}.index")
     try:
-        tree = await _snapshot_tree(runner, path, index=index, head=state.head)
+        tree = await _snapshot_tree(runner, path, index=Path(index), head=state.head)
     finally:
-        index.unlink(missing_ok=True)
+        await index.unlink(missing_ok=True)
     staged = await _git(runner, path, "write-tree")
     parents = ("-p", state.head) if state.head else ()
     staged_commit = await _git(

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from controller import errors
 from controller.core import actions, phases, world
 from controller.core.phases import Phase
@@ -32,15 +34,21 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
     if await _is_worktree_on(ctx, path, action.branch):
         return await adopt(actions.AdoptWorktree(action.lane, action.path, "", action.branch), ctx)
     record = await _begin(ctx, action)
-    _ensure_root(ctx.root)
+    await anyio.to_thread.run_sync(_ensure_root, ctx.root)
     argv = _add_argv(ctx.repo, path, action)
     done = await ctx.runner.run(argv, timeout=GIT_TIMEOUT)
     if not done.ok:
         await _roll_back(ctx, action, path, record)
         return Outcome(action, "failed", f"git worktree add failed: {done.stderr.strip()}")
     await _set_phase(ctx, action.lane, record.phase, Phase.READY, conditions=())
-    await ctx.emit("LaneProvisioned", action.reason, lane=action.lane, path=str(path),
-                   branch=action.branch, createdBranch=record.created_branch)  # fmt: skip
+    await ctx.emit(
+        "LaneProvisioned",
+        action.reason,
+        lane=action.lane,
+        path=str(path),
+        branch=action.branch,
+        createdBranch=record.created_branch,
+    )
     return Outcome(action, "applied", f"created {path} on {action.branch}")
 
 
@@ -76,13 +84,18 @@ async def _roll_back(
     ctx: Context, action: actions.ProvisionLane, path: Path, record: world.LaneRecord
 ) -> None:
     """Undo a partial provisioning: the worktree, the branch we created, the record."""
-    if path.exists() and await _is_worktree_on(ctx, path, action.branch):
+    if await _exists(path) and await _is_worktree_on(ctx, path, action.branch):
         await _remove_tree(ctx, action.lane, path, action.branch)
     if not action.reuse_branch:
         await _delete_fresh_branch(ctx, action.branch)
     await ctx.db(ctx.store.delete_lane, action.lane)
-    await ctx.emit("ProvisionRolledBack", "git worktree add failed", lane=action.lane,
-                   path=str(path), branch=action.branch)  # fmt: skip
+    await ctx.emit(
+        "ProvisionRolledBack",
+        "git worktree add failed",
+        lane=action.lane,
+        path=str(path),
+        branch=action.branch,
+    )
 
 
 async def _delete_fresh_branch(ctx: Context, branch: str) -> None:
@@ -106,9 +119,12 @@ async def adopt(action: actions.AdoptWorktree, ctx: Context) -> Outcome:
         await _set_phase(ctx, action.lane, old.phase, Phase.READY, conditions=())
     else:
         record = world.LaneRecord(
-            name=action.lane, phase=Phase.READY, path=action.path, branch=action.branch,
+            name=action.lane,
+            phase=Phase.READY,
+            path=action.path,
+            branch=action.branch,
             adopted=True,
-        )  # fmt: skip
+        )
         await ctx.db(ctx.store.put_lane, record, ctx.clock.now())
     await ctx.emit("LaneAdopted", action.reason, lane=action.lane, path=action.path)
     return Outcome(action, "applied", f"recorded {action.path}")
@@ -120,7 +136,7 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
     record = (await ctx.db(ctx.store.lane_records)).get(action.lane)
     if record is None or record.path != action.path:
         return Outcome(action, "refused", "not in the inventory; the controller leaves it alone")
-    if not path.exists():
+    if not await _exists(path):
         await _close(ctx, action.lane, record.phase)
         return Outcome(action, "unchanged", "worktree already gone")
     await _check_owned(ctx, path)
@@ -131,15 +147,31 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
     saved = None
     if state.needs_rescue:
         saved = await rescue.save(
-            ctx.runner, path, lane=action.lane, state=state, now=ctx.clock.now(),
+            ctx.runner,
+            path,
+            lane=action.lane,
+            state=state,
+            now=ctx.clock.now(),
             scratch=ctx.scratch,
-        )  # fmt: skip
-        await ctx.emit("WorkRescued", "uncommitted work saved before removal", lane=action.lane,
-                       ref=saved, changes=len(state.changes), detached=state.branch is None)  # fmt: skip
+        )
+        await ctx.emit(
+            "WorkRescued",
+            "uncommitted work saved before removal",
+            lane=action.lane,
+            ref=saved,
+            changes=len(state.changes),
+            detached=state.branch is None,
+        )
     await _remove_tree(ctx, action.lane, path, action.branch, force=saved is not None)
     await _close(ctx, action.lane, Phase.CLEANING)
-    await ctx.emit("LaneRemoved", action.reason, lane=action.lane, path=str(path),
-                   branch=action.branch, rescueRef=saved)  # fmt: skip
+    await ctx.emit(
+        "LaneRemoved",
+        action.reason,
+        lane=action.lane,
+        path=str(path),
+        branch=action.branch,
+        rescueRef=saved,
+    )
     kept = f"; work saved to {saved}" if saved else ""
     return Outcome(action, "applied", f"removed {path}{kept}")
 
@@ -161,16 +193,30 @@ async def _refuse(ctx: Context, action: actions.RemoveLane, state: rescue.Worktr
 
 async def _check_owned(ctx: Context, path: Path) -> None:
     """Just before removal: the path must be the top of a worktree of *our* repository."""
-    done = await ctx.runner.run((
-        "git", "-C", str(path), "rev-parse", "--path-format=absolute",
-        "--show-toplevel", "--git-common-dir",
-    ))  # fmt: skip
+    done = await ctx.runner.run(
+        (
+            "git",
+            "-C",
+            str(path),
+            "rev-parse",
+            "--path-format=absolute",
+            "--show-toplevel",
+            "--git-common-dir",
+        )
+    )
     lines = done.check().stdout.splitlines()
-    common = await ctx.runner.run((
-        "git", "-C", str(ctx.repo), "rev-parse", "--path-format=absolute", "--git-common-dir",
-    ))  # fmt: skip
-    top_ok = len(lines) == 2 and Path(lines[0]).resolve() == path.resolve()
-    if not top_ok or Path(lines[1]).resolve() != Path(common.check().stdout.strip()).resolve():
+    common = await ctx.runner.run(
+        (
+            "git",
+            "-C",
+            str(ctx.repo),
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-common-dir",
+        )
+    )
+    top_ok = len(lines) == 2 and _same(lines[0], path)
+    if not top_ok or not _same(lines[1], common.check().stdout.strip()):
         raise errors.ControllerError(f"{path} is not a worktree of {ctx.repo}; not removing it")
 
 
@@ -181,14 +227,14 @@ async def _remove_tree(
     if force:
         argv.append("--force")  # only ever after the work was saved to a rescue ref
     done = await ctx.runner.run((*argv, str(path)), timeout=GIT_TIMEOUT)
-    if not done.ok and path.exists():
+    if not done.ok and await _exists(path):
         raise errors.CommandFailed(tuple(argv), done.rc, done.stderr)
 
 
 async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
     """Drop git's record of a worktree whose directory is gone."""
     path = paths.inside(ctx.root, action.path)
-    if path.exists():
+    if await _exists(path):
         return Outcome(action, "refused", f"{path} exists again; not pruning")
     done = await ctx.runner.run(("git", "-C", str(ctx.repo), "worktree", "remove", str(path)))
     if not done.ok and "is not a working tree" not in done.stderr:
@@ -206,7 +252,7 @@ async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) 
     path = paths.child_of(ctx.root, action.path)
     argv = ("git", "-C", str(ctx.repo), "worktree", "remove", "--force", "--force", str(path))
     done = await ctx.runner.run(argv, timeout=GIT_TIMEOUT)
-    if not done.ok and path.exists():
+    if not done.ok and await _exists(path):
         return Outcome(action, "failed", done.stderr.strip())
     await ctx.emit("InterruptedWorktreeDiscarded", action.reason, lane=action.lane, path=str(path))
     return Outcome(action, "applied", f"discarded half-created {path}")
@@ -215,18 +261,15 @@ async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) 
 async def quarantine(action: actions.QuarantineDir, ctx: Context) -> Outcome:
     """Move a directory git no longer knows to ``.lanes/quarantine/``, content intact."""
     path = paths.child_of(ctx.root, action.path)
-    if not path.exists():
+    if not await _exists(path):
         return Outcome(action, "unchanged", "already gone")
     stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
-    target = ctx.quarantine / f"{action.lane}-{stamp}"
-    ctx.quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
-    n = 0
-    while target.exists():
-        n += 1
-        target = ctx.quarantine / f"{action.lane}-{stamp}-{n}"
-    shutil.move(str(path), str(target))
-    await ctx.emit("DirectoryQuarantined", action.reason, lane=action.lane, path=str(path),
-                   movedTo=str(target))  # fmt: skip
+    target = await anyio.to_thread.run_sync(
+        _move_aside, path, ctx.quarantine, f"{action.lane}-{stamp}"
+    )
+    await ctx.emit(
+        "DirectoryQuarantined", action.reason, lane=action.lane, path=str(path), movedTo=str(target)
+    )
     return Outcome(action, "applied", f"moved {path} to {target}")
 
 
@@ -235,7 +278,7 @@ async def forget(action: actions.ForgetLane, ctx: Context) -> Outcome:
     record = (await ctx.db(ctx.store.lane_records)).get(action.lane)
     if record is None:
         return Outcome(action, "unchanged", "already forgotten")
-    if Path(record.path).exists():
+    if await _exists(Path(record.path)):
         return Outcome(action, "refused", f"{record.path} still exists; not forgetting the lane")
     await _close(ctx, action.lane, record.phase)
     await ctx.emit("LaneForgotten", action.reason, lane=action.lane, path=record.path)
@@ -263,24 +306,46 @@ async def _set_phase(
         changes["conditions"] = conditions
     await ctx.db(ctx.store.update_lane, lane, ctx.clock.now(), **changes)
     if current != target:
-        await ctx.emit("PhaseChanged", f"{current} -> {target}", lane=lane,
-                       previous=str(current), phase=str(target))  # fmt: skip
+        await ctx.emit(
+            "PhaseChanged",
+            f"{current} -> {target}",
+            lane=lane,
+            previous=str(current),
+            phase=str(target),
+        )
 
 
 async def _is_worktree_on(ctx: Context, path: Path, branch: str) -> bool:
     """Live check: is ``path`` the top of a worktree with ``branch`` checked out?"""
-    if not (path / ".git").exists():
+    if not await _exists(path / ".git"):
         return False
     done = await ctx.runner.run(
         ("git", "-C", str(path), "rev-parse", "--show-toplevel", "--symbolic-full-name", "HEAD")
     )
     lines = done.stdout.splitlines()
     return (
-        done.ok
-        and len(lines) == 2
-        and Path(lines[0]).resolve() == path.resolve()
-        and lines[1] == f"refs/heads/{branch}"
+        done.ok and len(lines) == 2 and _same(lines[0], path) and lines[1] == f"refs/heads/{branch}"
     )
+
+
+def _same(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same place once symlinks are resolved."""
+    return Path(a).resolve() == Path(b).resolve()
+
+
+async def _exists(path: Path) -> bool:
+    return await anyio.Path(path).exists()
+
+
+def _move_aside(path: Path, folder: Path, name: str) -> Path:
+    """Move ``path`` into ``folder`` under a free name; return where it went."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target, n = folder / name, 0
+    while target.exists():
+        n += 1
+        target = folder / f"{name}-{n}"
+    shutil.move(str(path), str(target))
+    return target
 
 
 def _ensure_root(root: Path) -> None:

@@ -7,6 +7,7 @@ failed or refused action ends its lane's chain: later steps depended on it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import anyio
@@ -87,7 +88,6 @@ async def _run_one(
 
 
 async def _note_failure(ctx: Context, action: actions.Action, message: str) -> None:
-    try:
+    # The failure itself is returned to the caller; recording it is best effort.
+    with contextlib.suppress(Exception):
         await ctx.emit("ActionFailed", message, lane=action.lane, action=action.key)
-    except Exception:  # noqa: BLE001, S110 - the failure itself is returned; logging it is best effort
-        pass

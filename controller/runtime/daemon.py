@@ -8,6 +8,7 @@ signal stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,10 +52,8 @@ class _Changes(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
             anyio.from_thread.run_sync(self._notify, token=self._token)
-        except RuntimeError:
-            pass  # the loop is shutting down
 
 
 class Daemon:
@@ -153,6 +152,9 @@ class Daemon:
                 )
         except errors.ControllerError as exc:
             self.log("pass failed", error=str(exc))
+            return
+        except Exception as exc:  # one bad pass must not end the daemon
+            self.log("pass crashed; the next pass retries", error=repr(exc), exc_info=True)
             return
         self._report(result)
 

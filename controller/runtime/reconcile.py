@@ -16,10 +16,10 @@ import anyio
 
 from controller.core import memory, planner, world
 from controller.executors.context import Context, Outcome
+from controller.observers import git
 from controller.runtime import apply
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
-from controller.observers import git
 
 
 @dataclass(frozen=True, slots=True)

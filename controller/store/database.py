@@ -98,8 +98,8 @@ def _migration_lock(engine: sa.Engine) -> Iterator[None]:
 
 
 def _run_alembic(engine: sa.Engine) -> None:
-    from alembic import command  # noqa: PLC0415 - imported only when a migration is due
-    from alembic.config import Config  # noqa: PLC0415
+    from alembic import command  # imported only when a migration is due
+    from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

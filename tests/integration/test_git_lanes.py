@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import os
 import stat
 from pathlib import Path
 
@@ -130,7 +129,9 @@ def test_invalid_yaml_applies_nothing(repo: Repo) -> None:
     repo.lanes("auth")
     once(repo)
     repo.write("lanes.yaml", "apiVersion: lanes/v1\nkind: Lane\nmetadata: {name: newlane}\n")
-    repo.write("broken.yaml", "apiVersion: lanes/v1\nkind: Lane\nmetadata: {name: x}\nspec:\n  brnach: y\n")
+    repo.write(
+        "broken.yaml", "apiVersion: lanes/v1\nkind: Lane\nmetadata: {name: x}\nspec:\n  brnach: y\n"
+    )
     done = repo.ctl("--once")
     assert done.returncode == 1
     assert "desired/broken.yaml:5:" in done.stderr and "brnach" in done.stderr
@@ -247,7 +248,10 @@ def test_unreadable_git_changes_nothing(repo: Repo, tmp_path: Path) -> None:
     shim.mkdir()
     real = shutil.which("git")
     (shim / "git").write_text(
-        f'#!/bin/sh\nfor a in "$@"; do [ "$a" = list ] && {{ echo "fatal: disk on fire" >&2; exit 128; }}; done\n'
+        "#!/bin/sh\n"
+        'for a in "$@"; do\n'
+        '  [ "$a" = list ] && { echo "fatal: disk on fire" >&2; exit 128; }\n'
+        "done\n"
         f'exec {real} "$@"\n'
     )
     (shim / "git").chmod(0o755)
@@ -277,7 +281,10 @@ def test_events_are_recorded_with_correlation_ids(repo: Repo) -> None:
     provisioned = [e for e in events if e["kind"] == "LaneProvisioned"]
     assert {e["lane"] for e in provisioned} == {"auth", "billing"}
     assert len({e["correlationId"] for e in provisioned}) == 1
-    only = [json.loads(x) for x in repo.ctl("events", "--lane", "auth", "-o", "json").stdout.splitlines()]
+    only = [
+        json.loads(x)
+        for x in repo.ctl("events", "--lane", "auth", "-o", "json").stdout.splitlines()
+    ]
     assert only and {e["lane"] for e in only} == {"auth"}
 
 

@@ -185,10 +185,8 @@ def test_strays_are_reported_not_touched() -> None:
 
 @pytest.mark.parametrize("source", ["worktrees", "root_entries", "branches"])
 def test_unknown_source_means_no_action(source: str) -> None:
-    seen = replace(
-        observed([tree("a")], records=[record("a"), record("gone")]),
-        **{source: world.Unknown("tmux went away")},
-    )
+    changes: dict[str, Any] = {source: world.Unknown("tmux went away")}
+    seen = replace(observed([tree("a")], records=[record("a"), record("gone")]), **changes)
     result = planner.plan(desired("a", "new"), seen, {}, NOW)
     assert result.actions == ()
     assert set(result.conditions) == {"a", "gone", "new"}
