@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
+from controller.core.lifecycle import ExitDecision
+
 
 class Change(enum.StrEnum):
     """How an action shows in the plan summary, Terraform style."""
@@ -146,6 +148,113 @@ class ForgetLane(ActionBase):
         return "forget lane record (nothing left on disk)"
 
 
+@dataclass(frozen=True, slots=True)
+class AgentAction(ActionBase):
+    """Fields every agent action has; ``path`` is the lane's worktree."""
+
+    binding: str = ""
+    participant: str = ""
+    runtime: str = "tmux"
+
+    @property
+    def key(self) -> str:
+        """Stable identity across passes: kind, lane and binding."""
+        return f"{self.kind}:{self.lane}:{self.binding}"
+
+
+@dataclass(frozen=True, slots=True)
+class StartAgent(AgentAction):
+    """Start the binding's agent in the lane's worktree (a tmux window, or a process)."""
+
+    command: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    spec_hash: str = ""
+    session_id: str | None = None
+
+    kind: ClassVar[str] = "start-agent"
+    change: ClassVar[Change] = Change.ADD
+
+    def describe(self) -> str:
+        """One line for humans (the command, never the environment's values)."""
+        shown = " ".join(self.command)
+        return f"start {self.participant} ({self.runtime}): {shown[:120]}"
+
+    def to_json(self) -> Mapping[str, Any]:
+        """JSON with environment values redacted."""
+        data = dict(ActionBase.to_json(self))
+        data["env"] = {k: "<redacted>" for k, _ in self.env}
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class StopAgent(AgentAction):
+    """Stop the agent: SIGTERM to its process group, SIGKILL after the grace, close its window.
+
+    ``exit`` is what to record afterwards (its death, and the restart decision) when the stop
+    is a stale kill; otherwise the agent is recorded as stopped on purpose.
+    """
+
+    pid: int | None = None
+    pid_created: float | None = None
+    window_id: str | None = None
+    grace: float = 10.0
+    exit: ExitDecision | None = None
+
+    kind: ClassVar[str] = "stop-agent"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return (
+            f"stop {self.participant} (pid {self.pid or '-'}, TERM then KILL after {self.grace:g}s)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveAgent(StopAgent):
+    """Stop the agent (if alive) and drop it from the inventory: its binding is gone."""
+
+    kind: ClassVar[str] = "remove-agent"
+    change: ClassVar[Change] = Change.DESTROY
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"stop and forget {self.participant} (pid {self.pid or '-'})"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordExit(AgentAction):
+    """Record that the agent ended (status, death time) and when it may start again."""
+
+    exit: ExitDecision | None = None
+
+    kind: ClassVar[str] = "record-exit"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        status = "unknown status" if self.exit is None else f"status {self.exit.last_exit}"
+        return f"record that {self.participant} exited ({status})"
+
+
+@dataclass(frozen=True, slots=True)
+class KillStray(ActionBase):
+    """Close a window in the controller's tmux server that belongs to no binding."""
+
+    window_id: str = ""
+    pids: tuple[int, ...] = ()
+
+    kind: ClassVar[str] = "kill-stray"
+    change: ClassVar[Change] = Change.DESTROY
+
+    @property
+    def key(self) -> str:
+        """Stable identity: the window."""
+        return f"{self.kind}:{self.lane}:{self.window_id}"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"close window {self.window_id} (no binding owns it)"
+
+
 Action: TypeAlias = (
     ProvisionLane
     | AdoptWorktree
@@ -154,6 +263,11 @@ Action: TypeAlias = (
     | DiscardInterrupted
     | QuarantineDir
     | ForgetLane
+    | StartAgent
+    | StopAgent
+    | RemoveAgent
+    | RecordExit
+    | KillStray
 )
 
 REMOVALS: tuple[type[ActionBase], ...] = (RemoveLane, ForgetLane)

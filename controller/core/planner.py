@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from controller.core import actions, memory, world
+from controller.core import actions, agents, memory, world
 from controller.core.actions import Action, Change
 from controller.core.phases import ACTIVE, Phase
 from controller.spec.lane import Lane
@@ -87,7 +87,46 @@ def plan(
         if name not in desired.lanes:
             _plan_undesired(draft, record, observed)
     _note_strays(draft, desired, observed)
+    _add_agents(draft, desired, observed, now)
     return _finish(draft, desired, observed, memories, now, allow_empty=allow_empty)
+
+
+def _add_agents(
+    draft: _Draft, desired: DesiredState, observed: world.Observed, now: datetime
+) -> None:
+    """Agent actions join each lane's chain: stops first, starts after provisioning."""
+    paths = {
+        name: (r.path if (r := observed.records.get(name)) else lane_path(observed.root, name))
+        for name in {*desired.lanes, *observed.records}
+    }
+    result = agents.plan_agents(
+        desired, observed, now, paths=paths, usable=_usable(draft, desired, observed, paths)
+    )
+    for lane in sorted({*result.before, *result.after}):
+        chain = draft.steps.get(lane, [])
+        draft.steps[lane] = [*result.before.get(lane, []), *chain, *result.after.get(lane, [])]
+    for lane, conditions in result.conditions.items():
+        draft.conditions.setdefault(lane, []).extend(conditions)
+
+
+def _usable(
+    draft: _Draft, desired: DesiredState, observed: world.Observed, paths: Mapping[str, str]
+) -> frozenset[str]:
+    """Lanes whose worktree exists on its branch, or is created earlier in this pass."""
+    usable = set()
+    for name, lane in desired.lanes.items():
+        chain = draft.steps.get(name, [])
+        tree = observed.worktree_at(paths[name])
+        intact = (
+            tree is not None
+            and tree.branch == lane.branch
+            and tree.prunable is None
+            and tree.locked != INITIALIZING
+        )
+        creates = any(isinstance(a, actions.ProvisionLane | actions.AdoptWorktree) for a in chain)
+        if (intact and not chain) or creates:
+            usable.add(name)
+    return frozenset(usable)
 
 
 def lane_path(root: str, name: str) -> str:

@@ -7,6 +7,7 @@ unknown observation.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +69,67 @@ class LaneRecord:
     updated_at: datetime | None = None
 
 
+class AgentState(enum.StrEnum):
+    """What the controller last recorded about an agent."""
+
+    RUNNING = "running"  # started; alive when last seen
+    EXITED = "exited"  # ended; waiting for its restart (or never restarted, by policy)
+    BLOCKED = "blocked"  # crash-looping; not restarted until `controller unblock`
+    STOPPED = "stopped"  # stopped on purpose (stale, changed binding, suspended lane)
+
+
+@dataclass(frozen=True, slots=True)
+class Pane:
+    """One pane of the controller's tmux server, from one ``list-panes -a``."""
+
+    session_id: str
+    window_id: str
+    pane_id: str
+    pid: int | None
+    dead: bool = False
+    dead_status: int | None = None
+    activity: datetime | None = None  # the window's last activity
+    in_mode: bool = False  # copy mode or another mode: typing would not reach the program
+    session_name: str = ""
+    window_name: str = ""
+    binding: str = ""  # the @lanes-binding window option the controller set
+
+
+@dataclass(frozen=True, slots=True)
+class Proc:
+    """A live process: identity is the PID *and* its create time (PIDs are reused)."""
+
+    pid: int
+    created: float
+    zombie: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    """The store's inventory entry for the agent of one binding."""
+
+    binding: str
+    lane: str
+    participant: str
+    runtime: str
+    state: AgentState
+    spec_hash: str
+    pid: int | None = None
+    pid_created: float | None = None
+    session_id: str | None = None
+    window_id: str | None = None
+    pane_id: str | None = None
+    log_path: str | None = None
+    started_at: datetime | None = None
+    restarts: int = 0
+    consecutive: int = 0  # deaths since the agent last stayed up long enough
+    deaths: tuple[datetime, ...] = ()
+    last_exit: int | None = None
+    next_start_at: datetime | None = None
+    blocked: str | None = None
+    heartbeat_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Observed:
     """Everything one pass saw, read once per source."""
@@ -78,6 +140,11 @@ class Observed:
     root_entries: tuple[RootEntry, ...] | Unknown
     branches: Mapping[str, str] | Unknown  # short branch name -> commit
     records: Mapping[str, LaneRecord] = field(default_factory=dict)
+    panes: tuple[Pane, ...] | Unknown = ()
+    processes: Mapping[int, Proc] | Unknown = field(default_factory=dict)
+    agents: Mapping[str, AgentRecord] = field(default_factory=dict)
+    exits: Mapping[str, int] = field(default_factory=dict)  # process runtime: binding -> status
+    log_activity: Mapping[str, datetime] = field(default_factory=dict)  # binding -> log mtime
 
     def worktree_at(self, path: str) -> GitWorktree | None:
         """The git worktree registered at ``path``, if git reports one (and can be read)."""

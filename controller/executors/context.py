@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import anyio
 
 from controller.core import actions
 from controller.store import events, queries
-from controller.system import clock, proc
+from controller.system import clock, proc, tmuxserver
 
 T = TypeVar("T")
 
@@ -45,6 +46,12 @@ class Context:
     state_dir: Path
     correlation_id: str
     git_env: Mapping[str, str] = field(default_factory=dict)
+    tmux: tmuxserver.TmuxServer | None = None
+    agent_env: Mapping[str, str] = field(default_factory=dict)
+    python: str = "python3"
+    state_url: str = ""
+    workspace: str = ""
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call in a worker thread."""
@@ -66,6 +73,16 @@ class Context:
     def quarantine(self) -> Path:
         """Where directories git no longer knows are moved, content intact."""
         return self.state_dir / "quarantine"
+
+    @property
+    def run_dir(self) -> Path:
+        """Launch files (environment hand-over) and exit statuses of process-runtime agents."""
+        return self.state_dir / "run"
+
+    @property
+    def logs(self) -> Path:
+        """Logs of process-runtime agents: ``logs/<lane>/<participant>.log``."""
+        return self.state_dir / "logs"
 
     @property
     def scratch(self) -> Path:

@@ -19,7 +19,7 @@ import anyio
 from controller import errors
 from controller.core import actions, phases, world
 from controller.core.phases import Phase
-from controller.executors import rescue
+from controller.executors import rescue, signals
 from controller.executors.context import Context, Outcome
 from controller.system import paths
 
@@ -157,6 +157,9 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
         await _close(ctx, action.lane, record.phase)
         return Outcome(action, "unchanged", "worktree already gone")
     await _check_owned(ctx, path)
+    running = await _live_agents(ctx, action.lane)
+    if running:
+        return Outcome(action, "failed", f"agents still running in the lane: {', '.join(running)}")
     await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
     state = await rescue.inspect(ctx.runner, path)
     if state.changes and action.on_dirty == "refuse":
@@ -343,6 +346,18 @@ async def _is_worktree_on(ctx: Context, path: Path, branch: str) -> bool:
     return (
         done.ok and len(lines) == 2 and _same(lines[0], path) and lines[1] == f"refs/heads/{branch}"
     )
+
+
+async def _live_agents(ctx: Context, lane: str) -> list[str]:
+    """Agents of ``lane`` whose recorded process is still alive (never remove under them)."""
+    agents = await ctx.db(ctx.store.agent_records)
+    live = []
+    for record in agents.values():
+        if record.lane != lane or record.pid is None:
+            continue
+        if await anyio.to_thread.run_sync(signals.matches, record.pid, record.pid_created):
+            live.append(f"{record.participant} (pid {record.pid})")
+    return live
 
 
 def _same(a: str | Path, b: str | Path) -> bool:

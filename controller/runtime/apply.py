@@ -14,7 +14,7 @@ import anyio
 
 from controller import errors
 from controller.core import actions
-from controller.executors import worktrees
+from controller.executors import agents, worktrees
 from controller.executors.context import Context, Outcome
 from controller.executors.worktrees import Handler
 
@@ -34,7 +34,7 @@ class LaneLocks:
 
 def registry() -> Mapping[type[actions.ActionBase], Handler]:
     """Every handler, by action type."""
-    return {**worktrees.HANDLERS}
+    return {**worktrees.HANDLERS, **agents.HANDLERS}
 
 
 def chains(plan_actions: Iterable[actions.Action]) -> dict[str, list[actions.Action]]:
@@ -85,6 +85,10 @@ async def _run_one(
     except (errors.ControllerError, OSError) as exc:
         await _note_failure(ctx, action, str(exc))
         return Outcome(action, "failed", str(exc))
+    except Exception as exc:  # an unexpected error fails this action, not the whole pass
+        message = f"{type(exc).__name__}: {exc}"
+        await _note_failure(ctx, action, message)
+        return Outcome(action, "failed", message)
 
 
 async def _note_failure(ctx: Context, action: actions.Action, message: str) -> None:

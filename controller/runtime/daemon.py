@@ -12,6 +12,7 @@ import contextlib
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class Daemon:
         self.wake = anyio.Event()
         self.stopping = False
         self.passes = 0
+        self.due: datetime | None = None
 
     def notify(self) -> None:
         """Something changed: run a pass soon."""
@@ -121,7 +123,7 @@ class Daemon:
             await self._wait()
 
     async def _wait(self) -> None:
-        with anyio.move_on_after(self._resync()):
+        with anyio.move_on_after(self._timeout()):
             await self.wake.wait()
         while self.wake.is_set() and not self.stopping:
             # Debounce: an editor's save is often several events; wait until they settle.
@@ -129,6 +131,14 @@ class Daemon:
             with anyio.move_on_after(self.settings.debounce):
                 await self.wake.wait()
         self.wake = anyio.Event()
+
+    def _timeout(self) -> float:
+        """Until the next resync, or sooner when a restart or retry falls due."""
+        resync = self._resync()
+        if self.due is None or self.reconciler is None:
+            return resync
+        until = (self.due - self.reconciler.wiring.clock.now()).total_seconds()
+        return max(0.05, min(resync, until + 0.05))
 
     def _resync(self) -> float:
         if self.settings.resync is not None:
@@ -156,6 +166,7 @@ class Daemon:
         except Exception as exc:  # one bad pass must not end the daemon
             self.log("pass crashed; the next pass retries", error=repr(exc), exc_info=True)
             return
+        self.due = result.next_due()
         self._report(result)
 
     def _waiting(self, pid: int | None) -> None:

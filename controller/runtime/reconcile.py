@@ -7,16 +7,19 @@ nothing depends on having seen an earlier event.
 from __future__ import annotations
 
 import functools
+import subprocess
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import anyio
 
-from controller.core import memory, planner, world
+from controller.core import actions, memory, planner, world
 from controller.executors.context import Context, Outcome
-from controller.observers import git
+from controller.observers import git, processes
+from controller.observers import tmux as tmux_observer
 from controller.runtime import apply
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
@@ -37,6 +40,16 @@ class PassResult:
         """Outcomes that failed."""
         return tuple(o for o in self.outcomes if o.failed)
 
+    def next_due(self, memories: Mapping[str, memory.LaneMemory] | None = None) -> datetime | None:
+        """The earliest future time something is due (a restart, a retry), if any."""
+        times = [a.next_start_at for a in self.observed.agents.values() if a.next_start_at]
+        times += [m.next_attempt_at for m in (memories or {}).values() if m.next_attempt_at]
+        for action in self.plan.actions:
+            if isinstance(action, actions.RecordExit) and action.exit and action.exit.next_start_at:
+                times.append(action.exit.next_start_at)
+        future = [t for t in times if self.started is None or t > self.started]
+        return min(future, default=None)
+
     @property
     def blind(self) -> bool:
         """Whether some source could not be read (so nothing was done)."""
@@ -52,35 +65,59 @@ class Reconciler:
 
     wiring: Wiring
     locks: apply.LaneLocks = field(default_factory=apply.LaneLocks)
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    async def observe(self) -> world.Observed:
-        """Read every source once, concurrently."""
+    async def observe(self, desired: DesiredState | None = None) -> world.Observed:
+        """Read every source once, concurrently (tmux only when some agent uses it)."""
         w = self.wiring
-        results: dict[str, object] = {}
+        agents = await anyio.to_thread.run_sync(w.store.agent_records)
+        results: dict[str, Any] = {}
 
-        async def read(name: str, fn: object, *args: object) -> None:
-            results[name] = await fn(*args)  # type: ignore[operator]
+        async def read(name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+            results[name] = await fn(*args)
 
         async with anyio.create_task_group() as group:
             group.start_soon(read, "worktrees", git.observe_worktrees, w.runner, w.paths.repo)
             group.start_soon(read, "branches", git.observe_branches, w.runner, w.paths.repo)
             group.start_soon(read, "root", git.observe_root, w.paths.root)
             group.start_soon(read, "records", _records, w)
+            group.start_soon(read, "panes", self._panes, desired, agents)
+            pids = [a.pid for a in agents.values() if a.pid is not None]
+            group.start_soon(read, "processes", processes.observe_processes, pids)
+            group.start_soon(read, "exits", processes.observe_exits, w.paths.state_dir / "run")
+            logs = {a.binding: a.log_path for a in agents.values() if a.log_path}
+            group.start_soon(read, "activity", processes.observe_log_activity, logs)
         return world.Observed(
             repo=str(w.paths.repo),
             root=str(w.paths.root),
-            worktrees=results["worktrees"],  # type: ignore[arg-type]
-            root_entries=results["root"],  # type: ignore[arg-type]
-            branches=results["branches"],  # type: ignore[arg-type]
-            records=results["records"],  # type: ignore[arg-type]
+            worktrees=results["worktrees"],
+            root_entries=results["root"],
+            branches=results["branches"],
+            records=results["records"],
+            panes=results["panes"],
+            processes=results["processes"],
+            agents=agents,
+            exits=results["exits"],
+            log_activity=results["activity"],
         )
+
+    async def _panes(
+        self, desired: DesiredState | None, agents: Mapping[str, world.AgentRecord]
+    ) -> tuple[world.Pane, ...] | world.Unknown:
+        """Panes of the workspace's server; skipped (empty) when nothing uses tmux."""
+        tmux_bindings = desired is not None and any(
+            b.spec.runtime == "tmux" for b in desired.bindings.values()
+        )
+        if self.wiring.tmux is None or not (tmux_bindings or agents):
+            return ()
+        return await tmux_observer.observe_panes(self.wiring.tmux)
 
     async def plan(
         self, desired: DesiredState, *, allow_empty: bool = False
     ) -> tuple[planner.Plan, world.Observed, datetime]:
         """Observe and plan, changing nothing."""
         now = self.wiring.clock.now()
-        observed = await self.observe()
+        observed = await self.observe(desired)
         memories = await anyio.to_thread.run_sync(self.wiring.store.memories)
         result = planner.plan(desired, observed, memories, now, allow_empty=allow_empty)
         return result, observed, now
@@ -105,7 +142,12 @@ class Reconciler:
             on_outcome=on_outcome,
         )
         await self._remember(the_plan, outcomes, now)
+        self._reap()
         return PassResult(the_plan, observed, tuple(outcomes), correlation, now)
+
+    def _reap(self) -> None:
+        """Collect process-runtime launchers that ended (the daemon outlives them)."""
+        self.children[:] = [child for child in self.children if child.poll() is None]
 
     def _context(self, correlation: str) -> Context:
         w = self.wiring
@@ -117,6 +159,12 @@ class Reconciler:
             root=w.paths.root,
             state_dir=w.paths.state_dir,
             correlation_id=correlation,
+            tmux=w.tmux,
+            agent_env=w.agent_env,
+            python=w.python,
+            state_url=w.paths.state_url,
+            workspace=w.paths.workspace,
+            children=self.children,
         )
 
     async def _sync_policies(self, desired: DesiredState, observed: world.Observed) -> None:
@@ -154,7 +202,14 @@ def remembered(
             continue
         mine = [o for o in outcomes if o.action.lane == lane]
         failure = next((o.message for o in mine if o.failed), None)
-        applied = tuple(o.action.key for o in mine if o.status == "applied")
+        # Agent actions are not "no progress" when repeated: restarts have their own backoff
+        # and crash-loop guard (core.lifecycle).
+        applied = tuple(
+            o.action.key
+            for o in mine
+            if o.status == "applied"
+            and not isinstance(o.action, actions.AgentAction | actions.KillStray)
+        )
         previous = before.get(lane, memory.LaneMemory())
         after[lane] = memory.remember(previous, applied=applied, error=failure, now=now)
     return after

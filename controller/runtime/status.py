@@ -7,9 +7,10 @@ as it is, not as the last pass left it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from controller.core import planner, world
+from controller.core import lifecycle, planner, world
 from controller.core.phases import Phase
 from controller.runtime.reconcile import Reconciler
 from controller.spec.loading import Problem
@@ -20,9 +21,9 @@ async def build(
     reconciler: Reconciler, desired: DesiredState, problems: Sequence[Problem] = ()
 ) -> dict[str, Any]:
     """The ``controller status --output json`` object (DESIGN §8)."""
-    the_plan, observed, _ = await reconciler.plan(desired, allow_empty=True)
+    the_plan, observed, now = await reconciler.plan(desired, allow_empty=True)
     names = sorted(set(desired.lanes) | set(observed.records))
-    lanes = [_lane(name, desired, observed, the_plan) for name in names]
+    lanes = [_lane(name, desired, observed, the_plan, now) for name in names]
     return {
         "workspace": reconciler.wiring.paths.workspace,
         "repo": str(reconciler.wiring.paths.repo),
@@ -30,7 +31,7 @@ async def build(
         "desiredValid": not problems,
         "problems": [str(p) for p in problems],
         "lanes": lanes,
-        "participants": [],
+        "participants": _participants(desired, observed),
         "triggers": {},
         "notices": list(the_plan.notices),
         "pending": {
@@ -41,7 +42,11 @@ async def build(
 
 
 def _lane(
-    name: str, desired: DesiredState, observed: world.Observed, the_plan: planner.Plan
+    name: str,
+    desired: DesiredState,
+    observed: world.Observed,
+    the_plan: planner.Plan,
+    now: datetime,
 ) -> dict[str, Any]:
     record = observed.records.get(name)
     lane = desired.lanes.get(name)
@@ -57,7 +62,59 @@ def _lane(
         "conditions": [
             {"type": c.type, "reason": c.reason, "message": c.message} for c in conditions
         ],
-        "agents": [],
+        "agents": _agents(name, desired, observed, now),
         "pendingActions": todo,
         "inSync": not todo and not conditions,
     }
+
+
+def _agents(
+    lane: str, desired: DesiredState, observed: world.Observed, now: datetime
+) -> list[dict[str, Any]]:
+    names = {b.name for b in desired.bindings_of(lane)}
+    names |= {a.binding for a in observed.agents.values() if a.lane == lane}
+    return [_agent(name, desired, observed, now) for name in sorted(names)]
+
+
+def _agent(
+    name: str, desired: DesiredState, observed: world.Observed, now: datetime
+) -> dict[str, Any]:
+    record = observed.agents.get(name)
+    binding = desired.bindings.get(name)
+    if record is None:
+        assert binding is not None
+        return {
+            "binding": name, "participant": binding.spec.participant,
+            "runtime": binding.spec.runtime, "pid": None, "pane": None, "window": None,
+            "state": "pending", "restarts": 0, "lastExit": None, "heartbeatAge": None,
+            "blocked": None, "declared": True, "log": None,
+        }  # fmt: skip
+    seen = lifecycle.liveness(record, observed)
+    state = str(record.state)
+    if record.state == world.AgentState.RUNNING and seen.life != lifecycle.Life.ALIVE:
+        state = "unknown" if seen.life == lifecycle.Life.UNKNOWN else "dead"
+    beat = lifecycle.last_heartbeat(record, binding, observed) if binding else None
+    return {
+        "binding": name, "participant": record.participant, "runtime": record.runtime,
+        "pid": record.pid, "pane": record.pane_id, "window": record.window_id, "state": state,
+        "restarts": record.restarts, "lastExit": record.last_exit,
+        "heartbeatAge": round((now - beat).total_seconds(), 1) if beat else None,
+        "blocked": record.blocked, "declared": binding is not None, "log": record.log_path,
+        "nextStartAt": record.next_start_at.isoformat() if record.next_start_at else None,
+    }  # fmt: skip
+
+
+def _participants(desired: DesiredState, observed: world.Observed) -> list[dict[str, Any]]:
+    names = {b.spec.participant for b in desired.bindings.values()}
+    names |= {p for t in desired.threads.values() for p in t.spec.participants}
+    blocked = {a.participant: a.blocked for a in observed.agents.values() if a.blocked}
+    return [
+        {
+            "name": name,
+            "managed": any(b.spec.participant == name for b in desired.bindings.values()),
+            "blocked": name in blocked,
+            "reason": blocked.get(name),
+            "unread": {},
+        }
+        for name in sorted(names)
+    ]

@@ -6,9 +6,11 @@ built at import time or in default arguments.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -16,7 +18,7 @@ from sqlalchemy.engine import make_url
 from controller import errors
 from controller.spec.state import DesiredState
 from controller.store import queries
-from controller.system import clock, proc
+from controller.system import clock, proc, tmuxserver
 
 STATE_DIR = ".lanes"
 DEFAULT_STATE = f"sqlite:///{STATE_DIR}/state.db"
@@ -37,6 +39,7 @@ class Paths:
     state_dir: Path
     state_url: str
     workspace: str
+    tmux_socket: str = ""
 
     @property
     def lock(self) -> Path:
@@ -52,6 +55,9 @@ class Wiring:
     runner: proc.SubprocessRunner
     clock: clock.Clock
     store: queries.Store
+    tmux: tmuxserver.TmuxServer | None = None
+    agent_env: dict[str, str] = field(default_factory=dict)
+    python: str = sys.executable
 
     def close(self) -> None:
         """Release the store."""
@@ -85,7 +91,21 @@ def resolve_paths(
         state_dir=state_dir,
         state_url=_absolute_sqlite(url, repo),
         workspace=desired.workspace.name,
+        tmux_socket=spec.tmux_socket or default_socket(repo),
     )
+
+
+def default_socket(repo: Path) -> str:
+    """A tmux socket name unique to the repository (``lanes-`` and a digest of its path)."""
+    return "lanes-" + hashlib.sha256(str(repo).encode()).hexdigest()[:10]
+
+
+def agents_env() -> dict[str, str]:
+    """The environment agents inherit: the controller's, minus what would confuse them."""
+    env = dict(os.environ)
+    for key in ("TMUX", "TMUX_PANE", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(key, None)
+    return env
 
 
 def env_state() -> str | None:
@@ -132,11 +152,16 @@ def build(paths: Paths) -> Wiring:
     """Build the runner, clock and store for ``paths``."""
     _ignore_state_dir(paths.state_dir)
     store = queries.Store.open(paths.state_url, paths.workspace)
+    runner = proc.SubprocessRunner(base_env())
+    tmux = tmuxserver.TmuxServer(runner, paths.tmux_socket, paths.state_dir / "tmux.conf")
+    tmux.write_config()
     return Wiring(
         paths=paths,
-        runner=proc.SubprocessRunner(base_env()),
+        runner=runner,
         clock=clock.SystemClock(),
         store=store,
+        tmux=tmux,
+        agent_env=agents_env(),
     )
 
 

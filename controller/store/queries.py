@@ -85,6 +85,65 @@ class Store:
                     )
                 )
 
+    # -- agents (the process and pane inventory) -------------------------------------------
+
+    def agent_records(self) -> dict[str, world.AgentRecord]:
+        """Every agent the controller started in this workspace, by binding."""
+        t = tables.agents
+        query = sa.select(t).where(t.c.workspace == self.workspace).order_by(t.c.binding)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return {row["binding"]: _agent(row) for row in rows}
+
+    def put_agent(self, record: world.AgentRecord, now: datetime) -> None:
+        """Insert or replace an agent record."""
+        values = {
+            "workspace": self.workspace,
+            "binding": record.binding,
+            "lane": record.lane,
+            "participant": record.participant,
+            "runtime": record.runtime,
+            "state": str(record.state),
+            "spec_hash": record.spec_hash,
+            "pid": record.pid,
+            "pid_created": record.pid_created,
+            "session_id": record.session_id,
+            "window_id": record.window_id,
+            "pane_id": record.pane_id,
+            "log_path": record.log_path,
+            "started_at": record.started_at,
+            "restarts": record.restarts,
+            "consecutive": record.consecutive,
+            "deaths": [d.isoformat() for d in record.deaths],
+            "last_exit": record.last_exit,
+            "next_start_at": record.next_start_at,
+            "blocked": record.blocked,
+            "heartbeat_at": record.heartbeat_at,
+            "updated_at": now,
+        }
+        self._upsert(tables.agents, values, keys=("workspace", "binding"))
+
+    def update_agents(self, now: datetime, *, where: Mapping[str, Any], **changes: Any) -> int:
+        """Change fields of the agent records matching ``where``; return how many matched."""
+        t = tables.agents
+        if "state" in changes:
+            changes["state"] = str(changes["state"])
+        if "deaths" in changes:
+            changes["deaths"] = [d.isoformat() for d in changes["deaths"]]
+        query = sa.update(t).where(t.c.workspace == self.workspace)
+        for column, value in where.items():
+            query = query.where(t.c[column] == value)
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(updated_at=now, **changes)).rowcount
+
+    def delete_agent(self, binding: str) -> None:
+        """Drop an agent from the inventory (it is stopped and its binding gone)."""
+        t = tables.agents
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(t).where(t.c.workspace == self.workspace, t.c.binding == binding)
+            )
+
     # -- memory (backoff) -----------------------------------------------------------------
 
     def memories(self) -> dict[str, memory.LaneMemory]:
@@ -208,4 +267,29 @@ def _event(row: sa.RowMapping) -> events.Event:
         lane=row["lane"],
         participant=row["participant"],
         data=row["data"] or {},
+    )
+
+
+def _agent(row: sa.RowMapping) -> world.AgentRecord:
+    return world.AgentRecord(
+        binding=row["binding"],
+        lane=row["lane"],
+        participant=row["participant"],
+        runtime=row["runtime"],
+        state=world.AgentState(row["state"]),
+        spec_hash=row["spec_hash"],
+        pid=row["pid"],
+        pid_created=row["pid_created"],
+        session_id=row["session_id"],
+        window_id=row["window_id"],
+        pane_id=row["pane_id"],
+        log_path=row["log_path"],
+        started_at=row["started_at"],
+        restarts=row["restarts"],
+        consecutive=row["consecutive"],
+        deaths=tuple(datetime.fromisoformat(d) for d in row["deaths"] or ()),
+        last_exit=row["last_exit"],
+        next_start_at=row["next_start_at"],
+        blocked=row["blocked"],
+        heartbeat_at=row["heartbeat_at"],
     )

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 """The newest migration; opening a store at this revision skips Alembic entirely."""
 
 
@@ -83,3 +83,32 @@ events = sa.Table(
     sa.Index("ix_events_workspace_id", "workspace", "id"),
     sa.Index("ix_events_workspace_lane_id", "workspace", "lane", "id"),
 )
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("binding", sa.String(63), primary_key=True),
+    sa.Column("lane", sa.String(63), nullable=False),
+    sa.Column("participant", sa.String(63), nullable=False),
+    sa.Column("runtime", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("pid_created", sa.Float, nullable=True),
+    sa.Column("session_id", sa.String(32), nullable=True),
+    sa.Column("window_id", sa.String(32), nullable=True),
+    sa.Column("pane_id", sa.String(32), nullable=True),
+    sa.Column("log_path", sa.Text, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("restarts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("consecutive", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deaths", sa.JSON, nullable=False),
+    sa.Column("last_exit", sa.Integer, nullable=True),
+    sa.Column("next_start_at", UTCDateTime, nullable=True),
+    sa.Column("blocked", sa.Text, nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+"""The agent inventory: every process and pane the controller started, with its identity
+(PID *and* process create time, since PIDs are reused) and its restart bookkeeping."""

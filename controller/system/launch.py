@@ -29,12 +29,15 @@ def _supervise(argv: list[str], env: dict[str, str], exit_file: Path) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        pid = os.posix_spawnp(argv[0], argv, env)
+        # The agent must not inherit the launcher's ignored signals.
+        defaults = (signal.SIGTERM, signal.SIGINT)
+        pid = os.posix_spawnp(argv[0], argv, env, setsigdef=defaults)
     except OSError as exc:
         exit_file.write_text(json.dumps({"status": 127, "error": str(exc)}))
         return 127
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells report
     exit_file.write_text(json.dumps({"status": code}))
     return 0
 

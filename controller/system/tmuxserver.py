@@ -1,0 +1,119 @@
+"""The controller's own tmux server: one per workspace, on its own ``-L`` socket.
+
+Every call goes through the ``Runner`` (argv, timeout, counted), not libtmux: libtmux's
+``tmux_cmd`` waits without a timeout, and a hung server must become *unknown*, not a hung
+controller. Objects are addressed by id (``$1``, ``@2``, ``%3``), never by name: tmux matches
+names by prefix and rewrites ``.`` and ``:``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.system import proc
+
+TIMEOUT = 10.0
+# Printable on purpose: with LC_ALL=C tmux rewrites control characters in its output to "_".
+# It never appears in ids or numbers, and the one free-text field (session name) comes last.
+SEP = "|"
+CONFIG = """\
+# Written by the lane controller for its own tmux server. Agents' windows stay after their
+# program exits so the exit status can be read; names are never rewritten by programs.
+set -g remain-on-exit on
+set -g allow-rename off
+set -g automatic-rename off
+set -g history-limit 20000
+set -g exit-empty on
+"""
+PANE_FIELDS = (
+    "#{session_id}", "#{window_id}", "#{pane_id}", "#{pane_pid}", "#{pane_dead}",
+    "#{pane_dead_status}", "#{pane_dead_signal}", "#{window_activity}", "#{pane_in_mode}",
+    "#{session_name}",
+)  # fmt: skip
+NO_SERVER = "no server running"
+NO_SOCKET = "No such file or directory"
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """Ids and pid of a window just created."""
+
+    session_id: str
+    window_id: str
+    pane_id: str
+    pid: int
+
+
+@dataclass(slots=True)
+class TmuxServer:
+    """Commands against one tmux server."""
+
+    runner: proc.Runner
+    socket: str
+    config: Path
+
+    def argv(self, *args: str) -> tuple[str, ...]:
+        """The full argv for a tmux command on this server."""
+        return ("tmux", "-L", self.socket, "-f", str(self.config), *args)
+
+    async def run(self, *args: str, timeout: float = TIMEOUT) -> proc.Completed:
+        """Run one tmux command."""
+        return await self.runner.run(self.argv(*args), timeout=timeout)
+
+    def write_config(self) -> None:
+        """Write the server configuration (read when the server starts)."""
+        self.config.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.config.exists() or self.config.read_text() != CONFIG:
+            self.config.write_text(CONFIG)
+
+    async def list_panes(self) -> proc.Completed:
+        """``list-panes -a`` with the fields the observer parses."""
+        return await self.run("list-panes", "-a", "-F", SEP.join(PANE_FIELDS))
+
+    async def sessions(self) -> dict[str, str]:
+        """Session name -> id (exact names; empty when no server runs)."""
+        done = await self.run("list-sessions", "-F", f"#{{session_id}}{SEP}#{{session_name}}")
+        if not done.ok:
+            return {}
+        found: dict[str, str] = {}
+        for line in done.stdout.splitlines():
+            sid, sep, name = line.partition(SEP)
+            if sep:
+                found[name] = sid
+        return found
+
+    async def new_window(
+        self,
+        *,
+        session: str,
+        session_id: str | None,
+        name: str,
+        cwd: str,
+        argv: Sequence[str],
+    ) -> Created:
+        """A window running ``argv`` (no shell), in a new or existing session."""
+        fmt = SEP.join(("#{session_id}", "#{window_id}", "#{pane_id}", "#{pane_pid}"))
+        head: tuple[str, ...]
+        if session_id is None:
+            head = ("new-session", "-d", "-s", session, "-n", name, "-x", "200", "-y", "50")
+        else:
+            head = ("new-window", "-d", "-t", f"{session_id}:", "-n", name)
+        done = (await self.run(*head, "-c", cwd, "-P", "-F", fmt, "--", *argv)).check()
+        sid, wid, pid_, ppid = done.stdout.strip().split(SEP, 3)
+        return Created(sid, wid, pid_, int(ppid))
+
+    async def kill_window(self, window_id: str) -> bool:
+        """Close a window by id; False if it was already gone."""
+        done = await self.run("kill-window", "-t", window_id)
+        return done.ok
+
+    async def kill_server(self) -> None:
+        """Stop the whole server (tests, and `controller` teardown)."""
+        await self.run("kill-server")
+
+
+def no_server(stderr: str) -> bool:
+    """Whether tmux's error means "no server is running" (an empty, *known* state)."""
+    return NO_SERVER in stderr or ("error connecting to" in stderr and NO_SOCKET in stderr)
