@@ -6,12 +6,13 @@ test instead of skipping it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,56 @@ def postgres_url() -> str:
             pytest.fail("CONTROLLER_TEST_POSTGRES_URL is not set (scripts/with-postgres sets it)")
         pytest.skip("no PostgreSQL (run through scripts/with-postgres)")
     return url
+
+
+@pytest.fixture
+def tmux_socket(repo: Repo, tmp_path: Path) -> Iterator[str]:
+    """A private tmux server name for the test (short TMUX_TMPDIR), killed and reaped after.
+
+    Every process whose command line mentions the test's tmp_path is killed afterwards too, so
+    an agent that outlived a failing test cannot leak into the next one.
+    """
+    import secrets
+    import tempfile
+
+    need("tmux")
+    name = f"ctl-{secrets.token_hex(4)}"
+    tmpdir = tempfile.mkdtemp(prefix="ctl-", dir="/tmp")  # socket paths are limited to 107 bytes
+    repo.env = {**repo.env, "TMUX_TMPDIR": tmpdir}
+    yield name
+    subprocess.run(
+        ("tmux", "-L", name, "kill-server"), env=repo.env, capture_output=True, check=False,
+        timeout=10,
+    )  # fmt: skip
+    reap(str(tmp_path))
+    shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def reap(marker: str) -> list[int]:
+    """Kill every process whose command line contains ``marker``; return their pids."""
+    import psutil
+
+    killed = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid != os.getpid() and any(marker in part for part in proc.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                killed.append(proc.pid)
+    return killed
+
+
+def alive_with(marker: str) -> list[int]:
+    """PIDs of live (non-zombie) agent processes whose command line contains ``marker``.
+
+    The tmux server is not counted: its argv is the command of the session that started it.
+    """
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or ()
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or cmdline[:1] == ["tmux"]:
+            continue
+        if any(marker in part for part in cmdline):
+            found.append(proc.pid)
+    return found

@@ -72,3 +72,48 @@ def observed(
         branches=dict(names),
         records={r.name: r for r in records},
     )
+
+
+def binding(name: str, lane_: str = "a", participant: str | None = None, **spec: Any) -> Any:
+    from controller.spec.binding import Binding
+
+    spec.setdefault("command", ["agent"])
+    return Binding.model_validate(
+        {
+            "apiVersion": "lanes/v1",
+            "kind": "Binding",
+            "metadata": {"name": name},
+            "spec": {"lane": lane_, "participant": participant or name, **spec},
+        },
+        strict=False,  # test data is written with Python lists, YAML would give sequences
+    )
+
+
+def agent(
+    b: Any, state: world.AgentState = world.AgentState.RUNNING, **kw: Any
+) -> world.AgentRecord:
+    from controller.core import lifecycle
+
+    kw.setdefault("pid", 100)
+    kw.setdefault("pid_created", 1000.0)
+    if b.spec.runtime == "tmux":
+        kw.setdefault("pane_id", "%1")
+        kw.setdefault("window_id", "@1")
+        kw.setdefault("session_id", "$1")
+    return world.AgentRecord(
+        binding=b.name, lane=b.spec.lane, participant=b.spec.participant,
+        runtime=b.spec.runtime, state=state, spec_hash=lifecycle.spec_hash(b), **kw,
+    )  # fmt: skip
+
+
+def pane(record: world.AgentRecord, **kw: Any) -> world.Pane:
+    kw.setdefault("pid", record.pid)
+    return world.Pane(
+        session_id=record.session_id or "$1", window_id=record.window_id or "@1",
+        pane_id=record.pane_id or "%1", session_name=record.lane, **kw,
+    )  # fmt: skip
+
+
+def proc(record: world.AgentRecord) -> dict[int, world.Proc]:
+    assert record.pid is not None and record.pid_created is not None
+    return {record.pid: world.Proc(record.pid, record.pid_created)}

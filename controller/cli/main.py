@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,10 +22,13 @@ import click
 
 from controller import __version__, errors
 from controller.cli import output
+from controller.core import world
 from controller.runtime import reconcile, sources, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
-from controller.system import locks
+from controller.store import events as event_log
+from controller.store import queries
+from controller.system import clock, locks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -387,6 +393,118 @@ def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> No
     for name in stale:
         (folder / name).write_text(rendered[name])
     click.echo(f"wrote {len(stale)} of {len(rendered)} schema file(s) to {folder}")
+
+
+@cli.command()
+@_global_options
+@click.option("--lane", default=None, help="Lane (default: $LANE_NAME, set inside a lane).")
+@click.option("--participant", "--as", "participant", default=None,
+              help="Participant (default: $LANE_PARTICIPANT).")  # fmt: skip
+@click.pass_context
+@_handle_errors
+def heartbeat(
+    ctx: click.Context, /, lane: str | None, participant: str | None, **given: Any
+) -> None:
+    """Tell the controller an agent is alive (for `heartbeat: {source: explicit}`)."""
+    settings = _merge(ctx, **given)
+    me = wiring.lane_identity()
+    lane, participant = lane or me.lane, participant or me.participant
+    if not lane or not participant:
+        _fail("run this inside a lane (LANE_NAME and LANE_PARTICIPANT set) or pass --lane/--as")
+    store = _store_for_agent(settings, me)
+    try:
+        now = clock.SystemClock().now()
+        where = {"lane": lane, "participant": participant}
+        if store.update_agents(now, where=where, heartbeat_at=now) == 0:
+            _fail(f"no agent of {participant} in lane {lane} is recorded")
+    finally:
+        store.close()
+    if settings.json:
+        click.echo(output.to_json({"lane": lane, "participant": participant, "at": now}))
+
+
+def _store_for_agent(settings: Settings, me: wiring.LaneIdentity) -> queries.Store:
+    """The store, from the environment the controller gave the agent or from desired/."""
+    if settings.state is None and me.state_url and me.workspace:
+        return queries.Store.open(me.state_url, me.workspace)
+    loaded = _load(settings)
+    desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
+    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
+    return wiring.open_store(paths)
+
+
+@cli.command()
+@_global_options
+@click.argument("participant")
+@click.option("--reason", required=True, help="Why the block is lifted (recorded).")
+@click.pass_context
+@_handle_errors
+def unblock(ctx: click.Context, /, participant: str, reason: str, **given: Any) -> None:
+    """Lift a participant's automatic block (a crash loop); audited with a reason."""
+    settings = _merge(ctx, **given)
+    store = _store_for_agent(settings, wiring.lane_identity())
+    try:
+        lifted = _unblock(store, participant, reason)
+    finally:
+        store.close()
+    if settings.json:
+        click.echo(output.to_json({"participant": participant, "unblocked": lifted}))
+    elif lifted:
+        click.echo(f"unblocked {participant}: {', '.join(lifted)} will start on the next pass")
+    else:
+        click.echo(f"{participant} is not blocked")
+
+
+def _unblock(store: queries.Store, participant: str, reason: str) -> list[str]:
+    records = [a for a in store.agent_records().values() if a.participant == participant]
+    if not records:
+        _fail(f"no agent of participant {participant} is recorded")
+    now = clock.SystemClock().now()
+    lifted = [a.binding for a in records if a.state == world.AgentState.BLOCKED]
+    for name in lifted:
+        store.update_agents(
+            now, where={"binding": name}, state=world.AgentState.EXITED, blocked=None,
+            deaths=(), consecutive=0, next_start_at=now,
+        )  # fmt: skip
+    if lifted:
+        store.append_events([
+            event_log.Event("ParticipantUnblocked", reason, now, uuid.uuid4().hex[:16],
+                         participant=participant, data={"by": wiring.who(), "bindings": lifted})
+        ])  # fmt: skip
+    return lifted
+
+
+@cli.command()
+@_global_options
+@click.argument("lane")
+@click.argument("participant", required=False)
+@click.pass_context
+@_handle_errors
+def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: Any) -> None:
+    """Attach this terminal to the lane's tmux window (detach with the tmux prefix, then d)."""
+    settings = _merge(ctx, **given)
+    desired = _load_or_exit(settings)
+    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
+    store = wiring.open_store(paths)
+    try:
+        agents = [a for a in store.agent_records().values() if a.lane == lane]
+    finally:
+        store.close()
+    if participant is not None:
+        agents = [a for a in agents if a.participant == participant]
+    if not agents:
+        _fail(f"no agent recorded in lane {lane}" + (f" for {participant}" if participant else ""))
+    target = agents[0]
+    window = target.window_id
+    if target.runtime == "process" or window is None:
+        _fail(f"{target.participant} runs without tmux; its output is in {target.log_path}")
+        return
+    if not sys.stdin.isatty():
+        _fail("attach needs a terminal")
+    tmux = ("tmux", "-L", paths.tmux_socket)
+    subprocess.run((*tmux, "select-window", "-t", window), check=False, timeout=10)
+    # Replacing this process with tmux's client is the point; argv list, no shell.
+    os.execvp("tmux", (*tmux, "attach-session", "-t", target.session_id or window))  # noqa: S606
 
 
 def entrypoint() -> None:

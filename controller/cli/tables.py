@@ -27,9 +27,28 @@ def print_status(view: Mapping[str, Any]) -> None:
         console.print(table)
     else:
         console.print("no lanes")
+    agents = [(lane["name"], a) for lane in view["lanes"] for a in lane["agents"]]
+    if agents:
+        console.print(_agents_table(agents))
     for lane in view["lanes"]:
         for c in lane["conditions"]:
             console.print(f"  ! {lane['name']}: {c['type']} ({c['reason']}): {c['message']}",
                           markup=False)  # fmt: skip
     for notice in view["notices"]:
         console.print(f"  ! {notice}", markup=False)
+
+
+def _agents_table(agents: list[tuple[str, Mapping[str, Any]]]) -> Table:
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for column in ("LANE", "PARTICIPANT", "RUNTIME", "STATE", "PID", "WHERE", "RESTARTS",
+                   "LAST EXIT", "HEARTBEAT"):  # fmt: skip
+        table.add_column(column)
+    for lane, a in agents:
+        age = a["heartbeatAge"]
+        table.add_row(
+            lane, a["participant"], a["runtime"], a["state"], str(a["pid"] or "-"),
+            a["pane"] or a["log"] or "-", str(a["restarts"]),
+            "-" if a["lastExit"] is None else str(a["lastExit"]),
+            "-" if age is None else f"{age:.0f}s ago",
+        )  # fmt: skip
+    return table

@@ -53,10 +53,9 @@ class PassResult:
     @property
     def blind(self) -> bool:
         """Whether some source could not be read (so nothing was done)."""
-        return any(
-            isinstance(v, world.Unknown)
-            for v in (self.observed.worktrees, self.observed.root_entries, self.observed.branches)
-        )
+        o = self.observed
+        sources = (o.worktrees, o.root_entries, o.branches, o.panes, o.processes)
+        return any(isinstance(v, world.Unknown) for v in sources)
 
 
 @dataclass(slots=True)

@@ -177,3 +177,29 @@ def _ignore_state_dir(state_dir: Path) -> None:
     ignore = state_dir / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# Created by the lane controller: local state, never committed.\n*\n")
+
+
+@dataclass(frozen=True, slots=True)
+class LaneIdentity:
+    """Who is calling, when a command runs inside a lane (from the LANE_* environment)."""
+
+    lane: str | None
+    participant: str | None
+    state_url: str | None
+    workspace: str | None
+
+
+def lane_identity() -> LaneIdentity:
+    """Read the identity the controller gave an agent it started."""
+    env = os.environ
+    return LaneIdentity(
+        lane=env.get("LANE_NAME") or None,
+        participant=env.get("LANE_PARTICIPANT") or None,
+        state_url=env.get("CONTROLLER_STATE") or None,
+        workspace=env.get("CONTROLLER_WORKSPACE") or None,
+    )
+
+
+def who() -> str:
+    """The operator behind an audited override."""
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or f"uid {os.getuid()}"

@@ -1,0 +1,300 @@
+"""Agents against a real tmux server (private socket per test) and real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import Repo, alive_with, wait_until
+
+pytestmark = pytest.mark.integration
+
+AGENT = str(Path(__file__).resolve().parents[1] / "stubs" / "agent.py")
+
+
+def workspace(repo: Repo, socket: str, **spec: Any) -> None:
+    extra = "".join(f", {k}: {v}" for k, v in spec.items())
+    repo.write(
+        "workspace.yaml",
+        f"apiVersion: lanes/v1\nkind: Workspace\nmetadata: {{name: test}}\n"
+        f"spec: {{tmuxSocket: {socket}{extra}}}\n",
+    )
+
+
+def bind(repo: Repo, *bindings: dict[str, Any]) -> None:
+    docs = []
+    for b in bindings:
+        spec = {"lane": b["lane"], "participant": b["participant"], **b.get("spec", {})}
+        spec.setdefault("command", [sys.executable, AGENT, *b.get("args", [])])
+        doc = {"apiVersion": "lanes/v1", "kind": "Binding",
+               "metadata": {"name": b.get("name", f"{b['lane']}-{b['participant']}")},
+               "spec": spec}  # fmt: skip
+        docs.append(json.dumps(doc))  # JSON is YAML
+    repo.write("bindings.yaml", "\n---\n".join(docs) + "\n")
+
+
+def once(repo: Repo, *args: str, code: int = 0) -> str:
+    done = repo.ctl("--once", *args)
+    assert done.returncode == code, done.stdout + done.stderr
+    return done.stdout
+
+
+def status(repo: Repo) -> dict[str, Any]:
+    done = repo.ctl("status", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def agents(repo: Repo, lane: str = "a") -> dict[str, dict[str, Any]]:
+    (found,) = [x for x in status(repo)["lanes"] if x["name"] == lane]
+    return {a["participant"]: a for a in found["agents"]}
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def panes(repo: Repo, socket: str) -> list[str]:
+    done = subprocess.run(
+        ("tmux", "-L", socket, "list-panes", "-a", "-F", "#{pane_id} #{pane_dead}"),
+        env=repo.env, capture_output=True, text=True, check=False, timeout=10,
+    )  # fmt: skip
+    return done.stdout.split("\n")[:-1] if done.returncode == 0 else []
+
+
+def events(repo: Repo) -> list[dict[str, Any]]:
+    out = repo.ctl("events", "-o", "json", "--limit", "1000").stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_agent_starts_in_worktree_with_lane_env(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    rec = tmp_path / "rec.jsonl"
+    secret = "hunter2"  # noqa: S105 - a fake secret the logs must not show
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--record", str(rec)],
+                "spec": {"env": {"TEST_SECRET": secret}}})  # fmt: skip
+    out = once(repo)
+    assert "started one" in out
+    wait_until(lambda: records(rec))
+    start = records(rec)[0]
+    assert start["cwd"] == str(repo.root / "a")
+    assert start["env"]["LANE_NAME"] == "a"
+    assert start["env"]["LANE_PARTICIPANT"] == "one"
+    assert start["env"]["LANE_WORKTREE"] == str(repo.root / "a")
+    assert start["env"]["CONTROLLER_STATE"].startswith("sqlite:///")
+    assert start["env"]["TEST_SECRET"] == secret
+    one = agents(repo)["one"]
+    assert one["state"] == "running" and one["pid"] == start["pid"]
+    assert one["pane"].startswith("%") and one["runtime"] == "tmux"
+    assert status(repo)["lanes"][0]["phase"] == "running"
+    log = repo.ctl("events", "-o", "json").stdout
+    assert "AgentStarted" in log and secret not in log
+    assert secret not in repo.ctl("plan", "-o", "json").stdout
+    assert not list((repo.path / ".lanes" / "run").glob("env-*"))  # env file read and deleted
+    assert "No changes" in once(repo)
+
+
+def test_killed_agent_is_restarted(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    first = agents(repo)["one"]["pid"]
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: agents(repo)["one"]["state"] == "dead")
+    once(repo)
+    again = agents(repo)["one"]
+    assert again["pid"] != first and again["state"] == "running"
+    assert again["restarts"] == 1 and again["lastExit"] == 128 + signal.SIGKILL
+    assert psutil.pid_exists(again["pid"])
+
+
+def test_sigterm_ignorer_is_killed_after_grace(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "stubborn", "args": ["--ignore-term", str(tmp_path)],
+                "spec": {"stopGraceSeconds": 1}})  # fmt: skip
+    once(repo)
+    pid = agents(repo)["stubborn"]["pid"]
+    (repo.desired / "bindings.yaml").unlink()
+    started = time.monotonic()
+    out = once(repo)
+    assert "stopped stubborn (killed)" in out
+    assert time.monotonic() - started < 15
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert panes(repo, tmux_socket) == []
+    assert agents(repo) == {}
+
+
+def test_two_bindings_make_a_shared_lane(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(
+        repo,
+        {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]},
+        {"lane": "a", "participant": "two", "args": ["--sleep", str(tmp_path)]},
+    )
+    once(repo)
+    both = agents(repo)
+    assert {p: a["state"] for p, a in both.items()} == {"one": "running", "two": "running"}
+    assert status(repo)["lanes"][0]["phase"] == "shared"
+    assert len(panes(repo, tmux_socket)) == 2
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    assert status(repo)["lanes"][0]["phase"] == "running"
+
+
+def test_process_runtime(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(
+        repo,
+        {"lane": "a", "participant": "bg", "args": [str(tmp_path)], "spec": {"runtime": "process"}},
+        {"lane": "a", "participant": "quits", "args": ["--exit", "3", str(tmp_path)],
+         "spec": {"runtime": "process", "restart": "never"}},
+    )  # fmt: skip
+    once(repo)
+    log = repo.path / ".lanes" / "logs" / "a" / "bg.log"
+    wait_until(lambda: log.exists() and "ready" in log.read_text())
+    bg = agents(repo)["bg"]
+    assert bg["runtime"] == "process" and bg["state"] == "running" and bg["log"] == str(log)
+    wait_until(lambda: agents(repo)["quits"]["state"] == "dead")
+    once(repo)
+    quits = agents(repo)["quits"]
+    assert quits["state"] == "exited" and quits["lastExit"] == 3
+    assert panes(repo, tmux_socket) == []  # no tmux involved
+    (repo.desired / "bindings.yaml").unlink()
+    once(repo)
+    assert alive_with(str(tmp_path)) == []
+
+
+def test_stale_agent_is_replaced_and_heartbeat_counts(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--quiet", str(tmp_path)],
+                "spec": {"heartbeat": {"source": "explicit", "staleAfter": "2s"},
+                         "stopGraceSeconds": 1}})  # fmt: skip
+    once(repo)
+    first = agents(repo)["one"]["pid"]
+    beat = repo.ctl("heartbeat", "--lane", "a", "--as", "one")
+    assert beat.returncode == 0, beat.stderr
+    assert agents(repo)["one"]["heartbeatAge"] < 2
+    time.sleep(2.5)
+    out = once(repo)
+    assert "stale" in repo.ctl("events").stdout and "started one" in out
+    second = agents(repo)["one"]
+    assert second["pid"] != first and second["state"] == "running"
+    stopped = [e for e in events(repo) if e["kind"] == "AgentStopped"]
+    assert stopped and "stale" in stopped[-1]["reason"]
+
+
+def test_crash_loop_blocks_until_unblocked(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "crashy", "args": ["--exit", "1", str(tmp_path)],
+                "spec": {"restart": "always",
+                         "crashLoop": {"deaths": 2, "within": "10m"}}})  # fmt: skip
+    once(repo)  # starts
+    wait_until(lambda: agents(repo)["crashy"]["state"] == "dead")
+    once(repo)  # first death: recorded, restarted at once
+    wait_until(lambda: agents(repo)["crashy"]["state"] == "dead")
+    once(repo)  # second death within 10m: blocked
+    crashy = agents(repo)["crashy"]
+    assert crashy["state"] == "blocked" and "crash loop" in crashy["blocked"]
+    (who,) = [p for p in status(repo)["participants"] if p["name"] == "crashy"]
+    assert who["blocked"] is True
+    assert "CrashLoop" in once(repo)  # stays blocked, nothing restarted
+    done = repo.ctl("unblock", "crashy", "--reason", "fixed the config")
+    assert done.returncode == 0 and "unblocked crashy" in done.stdout
+    audit = [e for e in events(repo) if e["kind"] == "ParticipantUnblocked"]
+    assert audit and audit[0]["reason"] == "fixed the config" and audit[0]["data"]["by"]
+    assert "started crashy" in once(repo)
+
+
+def test_lane_removal_stops_agent_before_worktree(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a", "b")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    pid = agents(repo)["one"]["pid"]
+    repo.lanes("b")
+    (repo.desired / "bindings.yaml").unlink()
+    once(repo)
+    kinds = [e["kind"] for e in events(repo) if e["lane"] == "a"]
+    assert kinds.index("AgentStopped") < kinds.index("LaneRemoved")
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert repo.worktrees() == [str(repo.root / "b")] and panes(repo, tmux_socket) == []
+
+
+def test_tmux_server_killed_from_outside_is_recreated(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    subprocess.run(("tmux", "-L", tmux_socket, "kill-server"), env=repo.env, check=True)
+    wait_until(lambda: agents(repo)["one"]["state"] == "dead")
+    once(repo)
+    assert agents(repo)["one"]["state"] == "running"
+    assert len(panes(repo, tmux_socket)) == 1
+
+
+def test_unreachable_tmux_changes_nothing(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    pid = agents(repo)["one"]["pid"]
+    server = next(
+        p for p in psutil.process_iter(["pid", "cmdline"])
+        if p.info["cmdline"] and p.info["cmdline"][0] == "tmux" and tmux_socket in p.info["cmdline"]
+    )  # fmt: skip
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--changed", str(tmp_path)]},
+         {"lane": "a", "participant": "two", "args": [str(tmp_path)]})  # fmt: skip
+    server.suspend()  # a hung server: list-panes times out
+    try:
+        out = once(repo, code=2)
+    finally:
+        server.resume()
+    assert "AgentUnknown" in out
+    assert psutil.pid_exists(pid)  # not killed or restarted on an unknown observation
+    assert [e for e in events(repo) if e["kind"] == "AgentStarted"].__len__() == 1
+    assert "started two" in once(repo)
+
+
+def test_50_lanes_with_agents_leave_nothing(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    workspace(repo, tmux_socket, maxParallelLanes=16)
+    names = [f"l{i:02d}" for i in range(50)]
+    repo.lanes(*names)
+    bind(repo, *({"lane": n, "participant": f"p{n}", "args": ["--sleep", str(tmp_path)]}
+                 for n in names))  # fmt: skip
+    once(repo)
+    assert len(panes(repo, tmux_socket)) == 50
+    assert len(alive_with(str(tmp_path))) == 50
+    (repo.desired / "bindings.yaml").unlink()
+    (repo.desired / "lanes.yaml").unlink()
+    once(repo, "--allow-empty")
+    assert panes(repo, tmux_socket) == []
+    wait_until(lambda: alive_with(str(tmp_path)) == [], timeout=10)
+    assert repo.worktrees() == [] and repo.root_entries() == [".gitignore"]
+    assert status(repo)["lanes"] == []

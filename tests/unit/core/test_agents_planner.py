@@ -1,0 +1,189 @@
+"""The agent half of the planner, table-driven: what happens to an agent in each situation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from controller.core import actions as A
+from controller.core import planner, world
+from tests.factories import agent, binding, desired, lane, observed, pane, proc, record, tree
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+S = world.AgentState
+
+
+def ready(*records: world.AgentRecord, panes: Any = None, procs: Any = None) -> world.Observed:
+    """Lane `a` converged, with these agent records alive unless told otherwise."""
+    alive_panes = tuple(pane(r) for r in records if r.runtime == "tmux")
+    alive_procs = {k: v for r in records for k, v in proc(r).items()}
+    return replace(
+        observed([tree("a")], records=[record("a")]),
+        agents={r.binding: r for r in records},
+        panes=alive_panes if panes is None else panes,
+        processes=alive_procs if procs is None else procs,
+    )
+
+
+def plan(want: Any, seen: world.Observed, now: datetime = NOW) -> planner.Plan:
+    return planner.plan(want, seen, {}, now)
+
+
+def kinds(p: planner.Plan) -> list[str]:
+    return [a.kind for a in p.actions]
+
+
+def types(p: planner.Plan, lane_: str = "a") -> list[str]:
+    return [c.type for c in p.conditions.get(lane_, ())]
+
+
+def test_start_when_lane_ready() -> None:
+    b = binding("one")
+    p = plan(desired("a", b), ready())
+    (start,) = p.actions
+    assert isinstance(start, A.StartAgent)
+    assert (start.participant, start.runtime, start.command) == ("one", "tmux", ("agent",))
+
+
+def test_start_after_provisioning_in_the_same_chain() -> None:
+    p = plan(desired("a", binding("one")), observed())
+    assert kinds(p) == ["provision", "start-agent"]
+
+
+def test_no_start_on_a_lane_that_cannot_be_used() -> None:
+    seen = observed([tree("a", branch="other")], records=[record("a")])
+    p = plan(desired("a", binding("one")), seen)
+    assert p.actions == ()
+    assert types(p) == ["BranchMismatch", "AgentWaiting"]
+
+
+def test_alive_and_unchanged_is_left_alone() -> None:
+    b = binding("one")
+    assert plan(desired("a", b), ready(agent(b))).actions == ()
+
+
+def test_changed_binding_restarts() -> None:
+    b = binding("one")
+    changed = binding("one", command=["agent", "--new"])
+    assert kinds(plan(desired("a", changed), ready(agent(b)))) == ["stop-agent", "start-agent"]
+
+
+def test_death_is_recorded_and_first_restart_is_immediate() -> None:
+    b = binding("one")
+    r = agent(b, started_at=NOW - timedelta(seconds=30))
+    seen = ready(r, panes=(pane(r, dead=True, dead_status=1),), procs={})
+    p = plan(desired("a", b), seen)
+    assert kinds(p) == ["record-exit", "start-agent"]
+    exit_ = p.actions[0]
+    assert isinstance(exit_, A.RecordExit) and exit_.exit is not None
+    assert exit_.exit.last_exit == 1
+
+
+def test_second_death_in_a_row_waits() -> None:
+    b = binding("one")
+    r = agent(b, consecutive=1, started_at=NOW - timedelta(seconds=30))
+    p = plan(desired("a", b), ready(r, panes=(), procs={}))
+    assert kinds(p) == ["record-exit"]
+    assert types(p) == ["AgentRestarting"]
+
+
+def test_due_restart_happens_later() -> None:
+    b = binding("one")
+    r = agent(b, S.EXITED, next_start_at=NOW + timedelta(seconds=10))
+    assert plan(desired("a", b), ready(r, panes=(), procs={})).actions == ()
+    later = plan(desired("a", b), ready(r, panes=(), procs={}), NOW + timedelta(seconds=10))
+    assert kinds(later) == ["start-agent"]
+
+
+def test_clean_exit_with_on_failure_is_not_restarted() -> None:
+    b = binding("one")
+    r = agent(b)
+    p = plan(desired("a", b), ready(r, panes=(pane(r, dead=True, dead_status=0),), procs={}))
+    assert kinds(p) == ["record-exit"]
+    assert types(p) == ["AgentExited"]
+
+
+def test_crash_loop_blocks_and_stays_blocked() -> None:
+    b = binding("one", crashLoop={"deaths": 2, "within": "10m"})
+    r = agent(b, deaths=(NOW - timedelta(minutes=1),), consecutive=1)
+    p = plan(desired("a", b), ready(r, panes=(), procs={}))
+    assert kinds(p) == ["record-exit"]
+    assert types(p) == ["CrashLoop"]
+    blocked = agent(b, S.BLOCKED, blocked="crash loop")
+    again = plan(desired("a", b), ready(blocked, panes=(), procs={}))
+    assert again.actions == ()
+    assert types(again) == ["CrashLoop"]
+
+
+def test_unknown_tmux_changes_nothing() -> None:
+    b, fresh = binding("one"), binding("two")
+    r = agent(b)
+    seen = ready(r, panes=world.Unknown("server hung"))
+    p = plan(desired("a", b, fresh), seen)
+    assert p.actions == ()
+    assert types(p) == ["AgentUnknown", "AgentUnknown"]
+
+
+def test_unknown_process_table_changes_nothing() -> None:
+    b = binding("one", runtime="process")
+    p = plan(desired("a", b), ready(agent(b), procs=world.Unknown("no /proc")))
+    assert p.actions == ()
+
+
+def test_stale_agent_is_replaced() -> None:
+    b = binding("one", heartbeat={"staleAfter": "30m"})
+    r = agent(b, started_at=NOW - timedelta(hours=2))
+    seen = ready(r, panes=(pane(r, activity=NOW - timedelta(hours=1)),))
+    p = plan(desired("a", b), seen)
+    assert kinds(p) == ["stop-agent", "start-agent"]
+    stop = p.actions[0]
+    assert isinstance(stop, A.StopAgent) and stop.exit is not None
+    assert "stale" in stop.reason
+
+
+def test_suspended_lane_stops_agents_and_keeps_worktree() -> None:
+    b = binding("one")
+    p = plan(desired(lane("a", suspend=True), b), ready(agent(b)))
+    assert kinds(p) == ["stop-agent"]
+    assert types(p) == ["Suspended"]
+
+
+def test_stopped_agent_starts_when_lane_resumes() -> None:
+    b = binding("one")
+    r = agent(b, S.STOPPED, window_id=None, pane_id=None)
+    assert kinds(plan(desired("a", b), ready(r, panes=(), procs={}))) == ["start-agent"]
+
+
+def test_removed_binding_is_stopped_and_forgotten() -> None:
+    b = binding("one")
+    p = plan(desired("a"), ready(agent(b)))
+    assert kinds(p) == ["remove-agent"]
+    assert p.actions[0].change == A.Change.DESTROY
+
+
+def test_lane_removal_stops_agents_first() -> None:
+    b = binding("one")
+    p = plan(desired("keep"), ready(agent(b)))
+    assert [(a.kind, a.lane) for a in p.actions] == [
+        ("remove-agent", "a"),
+        ("remove", "a"),
+        ("provision", "keep"),
+    ]
+
+
+def test_stray_window_is_closed() -> None:
+    b = binding("one")
+    r = agent(b)
+    stray = world.Pane("$1", "@9", "%9", 4242, session_name="a")
+    p = plan(desired("a", b), ready(r, panes=(pane(r), stray)))
+    (kill,) = p.actions
+    assert isinstance(kill, A.KillStray)
+    assert (kill.window_id, kill.pids) == ("@9", (4242,))
+
+
+def test_env_values_never_in_plan_json() -> None:
+    b = binding("one", env={"API_TOKEN": "hunter2"})
+    (start,) = plan(desired("a", b), ready()).actions
+    assert "hunter2" not in str(start.to_json())
+    assert "hunter2" not in start.describe()
