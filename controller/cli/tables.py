@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,8 @@ from rich.table import Table
 
 def print_status(view: Mapping[str, Any]) -> None:
     """Print ``controller status`` as a table plus warnings."""
-    console = Console(highlight=False, soft_wrap=True)
+    # Piped output is read by tools and people with wide screens: do not squeeze it to 80.
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     console.print(f"workspace {view['workspace']}  repo {view['repo']}")
     if not view["desiredValid"]:
         console.print("[bold red]desired state is invalid[/]; showing the inventory only:")

@@ -298,3 +298,24 @@ def test_50_lanes_with_agents_leave_nothing(repo: Repo, tmux_socket: str, tmp_pa
     wait_until(lambda: alive_with(str(tmp_path)) == [], timeout=10)
     assert repo.worktrees() == [] and repo.root_entries() == [".gitignore"]
     assert status(repo)["lanes"] == []
+
+
+def test_daemon_restarts_a_killed_agent(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    daemon = subprocess.Popen(
+        (sys.executable, "-m", "controller", "run", "--resync", "1", "--debounce", "0.1"),
+        cwd=repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: agents(repo).get("one", {}).get("state") == "running")
+        first = agents(repo)["one"]["pid"]
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: agents(repo)["one"]["pid"] not in (first, None), timeout=20)
+        assert agents(repo)["one"]["state"] == "running"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert psutil.pid_exists(agents(repo)["one"]["pid"])  # agents outlive the daemon, by design
