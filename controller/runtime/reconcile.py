@@ -6,6 +6,7 @@ nothing depends on having seen an earlier event.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import subprocess
 import uuid
@@ -20,7 +21,7 @@ from controller.core import actions, memory, planner, world
 from controller.executors.context import Context, Outcome
 from controller.observers import git, processes
 from controller.observers import tmux as tmux_observer
-from controller.runtime import apply
+from controller.runtime import apply, wiring
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
 
@@ -119,6 +120,12 @@ class Reconciler:
         observed = await self.observe(desired)
         memories = await anyio.to_thread.run_sync(self.wiring.store.memories)
         result = planner.plan(desired, observed, memories, now, allow_empty=allow_empty)
+        if self.wiring.paths.recalled:
+            note = (
+                f"no Workspace is declared; using the last one declared here "
+                f"({self.wiring.paths.workspace}, from .lanes/{wiring.WORKSPACE_MEMORY})"
+            )
+            result = dataclasses.replace(result, notices=(note, *result.notices))
         return result, observed, now
 
     async def run_pass(

@@ -7,10 +7,11 @@ built at import time or in default arguments.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -22,6 +23,7 @@ from controller.system import clock, proc, tmuxserver
 
 STATE_DIR = ".lanes"
 DEFAULT_STATE = f"sqlite:///{STATE_DIR}/state.db"
+WORKSPACE_MEMORY = "workspace.json"
 GIT_ENV = {
     "LC_ALL": "C",  # git's messages (and lock reasons) in one language, for parsing
     "GIT_TERMINAL_PROMPT": "0",  # never wait for a password
@@ -40,6 +42,8 @@ class Paths:
     state_url: str
     workspace: str
     tmux_socket: str = ""
+    declared: bool = False  # a Workspace document names this workspace
+    recalled: bool = False  # no Workspace document: the last declared one is used
 
     @property
     def lock(self) -> Path:
@@ -84,7 +88,7 @@ def resolve_paths(
         raise errors.ControllerError(f"worktreeRoot {spec.worktree_root} must be inside {repo}")
     state_dir = repo / STATE_DIR
     url = state_override or env_state() or spec.state_url or DEFAULT_STATE
-    return Paths(
+    paths = Paths(
         desired=desired_dir,
         repo=repo,
         root=root,
@@ -92,7 +96,49 @@ def resolve_paths(
         state_url=_absolute_sqlite(url, repo),
         workspace=desired.workspace.name,
         tmux_socket=spec.tmux_socket or default_socket(repo),
+        declared=("Workspace", desired.workspace.name) in desired.locations,
     )
+    return paths if paths.declared else _recalled(paths, state_override=state_override)
+
+
+def _recalled(paths: Paths, *, state_override: str | None) -> Paths:
+    """Without a Workspace document, keep using the last one declared in this repository.
+
+    Deleting every YAML file (the Workspace included) must not silently switch to another
+    inventory: the lanes of the old one would never be cleaned up.
+    """
+    memory = paths.state_dir / WORKSPACE_MEMORY
+    try:
+        last = json.loads(memory.read_text())
+    except (OSError, ValueError):
+        return paths
+    return replace(
+        paths,
+        root=Path(last.get("root", paths.root)),
+        state_url=state_override or env_state() or last.get("stateUrl", paths.state_url),
+        workspace=last.get("workspace", paths.workspace),
+        tmux_socket=last.get("tmuxSocket", paths.tmux_socket),
+        recalled=True,
+    )
+
+
+def remember_workspace(paths: Paths) -> None:
+    """Record the declared workspace's identity for ``_recalled`` (0600: it may hold a URL)."""
+    if not paths.declared:
+        return
+    data = {
+        "workspace": paths.workspace,
+        "root": str(paths.root),
+        "stateUrl": paths.state_url,
+        "tmuxSocket": paths.tmux_socket,
+    }
+    target = paths.state_dir / WORKSPACE_MEMORY
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if target.exists() and target.read_text() == text:
+        return
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def default_socket(repo: Path) -> str:
@@ -151,6 +197,7 @@ def _absolute_sqlite(url: str, repo: Path) -> str:
 def build(paths: Paths) -> Wiring:
     """Build the runner, clock and store for ``paths``."""
     _ignore_state_dir(paths.state_dir)
+    remember_workspace(paths)
     store = queries.Store.open(paths.state_url, paths.workspace)
     runner = proc.SubprocessRunner(base_env())
     tmux = tmuxserver.TmuxServer(runner, paths.tmux_socket, paths.state_dir / "tmux.conf")

@@ -319,3 +319,18 @@ def test_daemon_restarts_a_killed_agent(repo: Repo, tmux_socket: str, tmp_path: 
         _, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, err
     assert psutil.pid_exists(agents(repo)["one"]["pid"])  # agents outlive the daemon, by design
+
+
+def test_deleting_every_file_still_cleans_up(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    for path in repo.desired.iterdir():
+        path.unlink()  # the Workspace document goes too
+    refused = repo.ctl("--once")
+    assert refused.returncode == 1 and "--allow-empty" in refused.stdout
+    out = once(repo, "--allow-empty")
+    assert "no Workspace is declared; using the last one" in out
+    assert repo.worktrees() == [] and panes(repo, tmux_socket) == []
+    wait_until(lambda: alive_with(str(tmp_path)) == [], timeout=10)
