@@ -86,11 +86,13 @@ def liveness(record: world.AgentRecord, observed: world.Observed) -> Seen:
     pane = next((p for p in observed.panes if p.pane_id == record.pane_id), None)
     if pane is None or pane.pid != record.pid:
         return Seen(Life.DEAD, None, "its tmux window is gone")
-    if pane.dead:
+    if same_process(proc, record):
+        return Seen(Life.ALIVE)  # even if its terminal closed (pane_dead), the process lives
+    if pane.dead and pane.dead_status is not None:
         return Seen(Life.DEAD, pane.dead_status, "the program in its pane exited")
-    if not same_process(proc, record):
-        return Seen(Life.DEAD, None, "its process is gone")
-    return Seen(Life.ALIVE)
+    # tmux reports the status a moment after the process ends; deciding now would lose it,
+    # and a clean exit could be taken for a failure.
+    return Seen(Life.UNKNOWN, reason="its process ended; waiting for tmux's exit status")
 
 
 def restart_delay(consecutive: int) -> timedelta:

@@ -90,6 +90,7 @@ class Pane:
     dead_status: int | None = None
     activity: datetime | None = None  # the window's last activity
     in_mode: bool = False  # copy mode or another mode: typing would not reach the program
+    server_pid: int | None = None
     session_name: str = ""
     window_name: str = ""
     binding: str = ""  # the @lanes-binding window option the controller set

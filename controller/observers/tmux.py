@@ -21,7 +21,7 @@ def parse_panes(text: str) -> tuple[world.Pane, ...]:
         fields = line.split(tmuxserver.SEP, len(tmuxserver.PANE_FIELDS) - 1)
         if len(fields) != len(tmuxserver.PANE_FIELDS):
             continue
-        sid, wid, pid_, pane_pid, dead, status, signal, activity, mode, sname = fields
+        sid, wid, pid_, pane_pid, dead, status, signal, activity, mode, server, sname = fields
         panes.append(
             world.Pane(
                 session_id=sid,
@@ -32,6 +32,7 @@ def parse_panes(text: str) -> tuple[world.Pane, ...]:
                 dead_status=_status(status, signal) if dead == "1" else None,
                 activity=_epoch(activity),
                 in_mode=mode == "1",
+                server_pid=_int(server),
                 session_name=sname,
             )
         )

@@ -6,8 +6,11 @@ nothing depends on having seen an earlier event.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,13 +20,15 @@ from typing import Any
 
 import anyio
 
-from controller.core import actions, memory, planner, world
+from controller.core import actions, lifecycle, memory, planner, world
 from controller.executors.context import Context, Outcome
 from controller.observers import git, processes
 from controller.observers import tmux as tmux_observer
 from controller.runtime import apply, wiring
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
+
+NUDGE_WAIT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,11 @@ class Reconciler:
             group.start_soon(read, "exits", processes.observe_exits, w.paths.state_dir / "run")
             logs = {a.binding: a.log_path for a in agents.values() if a.log_path}
             group.start_soon(read, "activity", processes.observe_log_activity, logs)
+        if _settling(agents, results["panes"], results["processes"]):
+            # tmux (built with libutempter, as Debian does) can miss a SIGCHLD and never reap
+            # an agent (tmux#311, #4559); a second SIGCHLD makes it collect the status.
+            await self._nudge(results["panes"])
+            results["panes"] = await self._panes(desired, agents)
         return world.Observed(
             repo=str(w.paths.repo),
             root=str(w.paths.root),
@@ -100,6 +110,13 @@ class Reconciler:
             exits=results["exits"],
             log_activity=results["activity"],
         )
+
+    async def _nudge(self, panes: tuple[world.Pane, ...]) -> None:
+        server = next((p.server_pid for p in panes if p.server_pid), None)
+        if server is not None:
+            with contextlib.suppress(OSError):
+                os.kill(server, signal.SIGCHLD)
+            await self.wiring.clock.sleep(NUDGE_WAIT)
 
     async def _panes(
         self, desired: DesiredState | None, agents: Mapping[str, world.AgentRecord]
@@ -223,3 +240,22 @@ def remembered(
 
 async def _records(w: Wiring) -> Mapping[str, world.LaneRecord]:
     return await anyio.to_thread.run_sync(w.store.lane_records)
+
+
+def _settling(
+    agents: Mapping[str, world.AgentRecord],
+    panes: tuple[world.Pane, ...] | world.Unknown,
+    procs: Mapping[int, world.Proc] | world.Unknown,
+) -> bool:
+    """Whether some tmux agent's process ended but tmux has not reported its status."""
+    if isinstance(panes, world.Unknown) or isinstance(procs, world.Unknown):
+        return False
+    by_id = {p.pane_id: p for p in panes}
+    for record in agents.values():
+        pane = by_id.get(record.pane_id or "")
+        if record.runtime != "tmux" or record.state != world.AgentState.RUNNING or pane is None:
+            continue
+        ended = not lifecycle.same_process(procs.get(record.pid or -1), record)
+        if ended and pane.pid == record.pid and not (pane.dead and pane.dead_status is not None):
+            return True
+    return False

@@ -30,7 +30,7 @@ set -g exit-empty on
 PANE_FIELDS = (
     "#{session_id}", "#{window_id}", "#{pane_id}", "#{pane_pid}", "#{pane_dead}",
     "#{pane_dead_status}", "#{pane_dead_signal}", "#{window_activity}", "#{pane_in_mode}",
-    "#{session_name}",
+    "#{pid}", "#{session_name}",
 )  # fmt: skip
 NO_SERVER = "no server running"
 NO_SOCKET = "No such file or directory"

@@ -127,6 +127,7 @@ def test_the_example_desired_folder_is_valid() -> None:
         ("1. step\n\n   ```yaml\n   b: 2\n   ```\n", [("yaml", 4, "b: 2\n")]),
         ("```yaml-invalid\nc\n```\n```\nd\n```\n", [("yaml-invalid", 2, "c\n"), ("", 5, "d\n")]),
     ],
+    ids=["plain", "nested-fence", "indented-in-a-list", "other-info-strings"],
 )
 def test_fenced_blocks_are_found(
     tmp_path: Path, markdown: str, expected: list[tuple[str, int, str]]
