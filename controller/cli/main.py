@@ -71,7 +71,8 @@ def _global_options(func: F) -> F:
 
 def _merge(ctx: click.Context, /, **given: Any) -> Settings:
     base: Settings = ctx.find_object(Settings) or Settings()
-    changes = {k: v for k, v in given.items() if v not in (None, 0)}
+    # A value given after the command name wins; `-v` counts (0 means "not given").
+    changes = {k: v for k, v in given.items() if v is not None and not (k == "verbose" and v == 0)}
     merged = replace(base, **changes)
     ctx.obj = merged
     return merged
@@ -163,6 +164,9 @@ async def _once_async(
             click.echo(output.outcome_line(outcome))
 
     lock = reconciler.wiring.paths.lock
+    if settings.verbose and not settings.json:
+        the_plan, _, _ = await reconciler.plan(desired, allow_empty=allow_empty)
+        click.echo(output.plan_text(the_plan) + "\n")
     async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=waiting):
         result = await reconciler.run_pass(desired, allow_empty=allow_empty, on_outcome=progress)
     code = _exit_code(result)
@@ -176,9 +180,15 @@ async def _once_async(
 def _exit_code(result: reconcile.PassResult) -> int:
     if result.plan.refused:
         return EXIT_INVALID
-    if result.failed or result.blind:
+    if result.failed or result.blind or _failing(result.plan):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _failing(the_plan: Any) -> bool:
+    """A lane still backing off after a failure is not converged, even if it waits now."""
+    kinds = {"BackingOff", "Stalled"}
+    return any(c.type in kinds for cs in the_plan.conditions.values() for c in cs)
 
 
 def _pass_text(result: reconcile.PassResult) -> str:
@@ -186,13 +196,11 @@ def _pass_text(result: reconcile.PassResult) -> str:
     lines: list[str] = []
     if p.refused:
         lines.append(f"Refused: {p.refused}")
-    if p.pending:
-        lines.append(f"Held back this pass: {len(p.pending)} action(s); see `controller plan`.")
     lines += output.conditions_text(p.conditions, p.notices)
     if result.outcomes:
         lines.append(output.apply_summary(result.outcomes))
-    elif not p.refused:
-        lines.append("No changes. The world matches the desired state.")
+    else:
+        lines.append(output.idle_line(p))
     return "\n".join(lines)
 
 
@@ -268,7 +276,7 @@ def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **gi
         click.echo(output.to_json(output.plan_json(the_plan)))
     else:
         click.echo(output.plan_text(the_plan))
-    if the_plan.refused:
+    if the_plan.refused or (detailed_exitcode and output.blind(the_plan)):
         ctx.exit(EXIT_INVALID)
     if detailed_exitcode and (the_plan.actions or the_plan.pending):
         ctx.exit(2)
@@ -280,13 +288,15 @@ def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **gi
 def validate(ctx: click.Context, /, **given: Any) -> None:
     """Check desired state: schema and cross-references, every problem as path:line."""
     settings = _merge(ctx, **given)
+    if not settings.desired.is_dir():
+        _fail(f"{settings.desired}: no such folder (pass --desired DIR)")
     loaded = _load(settings)
     if isinstance(loaded, DesiredState):
         counts = _counts(loaded)
         if settings.json:
             click.echo(output.to_json({"valid": True, "problems": [], "counts": counts}))
         else:
-            shown = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+            shown = ", ".join(_plural(n, k) for k, n in counts.items() if n)
             click.echo(f"{settings.desired}: valid ({shown or 'empty'}).")
         return
     if settings.json:
@@ -294,6 +304,12 @@ def validate(ctx: click.Context, /, **given: Any) -> None:
     else:
         click.echo(output.problems_text(loaded), err=True)
     ctx.exit(EXIT_INVALID)
+
+
+def _plural(n: int, noun: str) -> str:
+    """``1 lane``, ``2 lanes`` (the count keys are plural nouns)."""
+    singular = {"policies": "policy", "catalogs": "catalog"}.get(noun, noun.rstrip("s"))
+    return f"{n} {singular if n == 1 else noun}"
 
 
 def _counts(desired: DesiredState) -> dict[str, int]:

@@ -62,8 +62,27 @@ def plan_text(the_plan: planner.Plan) -> str:
             f"change, {counts[actions.Change.DESTROY]} to destroy."
         )
     else:
-        out.append("No changes. The world matches the desired state.")
+        out.append(idle_line(the_plan))
     return "\n".join(out)
+
+
+def blind(the_plan: planner.Plan) -> bool:
+    """Whether the plan was made without being able to read some source."""
+    return any(c.type == "ObservationUnknown" for cs in the_plan.conditions.values() for c in cs)
+
+
+def idle_line(the_plan: planner.Plan) -> str:
+    """What to say when there is nothing to do, without hiding why."""
+    warnings = sum(len(cs) for cs in the_plan.conditions.values()) + len(the_plan.notices)
+    if the_plan.refused:
+        return "Nothing was changed (refused, see above)."
+    if blind(the_plan):
+        return "Nothing was changed: a source could not be read (see warnings)."
+    if the_plan.pending:
+        return f"No changes now; {len(the_plan.pending)} action(s) held back (see warnings)."
+    if warnings:
+        return f"No changes, but {warnings} warning(s) above need attention."
+    return "No changes. The world matches the desired state."
 
 
 def _action_lines(action: actions.Action) -> list[str]:

@@ -38,6 +38,8 @@ def print_status(view: Mapping[str, Any]) -> None:
                           markup=False)  # fmt: skip
     for notice in view["notices"]:
         console.print(f"  ! {notice}", markup=False)
+    if view.get("refused"):
+        console.print(f"  ! refused: {view['refused']}", markup=False)
 
 
 def _agents_table(agents: list[tuple[str, Mapping[str, Any]]]) -> Table:

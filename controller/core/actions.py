@@ -15,6 +15,11 @@ from typing import Any, ClassVar, Literal, TypeAlias
 from controller.core.lifecycle import ExitDecision
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 class Change(enum.StrEnum):
     """How an action shows in the plan summary, Terraform style."""
 
@@ -44,8 +49,9 @@ class ActionBase:
         return f"{self.kind} {self.path}"
 
     def to_json(self) -> Mapping[str, Any]:
-        """A stable JSON object: kind, change, key, then the fields."""
-        return {"kind": self.kind, "change": str(self.change), "key": self.key, **asdict(self)}
+        """A stable JSON object: kind, change, key, then the fields (camelCase keys)."""
+        fields = {_camel(k): v for k, v in asdict(self).items()}
+        return {"kind": self.kind, "change": str(self.change), "key": self.key, **fields}
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ LAUNCHER = "controller.system.launch"
 
 async def start_agent(action: actions.StartAgent, ctx: Context) -> Outcome:
     """Start the binding's agent in the lane's worktree and record its identity."""
-    worktree = paths.inside(ctx.root, action.path)
+    worktree = paths.inside(ctx.root_of(action.path), action.path)
     if not await anyio.Path(worktree).is_dir():
         return Outcome(action, "failed", f"worktree {worktree} does not exist")
     old = (await ctx.db(ctx.store.agent_records)).get(action.binding)

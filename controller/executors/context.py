@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
+from controller import errors
 from controller.core import actions
 from controller.store import events, queries
 from controller.system import clock, proc, tmuxserver
@@ -73,6 +74,20 @@ class Context:
     def quarantine(self) -> Path:
         """Where directories git no longer knows are moved, content intact."""
         return self.state_dir / "quarantine"
+
+    def root_of(self, recorded: str) -> Path:
+        """The worktree root a lane path lives in: today's, or the one it was created under.
+
+        ``worktreeRoot`` may change while lanes exist; their records keep the old paths, and a
+        record proves the path is the controller's. Anything outside the repository is refused.
+        """
+        path = Path(recorded)
+        if path.is_relative_to(self.root):
+            return self.root
+        parent = path.parent
+        if parent != self.repo and parent.is_relative_to(self.repo):
+            return parent
+        raise errors.OutsideRoot(f"{recorded} is outside {self.repo}; not touching it")
 
     @property
     def run_dir(self) -> Path:

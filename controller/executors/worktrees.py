@@ -35,7 +35,7 @@ GITIGNORE = (
 
 async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
     """Add the lane's worktree; on any failure, leave nothing behind."""
-    path = paths.inside(ctx.root, action.path)
+    path = paths.inside(ctx.root_of(action.path), action.path)
     if await _is_worktree_on(ctx, path, action.branch):
         return await adopt(actions.AdoptWorktree(action.lane, action.path, "", action.branch), ctx)
     record = await _begin(ctx, action)
@@ -47,9 +47,14 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
             break
         await _roll_back(ctx, action, path, record, keep_record=True)
         if attempt == ADD_ATTEMPTS or not TRANSIENT.search(done.stderr):
-            await ctx.db(ctx.store.delete_lane, action.lane)
-            await ctx.emit("ProvisionRolledBack", done.stderr.strip(), lane=action.lane,
-                           path=str(path), branch=action.branch)  # fmt: skip
+            await ctx.db(ctx.store.delete_lane, action.lane, keep_memory=True)
+            await ctx.emit(
+                "ProvisionRolledBack",
+                done.stderr.strip(),
+                lane=action.lane,
+                path=str(path),
+                branch=action.branch,
+            )
             return Outcome(action, "failed", f"git worktree add failed: {done.stderr.strip()}")
         await ctx.clock.sleep(0.05 * attempt)
     await _set_phase(ctx, action.lane, record.phase, Phase.READY, conditions=())
@@ -106,7 +111,7 @@ async def _roll_back(
     if not action.reuse_branch:
         await _delete_fresh_branch(ctx, action.branch, action.base)
     if not keep_record:
-        await ctx.db(ctx.store.delete_lane, record.name)
+        await ctx.db(ctx.store.delete_lane, record.name, keep_memory=True)
 
 
 async def _delete_fresh_branch(ctx: Context, branch: str, base: str) -> None:
@@ -127,7 +132,7 @@ async def _delete_fresh_branch(ctx: Context, branch: str, base: str) -> None:
 
 async def adopt(action: actions.AdoptWorktree, ctx: Context) -> Outcome:
     """Record a complete worktree on the lane's branch as ready."""
-    paths.inside(ctx.root, action.path)
+    paths.inside(ctx.root_of(action.path), action.path)
     records = await ctx.db(ctx.store.lane_records)
     old = records.get(action.lane)
     if old is not None and old.phase in phases.ACTIVE:
@@ -149,10 +154,10 @@ async def adopt(action: actions.AdoptWorktree, ctx: Context) -> Outcome:
 
 async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
     """Remove the lane's worktree after saving its work, or refuse, as its policy says."""
-    path = paths.child_of(ctx.root, action.path)
     record = (await ctx.db(ctx.store.lane_records)).get(action.lane)
     if record is None or record.path != action.path:
         return Outcome(action, "refused", "not in the inventory; the controller leaves it alone")
+    path = paths.child_of(ctx.root_of(record.path), action.path)
     if not await _exists(path):
         await _close(ctx, action.lane, record.phase)
         return Outcome(action, "unchanged", "worktree already gone")
@@ -160,29 +165,13 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
     running = await _live_agents(ctx, action.lane)
     if running:
         return Outcome(action, "failed", f"agents still running in the lane: {', '.join(running)}")
-    await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
     state = await rescue.inspect(ctx.runner, path)
     if state.changes and action.on_dirty == "refuse":
-        return await _refuse(ctx, action, state)
-    saved = None
-    if state.needs_rescue:
-        saved = await rescue.save(
-            ctx.runner,
-            path,
-            lane=action.lane,
-            state=state,
-            now=ctx.clock.now(),
-            scratch=ctx.scratch,
-        )
-        await ctx.emit(
-            "WorkRescued",
-            "uncommitted work saved before removal",
-            lane=action.lane,
-            ref=saved,
-            changes=len(state.changes),
-            detached=state.branch is None,
-        )
-    await _remove_tree(ctx, action.lane, path, action.branch, force=saved is not None)
+        return await _refuse(ctx, action, record, state)
+    await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
+    saved = await _save_work(ctx, action, path, state)
+    kept = await _keep_ignored(ctx, action.lane, path)
+    await _remove_tree(ctx, action.lane, path, action.branch, force=saved is not None or kept)
     await _close(ctx, action.lane, Phase.CLEANING)
     await ctx.emit(
         "LaneRemoved",
@@ -192,21 +181,96 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
         branch=action.branch,
         rescueRef=saved,
     )
-    kept = f"; work saved to {saved}" if saved else ""
-    return Outcome(action, "applied", f"removed {path}{kept}")
+    note = f"; work saved to {saved}" if saved else ""
+    return Outcome(action, "applied", f"removed {path}{note}")
 
 
-async def _refuse(ctx: Context, action: actions.RemoveLane, state: rescue.WorktreeState) -> Outcome:
+async def _save_work(
+    ctx: Context, action: actions.RemoveLane, path: Path, state: rescue.WorktreeState
+) -> str | None:
+    if not state.needs_rescue:
+        return None
+    saved = await rescue.save(
+        ctx.runner, path, lane=action.lane, state=state, now=ctx.clock.now(), scratch=ctx.scratch
+    )
+    await ctx.emit(
+        "WorkRescued",
+        "uncommitted work saved before removal",
+        lane=action.lane,
+        ref=saved,
+        changes=len(state.changes),
+        detached=state.branch is None,
+    )
+    return saved
+
+
+async def _keep_ignored(ctx: Context, lane: str, path: Path) -> bool:
+    """Move ignored files (``.env``, build output) out of the worktree before it goes.
+
+    Git's rescue commit does not take them (they may be huge); a rename keeps them instead,
+    under ``.lanes/quarantine/<lane>-<time>/``.
+    """
+    done = await ctx.runner.run(
+        (
+            "git",
+            "-C",
+            str(path),
+            "ls-files",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+            "--directory",
+            "-z",
+        )
+    )
+    entries = [e.rstrip("/") for e in done.check().stdout.split("\0") if e]
+    if not entries:
+        return False
+    stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
+    target = await anyio.to_thread.run_sync(
+        _move_entries, path, entries, ctx.quarantine, f"{lane}-{stamp}"
+    )
+    await ctx.emit(
+        "IgnoredFilesKept",
+        "ignored files moved out before removal",
+        lane=lane,
+        movedTo=str(target),
+        entries=len(entries),
+    )
+    return True
+
+
+def _move_entries(base: Path, entries: list[str], folder: Path, name: str) -> Path:
+    target, n = folder / name, 0
+    while target.exists():
+        n += 1
+        target = folder / f"{name}-{n}"
+    for entry in entries:
+        source = paths.inside(base, entry)
+        destination = target / entry
+        destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.move(str(source), str(destination))
+    return target
+
+
+async def _refuse(
+    ctx: Context,
+    action: actions.RemoveLane,
+    record: world.LaneRecord,
+    state: rescue.WorktreeState,
+) -> Outcome:
     files = ", ".join(c[3:] for c in state.changes[:5]) + (
         ", ..." if len(state.changes) > 5 else ""
     )
     message = (
         f"{len(state.changes)} uncommitted change(s) in {action.path} ({files}) and "
-        "onDirtyCleanup is refuse; commit or discard them, or set onDirtyCleanup: preserve "
-        "to save them to a rescue ref"
+        "onDirtyCleanup is refuse. Commit or discard them there, or declare the lane again "
+        "with onDirtyCleanup: preserve so that removal saves them to a rescue ref."
     )
     condition = world.Condition("CleanupRefused", "UncommittedChanges", message)
-    await _set_phase(ctx, action.lane, Phase.CLEANING, Phase.BLOCKED, conditions=(condition,))
+    if record.phase == Phase.BLOCKED and condition in record.conditions:
+        return Outcome(action, "refused", message)  # said already: no new events every pass
+    await _set_phase(ctx, action.lane, record.phase, Phase.BLOCKED, conditions=(condition,))
     await ctx.emit("CleanupRefused", message, lane=action.lane, changes=len(state.changes))
     return Outcome(action, "refused", message)
 
@@ -253,7 +317,7 @@ async def _remove_tree(
 
 async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
     """Drop git's record of a worktree whose directory is gone."""
-    path = paths.inside(ctx.root, action.path)
+    path = paths.inside(ctx.root_of(action.path), action.path)
     if await _exists(path):
         return Outcome(action, "refused", f"{path} exists again; not pruning")
     done = await ctx.runner.run(("git", "-C", str(ctx.repo), "worktree", "remove", str(path)))
@@ -269,7 +333,7 @@ async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) 
     It holds nothing but git's half-done checkout (the lane was never ready, no agent ever ran
     in it), so there is nothing to save; ``--force`` twice is git's way past its own lock.
     """
-    path = paths.child_of(ctx.root, action.path)
+    path = paths.child_of(ctx.root_of(action.path), action.path)
     argv = ("git", "-C", str(ctx.repo), "worktree", "remove", "--force", "--force", str(path))
     done = await ctx.runner.run(argv, timeout=GIT_TIMEOUT)
     if not done.ok and await _exists(path):
@@ -280,7 +344,7 @@ async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) 
 
 async def quarantine(action: actions.QuarantineDir, ctx: Context) -> Outcome:
     """Move a directory git no longer knows to ``.lanes/quarantine/``, content intact."""
-    path = paths.child_of(ctx.root, action.path)
+    path = paths.child_of(ctx.root_of(action.path), action.path)
     if not await _exists(path):
         return Outcome(action, "unchanged", "already gone")
     stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")

@@ -21,7 +21,7 @@ async def build(
     reconciler: Reconciler, desired: DesiredState, problems: Sequence[Problem] = ()
 ) -> dict[str, Any]:
     """The ``controller status --output json`` object (DESIGN §8)."""
-    the_plan, observed, now = await reconciler.plan(desired, allow_empty=True)
+    the_plan, observed, now = await reconciler.plan(desired)
     names = sorted(set(desired.lanes) | set(observed.records))
     lanes = [_lane(name, desired, observed, the_plan, now) for name in names]
     return {
@@ -34,6 +34,7 @@ async def build(
         "participants": _participants(desired, observed),
         "triggers": {},
         "notices": list(the_plan.notices),
+        "refused": the_plan.refused,
         "pending": {
             "actions": len(the_plan.actions),
             "heldBack": len(the_plan.pending),
@@ -53,11 +54,13 @@ def _lane(
     path = record.path if record else planner.lane_path(observed.root, name)
     conditions = [*(record.conditions if record else ()), *the_plan.conditions.get(name, ())]
     todo = [a.describe() for a in the_plan.actions if a.lane == name]
+    tree = observed.worktree_at(path)
+    branch = tree.branch if tree is not None and tree.branch else None
     return {
         "name": name,
         "phase": str(record.phase if record else Phase.NEW),
         "declared": lane is not None,
-        "branch": record.branch if record else (lane.branch if lane else None),
+        "branch": branch or (record.branch if record else (lane.branch if lane else None)),
         "worktree": path,
         "conditions": [
             {"type": c.type, "reason": c.reason, "message": c.message} for c in conditions

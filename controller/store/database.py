@@ -73,8 +73,15 @@ def current_revision(engine: sa.Engine) -> str | None:
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already)."""
     try:
-        if current_revision(engine) == tables.HEAD_REVISION:
+        current = current_revision(engine)
+        if current == tables.HEAD_REVISION:
             return
+        if current is not None and current > tables.HEAD_REVISION:
+            raise errors.StoreError(
+                f"the store {engine.url.render_as_string()} is at schema revision {current}, "
+                f"newer than this controller knows ({tables.HEAD_REVISION}); upgrade the "
+                "controller, or point --state at another store"
+            )
         with _migration_lock(engine):
             if current_revision(engine) != tables.HEAD_REVISION:
                 _run_alembic(engine)

@@ -75,10 +75,11 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(query)
 
-    def delete_lane(self, name: str) -> None:
-        """Drop a lane from the inventory (its worktree is gone)."""
+    def delete_lane(self, name: str, *, keep_memory: bool = False) -> None:
+        """Drop a lane from the inventory (its worktree is gone), and its memory unless kept."""
+        doomed = (tables.lanes,) if keep_memory else (tables.lanes, tables.lane_memory)
         with self.engine.begin() as conn:
-            for table in (tables.lanes, tables.lane_memory):
+            for table in doomed:
                 conn.execute(
                     sa.delete(table).where(
                         table.c.workspace == self.workspace, table.c.name == name

@@ -307,3 +307,85 @@ def test_status_json_contract(repo: Repo) -> None:
     assert lane["name"] == "auth" and lane["phase"] == "ready" and lane["branch"] == "lane/auth"
     assert lane["worktree"] == str(repo.root / "auth") and Path(lane["worktree"]).is_absolute()
     assert lane["conditions"] == [] and lane["agents"] == []
+
+
+def _memory(repo: Repo, lane: str) -> tuple[int, str | None]:
+    import sqlite3
+
+    with sqlite3.connect(repo.path / ".lanes" / "state.db") as conn:
+        row = conn.execute(
+            "SELECT failures, last_error FROM lane_memory WHERE name = ?", (lane,)
+        ).fetchone()
+        conn.execute("UPDATE lane_memory SET next_attempt_at = '2000-01-01 00:00:00'")
+    return (row[0], row[1]) if row else (0, None)
+
+
+def test_failures_back_off_longer_and_stall(repo: Repo) -> None:
+    repo.lanes("auth", base="no-such-tag")
+    for attempt in (1, 2, 3):
+        out = once(repo, code=2)
+        failures, error = _memory(repo, "auth")  # (also makes the next attempt due now)
+        assert failures == attempt and error and "no-such-tag" in error
+    assert "Stalled" in repo.ctl("plan").stdout
+    assert repo.worktrees() == [] and "lane/auth" not in repo.branches()
+
+
+def test_lock_timeout_zero_fails_at_once(repo: Repo) -> None:
+    import fcntl
+
+    repo.lanes("auth")
+    lock = repo.path / ".lanes" / "controller.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = repo.ctl("--once", "--lock-timeout", "0")
+    assert done.returncode == 1 and "another controller pass" in done.stderr
+
+
+def test_ignored_files_are_kept_on_removal(repo: Repo) -> None:
+    (repo.path / ".gitignore").write_text(".env\nbuild/\n")
+    repo.git("add", ".gitignore")
+    repo.git("commit", "-q", "-m", "ignore")
+    repo.lanes("a", "keep")
+    once(repo)
+    (repo.root / "a" / ".env").write_text("TOKEN=precious\n")
+    (repo.root / "a" / "build").mkdir()
+    (repo.root / "a" / "build" / "out.bin").write_text("artifact")
+    repo.lanes("keep")
+    once(repo)
+    assert not (repo.root / "a").exists()
+    (kept,) = (repo.path / ".lanes" / "quarantine").iterdir()
+    assert (kept / ".env").read_text() == "TOKEN=precious\n"
+    assert (kept / "build" / "out.bin").read_text() == "artifact"
+
+
+def test_lanes_under_an_old_worktree_root_are_still_removed(repo: Repo) -> None:
+    repo.lanes("a", "b")
+    once(repo)
+    repo.write(
+        "workspace.yaml",
+        "apiVersion: lanes/v1\nkind: Workspace\nmetadata: {name: default}\n"
+        "spec: {worktreeRoot: .lanes/other}\n",
+    )
+    repo.lanes("b", "c")
+    once(repo)
+    assert repo.worktrees() == sorted(
+        [str(repo.root / "b"), str(repo.path / ".lanes" / "other" / "c")]
+    )
+
+
+def test_refused_cleanup_is_not_repeated_in_events(repo: Repo) -> None:
+    repo.lanes("a", "keep", onDirtyCleanup="refuse")
+    once(repo)
+    (repo.root / "a" / "wip.txt").write_text("wip")
+    repo.lanes("keep", onDirtyCleanup="refuse")
+    for _ in range(3):
+        once(repo)
+    kinds = [json.loads(x)["kind"] for x in repo.ctl("events", "-o", "json").stdout.splitlines()]
+    assert kinds.count("CleanupRefused") == 1
+    assert (repo.root / "a" / "wip.txt").exists()
+
+
+def test_validate_missing_folder_is_an_error(repo: Repo) -> None:
+    done = repo.ctl("validate", "--desired", "nope")
+    assert done.returncode == 1 and "no such folder" in done.stderr
