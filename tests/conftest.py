@@ -162,7 +162,7 @@ def postgres_url() -> str:
 
 
 @pytest.fixture
-def tmux_socket(repo: Repo, tmp_path: Path) -> Iterator[str]:
+def tmux_socket(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A private tmux server name for the test (short TMUX_TMPDIR), killed and reaped after.
 
     Every process whose command line mentions the test's tmp_path is killed afterwards too, so
@@ -175,6 +175,7 @@ def tmux_socket(repo: Repo, tmp_path: Path) -> Iterator[str]:
     name = f"ctl-{secrets.token_hex(4)}"
     tmpdir = tempfile.mkdtemp(prefix="ctl-", dir="/tmp")  # socket paths are limited to 107 bytes
     repo.env = {**repo.env, "TMUX_TMPDIR": tmpdir}
+    monkeypatch.setenv("TMUX_TMPDIR", tmpdir)  # for libtmux, which tests use to look
     yield name
     subprocess.run(
         ("tmux", "-L", name, "kill-server"), env=repo.env, capture_output=True, check=False,

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import libtmux
 import psutil
 import pytest
 
@@ -65,11 +66,11 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 
 def panes(repo: Repo, socket: str) -> list[str]:
-    done = subprocess.run(
-        ("tmux", "-L", socket, "list-panes", "-a", "-F", "#{pane_id} #{pane_dead}"),
-        env=repo.env, capture_output=True, text=True, check=False, timeout=10,
-    )  # fmt: skip
-    return done.stdout.split("\n")[:-1] if done.returncode == 0 else []
+    """Pane ids of the controller's server, seen independently through libtmux."""
+    server = libtmux.Server(socket_name=socket)
+    if not server.is_alive():
+        return []
+    return [str(p.pane_id) for p in server.panes]
 
 
 def events(repo: Repo) -> list[dict[str, Any]]:

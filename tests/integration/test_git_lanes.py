@@ -323,7 +323,7 @@ def _memory(repo: Repo, lane: str) -> tuple[int, str | None]:
 def test_failures_back_off_longer_and_stall(repo: Repo) -> None:
     repo.lanes("auth", base="no-such-tag")
     for attempt in (1, 2, 3):
-        out = once(repo, code=2)
+        once(repo, code=2)
         failures, error = _memory(repo, "auth")  # (also makes the next attempt due now)
         assert failures == attempt and error and "no-such-tag" in error
     assert "Stalled" in repo.ctl("plan").stdout
