@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest migration; opening a store at this revision skips Alembic entirely."""
 
 
@@ -112,3 +112,109 @@ agents = sa.Table(
 )
 """The agent inventory: every process and pane the controller started, with its identity
 (PID *and* process create time, since PIDs are reused) and its restart bookkeeping."""
+
+thread_heads = sa.Table(
+    "thread_heads",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("thread", sa.String(63), primary_key=True),
+    sa.Column("last_seq", sa.Integer, nullable=False),
+)
+"""The newest sequence number of each thread (incremented in the same statement as a post)."""
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("thread", sa.String(63), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("sender", sa.String(63), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("thread", sa.String(63), primary_key=True),
+    sa.Column("participant", sa.String(63), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+"""Up to which sequence number a participant has read a thread."""
+
+JOB_STATES = ("queued", "running", "done", "dead")
+
+trigger_jobs = sa.Table(
+    "trigger_jobs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("workspace", sa.String(253), nullable=False),
+    sa.Column("participant", sa.String(63), nullable=False),
+    sa.Column("thread", sa.String(63), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("first_check_at", UTCDateTime, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("resumes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unread_seq", sa.Integer, nullable=False),
+    sa.Column("screen_hash", sa.String(64), nullable=True),
+    sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_jobs_due", "workspace", "state", "due_at"),
+    # At most one queued and one running job per participant and thread; later messages
+    # coalesce into the queued one.
+    sa.Index(
+        "ux_jobs_queued",
+        "workspace",
+        "participant",
+        "thread",
+        unique=True,
+        sqlite_where=sa.text("state = 'queued'"),
+        postgresql_where=sa.text("state = 'queued'"),
+    ),
+    sa.Index(
+        "ux_jobs_running",
+        "workspace",
+        "participant",
+        "thread",
+        unique=True,
+        sqlite_where=sa.text("state = 'running'"),
+        postgresql_where=sa.text("state = 'running'"),
+    ),
+)
+
+trigger_attempts = sa.Table(
+    "trigger_attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("workspace", sa.String(253), nullable=False),
+    sa.Column("job_id", sa.BigInteger, nullable=False),
+    sa.Column("participant", sa.String(63), nullable=False),
+    sa.Column("thread", sa.String(63), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(48), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_attempts_job", "job_id"),
+    sa.Index("ix_attempts_participant_at", "workspace", "participant", "at"),
+    sa.Index("ix_attempts_thread_at", "workspace", "thread", "at"),
+)
+"""Every attempt, append-only, with a reason code from ``core.safeguards.decisions.Reason``."""
+
+participants = sa.Table(
+    "participants",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("blocked", sa.Text, nullable=True),
+    sa.Column("no_progress", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("finding", sa.String(64), nullable=True),
+    sa.Column("identical", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("turn", sa.JSON, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+"""Per participant: auto-block and loop-safeguard counters, and what its last turn started from."""
