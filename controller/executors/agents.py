@@ -23,10 +23,10 @@ from controller.core import actions, phases, world
 from controller.core.phases import Phase
 from controller.executors import signals
 from controller.executors.context import Context, Outcome
-from controller.system import paths
+from controller.system import launch, paths, tmuxserver
 
 State = world.AgentState
-LAUNCHER = "controller.system.launch"
+LAUNCHER = str(Path(launch.__file__).resolve())
 
 
 async def start_agent(action: actions.StartAgent, ctx: Context) -> Outcome:
@@ -34,7 +34,7 @@ async def start_agent(action: actions.StartAgent, ctx: Context) -> Outcome:
     worktree = paths.inside(ctx.root_of(action.path), action.path)
     if not await anyio.Path(worktree).is_dir():
         return Outcome(action, "failed", f"worktree {worktree} does not exist")
-    old = (await ctx.db(ctx.store.agent_records)).get(action.binding)
+    old = await ctx.db(ctx.store.agent_record, action.binding)
     if old is not None and old.window_id and ctx.tmux is not None:
         await ctx.tmux.kill_window(old.window_id)  # the dead pane of the previous run
     envfile = await anyio.to_thread.run_sync(_write_env, ctx, action, worktree)
@@ -86,20 +86,40 @@ async def _launch(
         runtime=action.runtime, state=State.RUNNING, spec_hash=action.spec_hash,
         started_at=ctx.clock.now(),
     )  # fmt: skip
-    launcher = (ctx.python, "-m", LAUNCHER, str(envfile))
+    # The launcher needs only the standard library: -I -S skips site and user paths (faster).
+    launcher = (ctx.python, "-I", "-S", LAUNCHER, str(envfile))
     if action.runtime == "process":
         return await _launch_process(ctx, action, worktree, launcher, base)
-    assert ctx.tmux is not None
-    sessions = await ctx.tmux.sessions()
-    created = await ctx.tmux.new_window(
-        session=action.lane, session_id=sessions.get(action.lane), name=action.participant,
-        cwd=str(worktree), argv=(*launcher, "--", *action.command),
-    )  # fmt: skip
+    created = await _new_window(ctx, action, worktree, argv=(*launcher, "--", *action.command))
     born = await anyio.to_thread.run_sync(signals.create_time, created.pid)
     return replace(
         base, pid=created.pid, pid_created=born, session_id=created.session_id,
         window_id=created.window_id, pane_id=created.pane_id,
     )  # fmt: skip
+
+
+async def _new_window(
+    ctx: Context, action: actions.StartAgent, worktree: Path, *, argv: tuple[str, ...]
+) -> tmuxserver.Created:
+    """A window in the lane's session (created if need be), from the pass's known sessions."""
+    assert ctx.tmux is not None
+    known = ctx.sessions.get(action.lane, action.session_id)
+    try:
+        created = await ctx.tmux.new_window(
+            session=action.lane, session_id=known, name=action.participant, cwd=str(worktree),
+            argv=argv,
+        )  # fmt: skip
+    except errors.CommandFailed:
+        if known is None:
+            raise
+        # The session went away since it was observed: ask tmux, then try once more.
+        current = (await ctx.tmux.sessions()).get(action.lane)
+        created = await ctx.tmux.new_window(
+            session=action.lane, session_id=current, name=action.participant,
+            cwd=str(worktree), argv=argv,
+        )  # fmt: skip
+    ctx.sessions[action.lane] = created.session_id
+    return created
 
 
 async def _launch_process(
@@ -219,11 +239,10 @@ async def kill_stray(action: actions.KillStray, ctx: Context) -> Outcome:
 
 async def refresh_phase(ctx: Context, lane: str) -> None:
     """Set the lane's phase from its running agents: ready, running (1) or shared (2+)."""
-    record = (await ctx.db(ctx.store.lane_records)).get(lane)
+    record = await ctx.db(ctx.store.lane_record, lane)
     if record is None or record.phase not in phases.ACTIVE:
         return
-    agents = await ctx.db(ctx.store.agent_records)
-    running = sum(1 for a in agents.values() if a.lane == lane and a.state == State.RUNNING)
+    running = await ctx.db(ctx.store.running_agents, lane)
     target = Phase.READY if running == 0 else Phase.RUNNING if running == 1 else Phase.SHARED
     if target != record.phase:
         phases.transition(record.phase, target)

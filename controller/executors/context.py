@@ -53,6 +53,7 @@ class Context:
     state_url: str = ""
     workspace: str = ""
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sessions: dict[str, str] = field(default_factory=dict)  # lane -> tmux session id, this pass
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call in a worker thread."""

@@ -43,27 +43,36 @@ class WorktreeState:
 
 
 async def inspect(runner: proc.Runner, path: Path) -> WorktreeState:
-    """Read HEAD, branch and pending changes of the worktree at ``path``."""
-    git = ("git", "-C", str(path))
-    status = await runner.run(
-        (
-            *git,
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-            "--ignore-submodules=none",
-        ),
-        timeout=TIMEOUT,
-    )
-    status.check()
-    head = await runner.run((*git, "rev-parse", "--verify", "--quiet", "HEAD"))
-    branch = await runner.run((*git, "symbolic-ref", "--quiet", "--short", "HEAD"))
-    return WorktreeState(
-        head=head.stdout.strip() or None,
-        branch=branch.stdout.strip() or None if branch.ok else None,
-        changes=tuple(e for e in status.stdout.split("\0") if e),
-    )
+    """Read HEAD, branch and pending changes of the worktree at ``path`` (one git call)."""
+    argv = (
+        "git", "-C", str(path), "status", "--porcelain=v2", "--branch", "-z",
+        "--untracked-files=all", "--ignore-submodules=none",
+    )  # fmt: skip
+    status = (await runner.run(argv, timeout=TIMEOUT)).check()
+    return parse_status(status.stdout)
+
+
+def parse_status(text: str) -> WorktreeState:
+    """Parse ``git status --porcelain=v2 --branch -z`` into HEAD, branch and changes."""
+    head: str | None = None
+    branch: str | None = None
+    changes: list[str] = []
+    fields = iter(text.split("\0"))
+    for entry in fields:
+        if entry.startswith("# branch.oid "):
+            oid = entry.removeprefix("# branch.oid ")
+            head = None if oid == "(initial)" else oid
+        elif entry.startswith("# branch.head "):
+            name = entry.removeprefix("# branch.head ")
+            branch = None if name == "(detached)" else name
+        elif entry[:2] in ("1 ", "2 ", "u "):
+            parts = entry.split(" ", {"1": 8, "2": 9, "u": 10}[entry[0]])
+            changes.append(f"{parts[1].replace('.', ' ')} {parts[-1]}")
+            if entry[0] == "2":
+                next(fields, None)  # a rename's original path
+        elif entry.startswith("? "):
+            changes.append(f"?? {entry[2:]}")
+    return WorktreeState(head=head, branch=branch, changes=tuple(changes))
 
 
 def rescue_ref(lane: str, now: datetime, *, suffix: str = "") -> str:

@@ -157,6 +157,8 @@ class Reconciler:
         the_plan, observed, now = await self.plan(desired, allow_empty=allow_empty)
         await self._sync_policies(desired, observed)
         ctx = self._context(correlation)
+        if not isinstance(observed.panes, world.Unknown):
+            ctx.sessions.update({p.session_name: p.session_id for p in observed.panes})
         outcomes = await apply.apply(
             the_plan.actions,
             ctx,

@@ -96,6 +96,31 @@ class Store:
             rows = conn.execute(query).mappings().all()
         return {row["binding"]: _agent(row) for row in rows}
 
+    def agent_record(self, binding: str) -> world.AgentRecord | None:
+        """One agent record, by binding."""
+        t = tables.agents
+        query = sa.select(t).where(t.c.workspace == self.workspace, t.c.binding == binding)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return _agent(row) if row is not None else None
+
+    def running_agents(self, lane: str) -> int:
+        """How many agents of ``lane`` are recorded as running."""
+        t = tables.agents
+        query = sa.select(sa.func.count()).where(
+            t.c.workspace == self.workspace, t.c.lane == lane, t.c.state == "running"
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def lane_record(self, name: str) -> world.LaneRecord | None:
+        """One lane record, by name."""
+        t = tables.lanes
+        query = sa.select(t).where(t.c.workspace == self.workspace, t.c.name == name)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return _record(row) if row is not None else None
+
     def put_agent(self, record: world.AgentRecord, now: datetime) -> None:
         """Insert or replace an agent record."""
         values = {
