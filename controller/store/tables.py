@@ -140,8 +140,10 @@ cursors = sa.Table(
     sa.Column("thread", sa.String(63), primary_key=True),
     sa.Column("participant", sa.String(63), primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("woken", sa.Integer, nullable=False, server_default="0"),
 )
-"""Up to which sequence number a participant has read a thread."""
+"""Up to which sequence number a participant has read a thread (``seq``), and up to which one a
+delivered wake already told it about (``woken``): only newer messages wake it again."""
 
 JOB_STATES = ("queued", "running", "done", "dead")
 
@@ -162,6 +164,7 @@ trigger_jobs = sa.Table(
     sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("prev_owner", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_jobs_due", "workspace", "state", "due_at"),

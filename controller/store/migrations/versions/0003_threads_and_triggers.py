@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("thread", sa.String(63), primary_key=True),
         sa.Column("participant", sa.String(63), primary_key=True),
         sa.Column("seq", sa.Integer, nullable=False),
+        sa.Column("woken", sa.Integer, nullable=False, server_default="0"),
     )
     _jobs()
     _attempts()
@@ -75,6 +76,7 @@ def _jobs() -> None:
         sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", UTCDateTime, nullable=True),
+        sa.Column("prev_owner", sa.String(64), nullable=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )

@@ -1,0 +1,242 @@
+"""The trigger queue: one queued and one running job per participant and thread at most.
+
+A claim takes due jobs with a lease in one statement (``UPDATE ... RETURNING``; on PostgreSQL
+the candidates are picked ``FOR UPDATE SKIP LOCKED``), so concurrent workers never take the same
+job. A worker that dies loses its lease; the job is reclaimed when the lease expires. Settling
+a job checks the lease is still ours. Attempts are appended, never changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from controller.store import tables
+from controller.store.messaging import _insert
+from controller.store.queries import Store
+
+J = tables.trigger_jobs
+A = tables.trigger_attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One trigger job."""
+
+    id: int
+    participant: str
+    thread: str
+    state: str
+    due_at: datetime
+    unread_seq: int
+    failures: int = 0
+    resumes: int = 0
+    first_check_at: datetime | None = None
+    screen_hash: str | None = None
+    forced: bool = False
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    prev_owner: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One recorded attempt of a job."""
+
+    job_id: int
+    at: datetime
+    verdict: str
+    reason: str
+    detail: str
+
+
+def enqueue(
+    store: Store, participant: str, thread: str, unread_seq: int, now: datetime, *,
+    forced: bool = False,
+) -> Job:  # fmt: skip
+    """Queue a wake, or fold newer messages into the one already queued (idempotent)."""
+    values = {
+        "workspace": store.workspace, "participant": participant, "thread": thread,
+        "state": "queued", "due_at": now, "unread_seq": unread_seq, "forced": forced,
+        "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    update: dict[str, Any] = {
+        "unread_seq": sa.func.max(J.c.unread_seq, unread_seq),
+        "updated_at": now,
+    }
+    if forced:
+        update |= {"forced": True, "due_at": now}
+    stmt = (
+        _insert(store, J)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=["workspace", "participant", "thread"],
+            index_where=J.c.state == "queued",
+            set_=update,
+        )
+        .returning(*J.c)
+    )
+    if store.engine.dialect.name == "postgresql":
+        stmt = _pg_greatest(store, stmt, unread_seq, values, update)
+    with store.engine.begin() as conn:
+        return _job(conn.execute(stmt).mappings().one())
+
+
+def _pg_greatest(store: Store, stmt: Any, unread_seq: int, values: Any, update: Any) -> Any:
+    """PostgreSQL spells two-argument max as GREATEST."""
+    update = {**update, "unread_seq": sa.func.greatest(J.c.unread_seq, unread_seq)}
+    return (
+        _insert(store, J)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=["workspace", "participant", "thread"],
+            index_where=J.c.state == "queued",
+            set_=update,
+        )
+        .returning(*J.c)
+    )
+
+
+def claim(
+    store: Store, owner: str, now: datetime, *, lease: float, limit: int = 16,
+    job_id: int | None = None,
+) -> list[Job]:  # fmt: skip
+    """Take up to ``limit`` due jobs (or the one ``job_id``) with a lease, in one statement."""
+    r = J.alias("r")
+    busy = sa.exists().where(
+        r.c.workspace == J.c.workspace, r.c.participant == J.c.participant,
+        r.c.thread == J.c.thread, r.c.state == "running",
+    )  # fmt: skip
+    due = sa.or_(
+        sa.and_(J.c.state == "queued", J.c.due_at <= now, ~busy),
+        sa.and_(J.c.state == "running", J.c.lease_until < now),
+    )
+    pick = sa.select(J.c.id).where(J.c.workspace == store.workspace, due)
+    if job_id is not None:
+        pick = pick.where(J.c.id == job_id)
+    pick = pick.order_by(J.c.due_at, J.c.id).limit(limit)
+    if store.engine.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        sa.update(J)
+        .where(J.c.id.in_(pick.scalar_subquery()))
+        .values(state="running", prev_owner=J.c.lease_owner, lease_owner=owner,
+                lease_until=now + timedelta(seconds=lease), updated_at=now)
+        .returning(*J.c)
+    )  # fmt: skip
+    with store.engine.begin() as conn:
+        return sorted((_job(row) for row in conn.execute(stmt).mappings()), key=lambda j: j.id)
+
+
+def settle(store: Store, job: Job, owner: str, now: datetime, **changes: Any) -> bool:
+    """Change a job we hold the lease of; False if the lease was lost (someone reclaimed it)."""
+    if changes.get("state") in ("queued", "done", "dead"):
+        changes |= {"lease_owner": None, "lease_until": None}
+    stmt = (
+        sa.update(J)
+        .where(J.c.id == job.id, J.c.lease_owner == owner, J.c.state == "running")
+        .values(updated_at=now, **changes)
+    )
+    with store.engine.begin() as conn:
+        return bool(conn.execute(stmt).rowcount)
+
+
+def record(
+    store: Store, job: Job, now: datetime, *, verdict: str, reason: str, detail: str
+) -> None:
+    """Append one attempt."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(A).values(
+            workspace=store.workspace, job_id=job.id, participant=job.participant,
+            thread=job.thread, at=now, verdict=verdict, reason=reason, detail=detail[:2000],
+        ))  # fmt: skip
+
+
+def release(store: Store, owner: str, now: datetime) -> int:
+    """Give back every lease ``owner`` holds (graceful shutdown): those jobs are queued again."""
+    stmt = (
+        sa.update(J)
+        .where(J.c.workspace == store.workspace, J.c.lease_owner == owner, J.c.state == "running")
+        .values(state="queued", lease_owner=None, lease_until=None, updated_at=now)
+    )
+    with store.engine.begin() as conn:
+        return int(conn.execute(stmt).rowcount)
+
+
+def retry(store: Store, job_id: int, now: datetime) -> Job | None:
+    """Re-queue a dead job (due now, attempts reset); None if there is no such dead job."""
+    with store.engine.begin() as conn:
+        row = conn.execute(
+            sa.select(J).where(J.c.workspace == store.workspace, J.c.id == job_id,
+                               J.c.state == "dead")
+        ).mappings().first()  # fmt: skip
+        if row is None:
+            return None
+        conn.execute(sa.update(J).where(J.c.id == job_id).values(state="done", updated_at=now))
+    return enqueue(store, row["participant"], row["thread"], row["unread_seq"], now)
+
+
+def jobs(store: Store, *, states: Iterable[str] | None = None, limit: int = 500) -> list[Job]:
+    """Jobs, newest first."""
+    query = sa.select(J).where(J.c.workspace == store.workspace)
+    if states is not None:
+        query = query.where(J.c.state.in_(list(states)))
+    with store.engine.connect() as conn:
+        rows = conn.execute(query.order_by(J.c.id.desc()).limit(limit)).mappings().all()
+    return [_job(r) for r in rows]
+
+
+def attempts(store: Store, job_ids: Sequence[int]) -> dict[int, list[Attempt]]:
+    """Attempts of the given jobs, oldest first."""
+    found: dict[int, list[Attempt]] = {i: [] for i in job_ids}
+    if not job_ids:
+        return found
+    query = sa.select(A).where(A.c.job_id.in_(list(job_ids))).order_by(A.c.id)
+    with store.engine.connect() as conn:
+        for row in conn.execute(query).mappings():
+            found[row["job_id"]].append(
+                Attempt(row["job_id"], row["at"], row["verdict"], row["reason"], row["detail"])
+            )
+    return found
+
+
+def counts(store: Store) -> dict[str, int]:
+    """Number of jobs in each state."""
+    query = (
+        sa.select(J.c.state, sa.func.count())
+        .where(J.c.workspace == store.workspace)
+        .group_by(J.c.state)
+    )
+    with store.engine.connect() as conn:
+        return {str(state): int(n) for state, n in conn.execute(query)}
+
+
+def deliveries(
+    store: Store, *, since: datetime, participant: str | None = None, thread: str | None = None
+) -> list[datetime]:
+    """When wakes were delivered (for rate limits), newest window only."""
+    query = sa.select(A.c.at).where(
+        A.c.workspace == store.workspace, A.c.verdict == "delivered", A.c.at >= since
+    )
+    if participant is not None:
+        query = query.where(A.c.participant == participant)
+    if thread is not None:
+        query = query.where(A.c.thread == thread)
+    with store.engine.connect() as conn:
+        return [row[0] for row in conn.execute(query)]
+
+
+def _job(row: sa.RowMapping) -> Job:
+    return Job(
+        id=row["id"], participant=row["participant"], thread=row["thread"], state=row["state"],
+        due_at=row["due_at"], unread_seq=row["unread_seq"], failures=row["failures"],
+        resumes=row["resumes"], first_check_at=row["first_check_at"],
+        screen_hash=row["screen_hash"], forced=bool(row["forced"]),
+        lease_owner=row["lease_owner"], lease_until=row["lease_until"],
+        prev_owner=row["prev_owner"], created_at=row["created_at"],
+    )  # fmt: skip
