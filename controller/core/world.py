@@ -152,3 +152,15 @@ class Observed:
         if isinstance(self.worktrees, Unknown):
             return None
         return next((w for w in self.worktrees if w.path == path), None)
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadCount:
+    """What one participant has not read in one thread (its own messages excluded)."""
+
+    participant: str
+    thread: str
+    count: int
+    last_seq: int  # the newest unread message's sequence number
+    sender: str  # who wrote it
+    woken: int = 0  # the newest sequence number a delivered wake already covered

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from controller.core import world
 from controller.store import tables
 from controller.store.queries import Store
 
@@ -29,16 +30,7 @@ class Message:
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Unread:
-    """What one participant has not read in one thread (its own messages excluded)."""
-
-    participant: str
-    thread: str
-    count: int
-    last_seq: int  # the newest unread message's sequence number
-    sender: str  # who wrote the newest unread message
-    woken: int  # the newest sequence number a delivered wake already covered
+Unread = world.UnreadCount
 
 
 def _insert(store: Store, table: sa.Table) -> Any:
