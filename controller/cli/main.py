@@ -12,74 +12,26 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import click
 
-from controller import __version__, errors
-from controller.cli import output
+from controller import __version__
+from controller.cli import common, output
+from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import world
-from controller.runtime import reconcile, sources, wiring
+from controller.runtime import reconcile, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import events as event_log
 from controller.store import queries
 from controller.system import clock, locks
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Global options, merged from before and after the command name."""
-
-    desired: Path = Path("desired")
-    state: str | None = None
-    output: str = "text"
-    verbose: int = 0
-    lock_timeout: float = 60.0
-
-    @property
-    def json(self) -> bool:
-        """Whether output is JSON."""
-        return self.output == "json"
-
-
-def _global_options(func: F) -> F:
-    """Add the global options to a command so they may follow its name too."""
-    options = [
-        click.option("--desired", type=click.Path(path_type=Path), default=None,
-                     help="Folder of desired-state YAML (default ./desired)."),
-        click.option("--state", default=None, metavar="URL",
-                     help="Store URL (default sqlite:///.lanes/state.db in the repo)."),
-        click.option("--output", "-o", type=click.Choice(["text", "json"]), default=None,
-                     help="Output format."),
-        click.option("-v", "--verbose", count=True, help="More detail; repeat for more."),
-        click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
-                     help="How long to wait for another pass holding the workspace lock."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _merge(ctx: click.Context, /, **given: Any) -> Settings:
-    base: Settings = ctx.find_object(Settings) or Settings()
-    # A value given after the command name wins; `-v` counts (0 means "not given").
-    changes = {k: v for k, v in given.items() if v is not None and not (k == "verbose" and v == 0)}
-    merged = replace(base, **changes)
-    ctx.obj = merged
-    return merged
-
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@_global_options
+@common.global_options
 @click.option("--once", is_flag=True, help="Run one full pass (load, observe, plan, apply).")
 @click.option("--allow-empty", is_flag=True, help="Allow a pass that removes every lane.")
 @click.version_option(__version__, prog_name="controller")
@@ -90,7 +42,7 @@ def cli(ctx: click.Context, /, once: bool, allow_empty: bool, **given: Any) -> N
     Run `controller --once` for one pass, `controller run` for the daemon, `controller plan`
     to see what a pass would do.
     """
-    settings = _merge(ctx, **given)
+    settings = common.merge(ctx, **given)
     if ctx.invoked_subcommand is not None:
         return
     if not once:
@@ -99,54 +51,13 @@ def cli(ctx: click.Context, /, once: bool, allow_empty: bool, **given: Any) -> N
     ctx.exit(_once(settings, allow_empty=allow_empty))
 
 
-def _fail(message: str, code: int = EXIT_INVALID) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _handle_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except errors.ControllerError as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-
-    return wrapper  # type: ignore[return-value]
-
-
-# -- loading ----------------------------------------------------------------------------------
-
-
-def _load(settings: Settings) -> DesiredState | tuple[Problem, ...]:
-    return sources.load(settings.desired)
-
-
-def _load_or_exit(settings: Settings) -> DesiredState:
-    loaded = _load(settings)
-    if isinstance(loaded, DesiredState):
-        return loaded
-    if settings.json:
-        click.echo(output.to_json({"valid": False, "problems": output.problems_json(loaded)}))
-    else:
-        click.echo(output.problems_text(loaded), err=True)
-    sys.exit(EXIT_INVALID)
-
-
-def _reconciler(settings: Settings, desired: DesiredState) -> reconcile.Reconciler:
-    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
-    return reconcile.Reconciler(wiring.build(paths))
-
-
 # -- --once -----------------------------------------------------------------------------------
 
 
-@_handle_errors
+@common.handle_errors
 def _once(settings: Settings, *, allow_empty: bool) -> int:
-    desired = _load_or_exit(settings)
-    reconciler = _reconciler(settings, desired)
+    desired = common.load_or_exit(settings)
+    reconciler = common.reconciler(settings, desired)
     try:
         return anyio.run(_once_async, settings, reconciler, desired, allow_empty)
     finally:
@@ -217,7 +128,7 @@ def _pass_json(result: reconcile.PassResult, code: int) -> dict[str, Any]:
 
 
 @cli.command()
-@_global_options
+@common.global_options
 @click.option("--allow-empty", is_flag=True, help="Allow passes that remove every lane.")
 @click.option("--resync", type=float, default=None, metavar="SECONDS",
               help="Seconds between full passes (default: Workspace resyncSeconds).")  # fmt: skip
@@ -225,7 +136,7 @@ def _pass_json(result: reconcile.PassResult, code: int) -> dict[str, Any]:
               help="Quiet time after a change in desired/ before a pass.")  # fmt: skip
 @click.option("--once", is_flag=True, help="Run one pass and exit (same as `controller --once`).")
 @click.pass_context
-@_handle_errors
+@common.handle_errors
 def run(
     ctx: click.Context,
     /,
@@ -236,7 +147,7 @@ def run(
     **given: Any,
 ) -> None:
     """Run the daemon: watch desired/, resync periodically, stop cleanly on SIGINT/SIGTERM."""
-    settings = _merge(ctx, **given)
+    settings = common.merge(ctx, **given)
     if once:
         ctx.exit(_once(settings, allow_empty=allow_empty))
     from controller.cli import logs  # lazy: structlog only for the daemon
@@ -255,17 +166,17 @@ def run(
 
 
 @cli.command()
-@_global_options
+@common.global_options
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 with no changes, 2 with changes, 1 on error.")  # fmt: skip
 @click.option("--allow-empty", is_flag=True, help="Plan as if --allow-empty were given.")
 @click.pass_context
-@_handle_errors
+@common.handle_errors
 def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **given: Any) -> None:
     """Print what a pass would do, changing nothing."""
-    settings = _merge(ctx, **given)
-    desired = _load_or_exit(settings)
-    reconciler = _reconciler(settings, desired)
+    settings = common.merge(ctx, **given)
+    desired = common.load_or_exit(settings)
+    reconciler = common.reconciler(settings, desired)
     try:
         the_plan, _, _ = anyio.run(
             functools.partial(reconciler.plan, desired, allow_empty=allow_empty)
@@ -283,14 +194,14 @@ def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **gi
 
 
 @cli.command()
-@_global_options
+@common.global_options
 @click.pass_context
 def validate(ctx: click.Context, /, **given: Any) -> None:
     """Check desired state: schema and cross-references, every problem as path:line."""
-    settings = _merge(ctx, **given)
+    settings = common.merge(ctx, **given)
     if not settings.desired.is_dir():
-        _fail(f"{settings.desired}: no such folder (pass --desired DIR)")
-    loaded = _load(settings)
+        common.fail(f"{settings.desired}: no such folder (pass --desired DIR)")
+    loaded = common.load(settings)
     if isinstance(loaded, DesiredState):
         counts = _counts(loaded)
         if settings.json:
@@ -325,19 +236,19 @@ def _counts(desired: DesiredState) -> dict[str, int]:
 
 
 @cli.command()
-@_global_options
+@common.global_options
 @click.pass_context
-@_handle_errors
+@common.handle_errors
 def status(ctx: click.Context, /, **given: Any) -> None:
     """Show lanes, phases, branches, worktrees and conditions, observed now."""
     from controller.runtime import status as status_view
 
-    settings = _merge(ctx, **given)
-    loaded = _load(settings)
+    settings = common.merge(ctx, **given)
+    loaded = common.load(settings)
     problems: tuple[Problem, ...] = ()
     if not isinstance(loaded, DesiredState):
         problems, loaded = loaded, DesiredState.empty()
-    reconciler = _reconciler(settings, loaded)
+    reconciler = common.reconciler(settings, loaded)
     try:
         view = anyio.run(status_view.build, reconciler, loaded, problems)
     finally:
@@ -351,17 +262,17 @@ def status(ctx: click.Context, /, **given: Any) -> None:
 
 
 @cli.command()
-@_global_options
+@common.global_options
 @click.option("--lane", default=None, help="Only events of this lane.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they come.")
 @click.option("--limit", type=int, default=200, show_default=True,
               help="How many of the newest events to show first.")  # fmt: skip
 @click.pass_context
-@_handle_errors
+@common.handle_errors
 def events(ctx: click.Context, /, lane: str | None, follow: bool, limit: int, **given: Any) -> None:
     """Print the event log (JSON Lines with --output json)."""
-    settings = _merge(ctx, **given)
-    loaded = _load(settings)
+    settings = common.merge(ctx, **given)
+    loaded = common.load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
     paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
     store = wiring.open_store(paths)
@@ -386,7 +297,7 @@ def _print_events(items: list[Any], settings: Settings) -> int:
 
 
 @cli.command()
-@_global_options
+@common.global_options
 @click.option("--dir", "folder", type=click.Path(path_type=Path), default=Path("schemas"),
               show_default=True, help="Where to write the JSON Schemas.")  # fmt: skip
 @click.option("--check", is_flag=True, help="Exit 1 if the files differ instead of writing.")
@@ -395,7 +306,7 @@ def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> No
     """Write the JSON Schema of every kind (for editors) from the models."""
     from controller.spec import schemas
 
-    _merge(ctx, **given)
+    common.merge(ctx, **given)
     rendered = schemas.render()
     stale = [
         name for name, text in rendered.items()
@@ -412,53 +323,45 @@ def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> No
 
 
 @cli.command()
-@_global_options
+@common.global_options
 @click.option("--lane", default=None, help="Lane (default: $LANE_NAME, set inside a lane).")
 @click.option("--participant", "--as", "participant", default=None,
               help="Participant (default: $LANE_PARTICIPANT).")  # fmt: skip
 @click.pass_context
-@_handle_errors
+@common.handle_errors
 def heartbeat(
     ctx: click.Context, /, lane: str | None, participant: str | None, **given: Any
 ) -> None:
     """Tell the controller an agent is alive (for `heartbeat: {source: explicit}`)."""
-    settings = _merge(ctx, **given)
+    settings = common.merge(ctx, **given)
     me = wiring.lane_identity()
     lane, participant = lane or me.lane, participant or me.participant
     if not lane or not participant:
-        _fail("run this inside a lane (LANE_NAME and LANE_PARTICIPANT set) or pass --lane/--as")
-    store = _store_for_agent(settings, me)
+        common.fail(
+            "run this inside a lane (LANE_NAME and LANE_PARTICIPANT set) or pass --lane/--as"
+        )
+    store = common.store_for_agent(settings, me)
     try:
         now = clock.SystemClock().now()
         where = {"lane": lane, "participant": participant}
         if store.update_agents(now, where=where, heartbeat_at=now) == 0:
-            _fail(f"no agent of {participant} in lane {lane} is recorded")
+            common.fail(f"no agent of {participant} in lane {lane} is recorded")
     finally:
         store.close()
     if settings.json:
         click.echo(output.to_json({"lane": lane, "participant": participant, "at": now}))
 
 
-def _store_for_agent(settings: Settings, me: wiring.LaneIdentity) -> queries.Store:
-    """The store, from the environment the controller gave the agent or from desired/."""
-    if settings.state is None and me.state_url and me.workspace:
-        return queries.Store.open(me.state_url, me.workspace)
-    loaded = _load(settings)
-    desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
-    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
-    return wiring.open_store(paths)
-
-
 @cli.command()
-@_global_options
+@common.global_options
 @click.argument("participant")
 @click.option("--reason", required=True, help="Why the block is lifted (recorded).")
 @click.pass_context
-@_handle_errors
+@common.handle_errors
 def unblock(ctx: click.Context, /, participant: str, reason: str, **given: Any) -> None:
     """Lift a participant's automatic block (a crash loop); audited with a reason."""
-    settings = _merge(ctx, **given)
-    store = _store_for_agent(settings, wiring.lane_identity())
+    settings = common.merge(ctx, **given)
+    store = common.store_for_agent(settings, wiring.lane_identity())
     try:
         lifted = _unblock(store, participant, reason)
     finally:
@@ -474,7 +377,7 @@ def unblock(ctx: click.Context, /, participant: str, reason: str, **given: Any) 
 def _unblock(store: queries.Store, participant: str, reason: str) -> list[str]:
     records = [a for a in store.agent_records().values() if a.participant == participant]
     if not records:
-        _fail(f"no agent of participant {participant} is recorded")
+        common.fail(f"no agent of participant {participant} is recorded")
     now = clock.SystemClock().now()
     lifted = [a.binding for a in records if a.state == world.AgentState.BLOCKED]
     for name in lifted:
@@ -491,15 +394,15 @@ def _unblock(store: queries.Store, participant: str, reason: str) -> list[str]:
 
 
 @cli.command()
-@_global_options
+@common.global_options
 @click.argument("lane")
 @click.argument("participant", required=False)
 @click.pass_context
-@_handle_errors
+@common.handle_errors
 def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: Any) -> None:
     """Attach this terminal to the lane's tmux window (detach with the tmux prefix, then d)."""
-    settings = _merge(ctx, **given)
-    desired = _load_or_exit(settings)
+    settings = common.merge(ctx, **given)
+    desired = common.load_or_exit(settings)
     paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
     store = wiring.open_store(paths)
     try:
@@ -509,14 +412,16 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
     if participant is not None:
         agents = [a for a in agents if a.participant == participant]
     if not agents:
-        _fail(f"no agent recorded in lane {lane}" + (f" for {participant}" if participant else ""))
+        common.fail(
+            f"no agent recorded in lane {lane}" + (f" for {participant}" if participant else "")
+        )
     target = agents[0]
     window = target.window_id
     if target.runtime == "process" or window is None:
-        _fail(f"{target.participant} runs without tmux; its output is in {target.log_path}")
+        common.fail(f"{target.participant} runs without tmux; its output is in {target.log_path}")
         return
     if not sys.stdin.isatty():
-        _fail("attach needs a terminal")
+        common.fail("attach needs a terminal")
     tmux = ("tmux", "-L", paths.tmux_socket)
     subprocess.run((*tmux, "select-window", "-t", window), check=False, timeout=10)
     # Replacing this process with tmux's client is the point; argv list, no shell.

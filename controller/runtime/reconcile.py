@@ -21,12 +21,14 @@ from typing import Any
 import anyio
 
 from controller.core import actions, lifecycle, memory, planner, world
+from controller.executors import triggers as deliver
 from controller.executors.context import Context, Outcome
 from controller.observers import git, processes
 from controller.observers import tmux as tmux_observer
-from controller.runtime import apply, wiring
+from controller.runtime import apply, wakes, wiring
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
+from controller.store import jobs
 
 NUDGE_WAIT = 0.1
 
@@ -40,6 +42,8 @@ class PassResult:
     outcomes: tuple[Outcome, ...] = ()
     correlation_id: str = ""
     started: datetime | None = None
+    wakes: tuple[deliver.Envelope, ...] = ()
+    queue_due: datetime | None = None
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -53,8 +57,19 @@ class PassResult:
         for action in self.plan.actions:
             if isinstance(action, actions.RecordExit) and action.exit and action.exit.next_start_at:
                 times.append(action.exit.next_start_at)
+        if self.queue_due is not None:
+            times.append(self.queue_due)
         future = [t for t in times if self.started is None or t > self.started]
         return min(future, default=None)
+
+    @property
+    def failed_wakes(self) -> tuple[deliver.Envelope, ...]:
+        """Wakes whose attempt failed (queued for a retry) or that died."""
+        failing = {"dead", "submit_unconfirmed"}
+        return tuple(
+            w for w in self.wakes
+            if w.result in failing or (w.result == "queued" and w.reason == "send_failed")
+        )  # fmt: skip
 
     @property
     def blind(self) -> bool:
@@ -71,6 +86,7 @@ class Reconciler:
     wiring: Wiring
     locks: apply.LaneLocks = field(default_factory=apply.LaneLocks)
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    waker: wakes.Waker = field(default_factory=wakes.Waker)
 
     async def observe(self, desired: DesiredState | None = None) -> world.Observed:
         """Read every source once, concurrently (tmux only when some agent uses it)."""
@@ -168,7 +184,20 @@ class Reconciler:
         )
         await self._remember(the_plan, outcomes, now)
         self._reap()
-        return PassResult(the_plan, observed, tuple(outcomes), correlation, now)
+        result = PassResult(the_plan, observed, tuple(outcomes), correlation, now)
+        return await self.wake(desired, result, ctx)
+
+    async def wake(
+        self, desired: DesiredState, result: PassResult, ctx: Context | None = None
+    ) -> PassResult:
+        """The wake step: enqueue what unread messages call for, then work due jobs."""
+        if not desired.threads or result.blind:
+            return result
+        ctx = ctx or self._context(result.correlation_id or uuid.uuid4().hex[:16])
+        await self.waker.enqueue_wanted(ctx, desired)
+        envelopes = await self.waker.work(ctx, desired)
+        due = await anyio.to_thread.run_sync(jobs.next_due, self.wiring.store)
+        return dataclasses.replace(result, wakes=tuple(envelopes), queue_due=due)
 
     def _reap(self) -> None:
         """Collect process-runtime launchers that ended (the daemon outlives them)."""

@@ -240,3 +240,13 @@ def _job(row: sa.RowMapping) -> Job:
         lease_owner=row["lease_owner"], lease_until=row["lease_until"],
         prev_owner=row["prev_owner"], created_at=row["created_at"],
     )  # fmt: skip
+
+
+def next_due(store: Store) -> datetime | None:
+    """When the earliest queued job falls due, if any."""
+    query = sa.select(sa.func.min(J.c.due_at)).where(
+        J.c.workspace == store.workspace, J.c.state == "queued"
+    )
+    with store.engine.connect() as conn:
+        value = conn.execute(query).scalar()
+    return tables.UTCDateTime().process_result_value(value, store.engine.dialect)

@@ -191,3 +191,19 @@ def _set_cursor(
 
 def _message(row: sa.RowMapping) -> Message:
     return Message(row["thread"], row["seq"], row["sender"], row["body"], row["at"])
+
+
+def posted_since(store: Store, participant: str, seqs: dict[str, int]) -> list[str]:
+    """Bodies of messages ``participant`` posted after the given per-thread sequence numbers."""
+    m = T.messages
+    query = sa.select(m.c.thread, m.c.seq, m.c.body).where(
+        m.c.workspace == store.workspace, m.c.sender == participant
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query.order_by(m.c.at, m.c.seq)).all()
+    return [body for thread, seq, body in rows if seq > seqs.get(thread, 0)]
+
+
+def last_seqs(store: Store) -> dict[str, int]:
+    """Newest sequence number of every thread (an alias of ``heads`` for snapshots)."""
+    return heads(store)

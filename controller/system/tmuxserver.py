@@ -37,6 +37,18 @@ NO_SOCKET = "No such file or directory"
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """A pane's state at one moment."""
+
+    dead: bool
+    in_mode: bool
+    activity: int  # the window's last activity, epoch seconds
+    cursor_y: int
+    pid: int
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Created:
     """Ids and pid of a window just created."""
 
@@ -108,6 +120,39 @@ class TmuxServer:
         """Close a window by id; False if it was already gone."""
         done = await self.run("kill-window", "-t", window_id)
         return done.ok
+
+    async def probe(self, pane_id: str) -> Probe | None:
+        """A pane's live state right now, or None if it is gone."""
+        fmt = SEP.join(("#{pane_dead}", "#{pane_in_mode}", "#{window_activity}", "#{cursor_y}",
+                        "#{pane_pid}", "#{session_id}"))  # fmt: skip
+        done = await self.run("display-message", "-p", "-t", pane_id, fmt)
+        parts = done.stdout.strip().split(SEP)
+        if not done.ok or len(parts) != 6:
+            return None
+        dead, mode, activity, cursor, pid, session = parts
+        return Probe(
+            dead=dead == "1", in_mode=mode == "1", activity=int(activity or 0),
+            cursor_y=int(cursor or 0), pid=int(pid or 0), session_id=session,
+        )  # fmt: skip
+
+    async def client_activity(self, session_id: str) -> int:
+        """Latest activity (epoch seconds) of clients attached to the session; 0 if none."""
+        done = await self.run("list-clients", "-t", session_id, "-F", "#{client_activity}")
+        times = [int(x) for x in done.stdout.split() if x.isdigit()] if done.ok else []
+        return max(times, default=0)
+
+    async def capture(self, pane_id: str) -> str:
+        """The visible content of a pane."""
+        done = await self.run("capture-pane", "-p", "-t", pane_id)
+        return done.stdout if done.ok else ""
+
+    async def send_text(self, pane_id: str, text: str) -> bool:
+        """Type ``text`` literally (no key names are interpreted)."""
+        return (await self.run("send-keys", "-t", pane_id, "-l", "--", text)).ok
+
+    async def send_enter(self, pane_id: str) -> bool:
+        """Press Enter."""
+        return (await self.run("send-keys", "-t", pane_id, "Enter")).ok
 
     async def kill_server(self) -> None:
         """Stop the whole server (tests, and `controller` teardown)."""

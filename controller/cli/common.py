@@ -1,0 +1,114 @@
+"""What every command shares: global options, settings, loading, errors and exit codes."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from controller import errors
+from controller.cli import output
+from controller.runtime import reconcile, sources, wiring
+from controller.spec.loading import Problem
+from controller.spec.state import DesiredState
+from controller.store import queries
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Global options, merged from before and after the command name."""
+
+    desired: Path = Path("desired")
+    state: str | None = None
+    output: str = "text"
+    verbose: int = 0
+    lock_timeout: float = 60.0
+
+    @property
+    def json(self) -> bool:
+        """Whether output is JSON."""
+        return self.output == "json"
+
+
+def global_options(func: F) -> F:
+    """Add the global options to a command so they may follow its name too."""
+    options = [
+        click.option("--desired", type=click.Path(path_type=Path), default=None,
+                     help="Folder of desired-state YAML (default ./desired)."),
+        click.option("--state", default=None, metavar="URL",
+                     help="Store URL (default sqlite:///.lanes/state.db in the repo)."),
+        click.option("--output", "-o", type=click.Choice(["text", "json"]), default=None,
+                     help="Output format."),
+        click.option("-v", "--verbose", count=True, help="More detail; repeat for more."),
+        click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                     help="How long to wait for another pass holding the workspace lock."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def merge(ctx: click.Context, /, **given: Any) -> Settings:
+    base: Settings = ctx.find_object(Settings) or Settings()
+    # A value given after the command name wins; `-v` counts (0 means "not given").
+    changes = {k: v for k, v in given.items() if v is not None and not (k == "verbose" and v == 0)}
+    merged = replace(base, **changes)
+    ctx.obj = merged
+    return merged
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except errors.ControllerError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load(settings: Settings) -> DesiredState | tuple[Problem, ...]:
+    return sources.load(settings.desired)
+
+
+def load_or_exit(settings: Settings) -> DesiredState:
+    loaded = load(settings)
+    if isinstance(loaded, DesiredState):
+        return loaded
+    if settings.json:
+        click.echo(output.to_json({"valid": False, "problems": output.problems_json(loaded)}))
+    else:
+        click.echo(output.problems_text(loaded), err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def reconciler(settings: Settings, desired: DesiredState) -> reconcile.Reconciler:
+    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
+    return reconcile.Reconciler(wiring.build(paths))
+
+
+def store_for_agent(settings: Settings, me: wiring.LaneIdentity) -> queries.Store:
+    """The store, from the environment the controller gave the agent or from desired/."""
+    if settings.state is None and me.state_url and me.workspace:
+        return queries.Store.open(me.state_url, me.workspace)
+    loaded = load(settings)
+    desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
+    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
+    return wiring.open_store(paths)
