@@ -19,7 +19,7 @@ import anyio
 import click
 
 from controller import __version__
-from controller.cli import common, output
+from controller.cli import common, output, threads
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import world
 from controller.runtime import reconcile, wiring
@@ -91,7 +91,7 @@ async def _once_async(
 def _exit_code(result: reconcile.PassResult) -> int:
     if result.plan.refused:
         return EXIT_INVALID
-    if result.failed or result.blind or _failing(result.plan):
+    if result.failed or result.blind or _failing(result.plan) or threads.exit_for(result):
         return EXIT_FAILED
     return EXIT_OK
 
@@ -108,9 +108,12 @@ def _pass_text(result: reconcile.PassResult) -> str:
     if p.refused:
         lines.append(f"Refused: {p.refused}")
     lines += output.conditions_text(p.conditions, p.notices)
+    lines += [
+        f"  > wake {w.participant} @ {w.thread}: {w.result} ({w.reason})" for w in result.wakes
+    ]
     if result.outcomes:
         lines.append(output.apply_summary(result.outcomes))
-    else:
+    elif not result.wakes:
         lines.append(output.idle_line(p))
     return "\n".join(lines)
 
@@ -120,6 +123,7 @@ def _pass_json(result: reconcile.PassResult, code: int) -> dict[str, Any]:
         "correlationId": result.correlation_id,
         "plan": output.plan_json(result.plan),
         "outcomes": [output.outcome_json(o) for o in result.outcomes],
+        "wakes": [w.to_json() for w in result.wakes],
         "exitCode": code,
     }
 
@@ -364,20 +368,20 @@ def unblock(ctx: click.Context, /, participant: str, reason: str, **given: Any) 
     store = common.store_for_agent(settings, wiring.lane_identity())
     try:
         lifted = _unblock(store, participant, reason)
+        if threads.unblock_participant(store, participant, reason):
+            lifted.append("wakes")
     finally:
         store.close()
     if settings.json:
         click.echo(output.to_json({"participant": participant, "unblocked": lifted}))
     elif lifted:
-        click.echo(f"unblocked {participant}: {', '.join(lifted)} will start on the next pass")
+        click.echo(f"unblocked {participant}: {', '.join(lifted)} (effective on the next pass)")
     else:
         click.echo(f"{participant} is not blocked")
 
 
 def _unblock(store: queries.Store, participant: str, reason: str) -> list[str]:
     records = [a for a in store.agent_records().values() if a.participant == participant]
-    if not records:
-        common.fail(f"no agent of participant {participant} is recorded")
     now = clock.SystemClock().now()
     lifted = [a.binding for a in records if a.state == world.AgentState.BLOCKED]
     for name in lifted:
@@ -426,6 +430,9 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
     subprocess.run((*tmux, "select-window", "-t", window), check=False, timeout=10)
     # Replacing this process with tmux's client is the point; argv list, no shell.
     os.execvp("tmux", (*tmux, "attach-session", "-t", target.session_id or window))  # noqa: S606
+
+
+threads.register(cli)
 
 
 def entrypoint() -> None:

@@ -87,6 +87,12 @@ class Daemon:
                 observer.stop()
                 observer.join(timeout=5)
             if self.reconciler is not None:
+                with anyio.CancelScope(shield=True):
+                    released = await self.reconciler.waker.release(
+                        self.reconciler.context("shutdown")
+                    )
+                if released:
+                    self.log("leases returned", jobs=released)
                 self.reconciler.wiring.close()
         self.log("stopped", passes=self.passes)
         return 0

@@ -172,7 +172,7 @@ class Reconciler:
         correlation = uuid.uuid4().hex[:16]
         the_plan, observed, now = await self.plan(desired, allow_empty=allow_empty)
         await self._sync_policies(desired, observed)
-        ctx = self._context(correlation)
+        ctx = self.context(correlation)
         if not isinstance(observed.panes, world.Unknown):
             ctx.sessions.update({p.session_name: p.session_id for p in observed.panes})
         outcomes = await apply.apply(
@@ -193,7 +193,7 @@ class Reconciler:
         """The wake step: enqueue what unread messages call for, then work due jobs."""
         if not desired.threads or result.blind:
             return result
-        ctx = ctx or self._context(result.correlation_id or uuid.uuid4().hex[:16])
+        ctx = ctx or self.context(result.correlation_id or uuid.uuid4().hex[:16])
         await self.waker.enqueue_wanted(ctx, desired)
         envelopes = await self.waker.work(ctx, desired)
         due = await anyio.to_thread.run_sync(jobs.next_due, self.wiring.store)
@@ -203,7 +203,7 @@ class Reconciler:
         """Collect process-runtime launchers that ended (the daemon outlives them)."""
         self.children[:] = [child for child in self.children if child.poll() is None]
 
-    def _context(self, correlation: str) -> Context:
+    def context(self, correlation: str) -> Context:
         w = self.wiring
         return Context(
             runner=w.runner,

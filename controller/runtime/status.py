@@ -10,11 +10,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from controller.core import lifecycle, planner, world
+import anyio
+
+from controller.core import lifecycle, planner, triggers, world
 from controller.core.phases import Phase
 from controller.runtime.reconcile import Reconciler
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
+from controller.store import jobs, messaging, participants
 
 
 async def build(
@@ -31,8 +34,8 @@ async def build(
         "desiredValid": not problems,
         "problems": [str(p) for p in problems],
         "lanes": lanes,
-        "participants": _participants(desired, observed),
-        "triggers": {},
+        "participants": await _participants(reconciler, desired, observed),
+        "triggers": await anyio.to_thread.run_sync(jobs.counts, reconciler.wiring.store),
         "notices": list(the_plan.notices),
         "refused": the_plan.refused,
         "pending": {
@@ -107,17 +110,26 @@ def _agent(
     }  # fmt: skip
 
 
-def _participants(desired: DesiredState, observed: world.Observed) -> list[dict[str, Any]]:
+async def _participants(
+    reconciler: Reconciler, desired: DesiredState, observed: world.Observed
+) -> list[dict[str, Any]]:
+    store = reconciler.wiring.store
     names = {b.spec.participant for b in desired.bindings.values()}
     names |= {p for t in desired.threads.values() for p in t.spec.participants}
     blocked = {a.participant: a.blocked for a in observed.agents.values() if a.blocked}
+    states = await anyio.to_thread.run_sync(participants.every, store)
+    blocked |= {n: s.blocked for n, s in states.items() if s.blocked}
+    counts = await anyio.to_thread.run_sync(messaging.unread, store, triggers.members(desired))
+    unread: dict[str, dict[str, int]] = {}
+    for u in counts:
+        unread.setdefault(u.participant, {})[u.thread] = u.count
     return [
         {
             "name": name,
             "managed": any(b.spec.participant == name for b in desired.bindings.values()),
             "blocked": name in blocked,
             "reason": blocked.get(name),
-            "unread": {},
+            "unread": unread.get(name, {}),
         }
         for name in sorted(names)
     ]

@@ -1,0 +1,307 @@
+"""Commands for messages and wakes: post, read, threads, trigger, triggers, and the audited
+overrides (forced wakes, unblocking, retrying dead jobs).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import click
+
+from controller.cli import common, output
+from controller.cli.common import EXIT_FAILED, EXIT_INVALID, Settings
+from controller.core.safeguards.decisions import Reason
+from controller.executors import triggers as deliver
+from controller.runtime import reconcile, wiring
+from controller.spec.state import DesiredState
+from controller.store import events, jobs, messaging, participants, queries
+from controller.system import clock
+
+MAX_BODY = 64 * 1024
+
+
+def register(group: click.Group) -> None:
+    """Add these commands to the command line."""
+    for command in (post, read, threads, trigger, triggers_group):
+        group.add_command(command)
+
+
+def _member(desired: DesiredState, thread: str, who: str) -> None:
+    found = desired.threads.get(thread)
+    if found is None:
+        known = ", ".join(desired.threads) or "none"
+        common.fail(f"thread {thread} is not declared (declared: {known})")
+        return
+    if who not in found.spec.participants:
+        common.fail(f"{who} is not a member of thread {thread} (members: "
+                    f"{', '.join(found.spec.participants)})")  # fmt: skip
+
+
+def _identity(given: str | None) -> str:
+    me = wiring.lane_identity().participant
+    if given is None and me is None:
+        common.fail("say who you are with --as PARTICIPANT (or run inside a lane)")
+    return str(given or me)
+
+
+def _with_store(settings: Settings, fn: Callable[[queries.Store, DesiredState], Any]) -> Any:
+    desired = common.load_or_exit(settings)
+    store = common.store_for_agent(settings, wiring.lane_identity())
+    try:
+        return fn(store, desired)
+    finally:
+        store.close()
+
+
+@click.command()
+@common.global_options
+@click.argument("thread")
+@click.argument("text", required=False)
+@click.option("--as", "who", default=None, help="Who is posting (default: $LANE_PARTICIPANT).")
+@click.pass_context
+@common.handle_errors
+def post(
+    ctx: click.Context, /, thread: str, text: str | None, who: str | None, **given: Any
+) -> None:
+    """Append a message to THREAD (TEXT, or standard input when TEXT is - or missing)."""
+    settings = common.merge(ctx, **given)
+    sender = _identity(who)
+    body = sys.stdin.read(MAX_BODY + 1) if text in (None, "-") else str(text)
+    if len(body.encode()) > MAX_BODY:
+        common.fail(f"message longer than {MAX_BODY} bytes")
+    if not body.strip():
+        common.fail("empty message")
+
+    def act(store: queries.Store, desired: DesiredState) -> int:
+        _member(desired, thread, sender)
+        if desired.threads[thread].spec.closed:
+            common.fail(f"thread {thread} is closed")
+        return messaging.post(store, thread, sender, body, clock.SystemClock().now())
+
+    seq = _with_store(settings, act)
+    if settings.json:
+        click.echo(output.to_json({"thread": thread, "seq": seq, "sender": sender}))
+    else:
+        click.echo(f"posted #{seq} to {thread} as {sender}")
+
+
+@click.command()
+@common.global_options
+@click.argument("thread")
+@click.option("--as", "who", default=None, help="Who is reading (default: $LANE_PARTICIPANT).")
+@click.pass_context
+@common.handle_errors
+def read(ctx: click.Context, /, thread: str, who: str | None, **given: Any) -> None:
+    """Print THREAD's messages you have not read, and mark them read."""
+    settings = common.merge(ctx, **given)
+    reader = _identity(who)
+
+    def act(store: queries.Store, desired: DesiredState) -> list[messaging.Message]:
+        _member(desired, thread, reader)
+        return messaging.read(store, thread, reader)
+
+    found = _with_store(settings, act)
+    if settings.json:
+        click.echo(output.to_json([_message_json(m) for m in found]))
+        return
+    for m in found:
+        click.echo(f"#{m.seq} {m.sender} {m.at:%Y-%m-%d %H:%M:%S}Z\n{m.body}\n")
+    if not found:
+        click.echo(f"nothing unread in {thread}")
+
+
+def _message_json(m: messaging.Message) -> dict[str, Any]:
+    return {"thread": m.thread, "seq": m.seq, "sender": m.sender, "body": m.body,
+            "at": m.at.isoformat()}  # fmt: skip
+
+
+@click.command()
+@common.global_options
+@click.pass_context
+@common.handle_errors
+def threads(ctx: click.Context, /, **given: Any) -> None:
+    """List threads: members, open or closed, messages, and each member's unread count."""
+    settings = common.merge(ctx, **given)
+
+    def act(store: queries.Store, desired: DesiredState) -> list[dict[str, Any]]:
+        heads = messaging.heads(store)
+        from controller.core import triggers  # lazy: only this command needs it
+
+        unread = {(u.participant, u.thread): u.count
+                  for u in messaging.unread(store, triggers.members(desired))}  # fmt: skip
+        return [
+            {"name": name, "participants": list(t.spec.participants), "closed": t.spec.closed,
+             "messages": heads.get(name, 0),
+             "unread": {p: unread.get((p, name), 0) for p in t.spec.participants}}
+            for name, t in desired.threads.items()
+        ]  # fmt: skip
+
+    view = _with_store(settings, act)
+    if settings.json:
+        click.echo(output.to_json(view))
+        return
+    for t in view:
+        state = "closed" if t["closed"] else "open"
+        counts = ", ".join(f"{p} {n}" for p, n in t["unread"].items())
+        click.echo(f"{t['name']}  {state}  {t['messages']} message(s)  unread: {counts}")
+    if not view:
+        click.echo("no threads declared")
+
+
+@click.command()
+@common.global_options
+@click.argument("participant")
+@click.option("--thread", "thread", required=True, help="The thread to wake PARTICIPANT about.")
+@click.option("--as", "caller", default=None, help="Who asks (recorded).")
+@click.option("--force", is_flag=True, help="Skip collision, rate and loop checks (audited).")
+@click.option("--reason", default=None, help="Why (required with --force).")
+@click.pass_context
+@common.handle_errors
+def trigger(
+    ctx: click.Context, /, participant: str, thread: str, caller: str | None, force: bool,
+    reason: str | None, **given: Any,
+) -> None:  # fmt: skip
+    """Wake PARTICIPANT about THREAD now and print the result envelope."""
+    settings = common.merge(ctx, **given)
+    if force and not reason:
+        common.fail("--force needs --reason TEXT (forced wakes are audited)")
+    desired = common.load_or_exit(settings)
+    _member(desired, thread, participant)
+    if caller is not None:
+        _member(desired, thread, caller)
+    envelope = anyio.run(_trigger, settings, desired, participant, thread, force, reason, caller)
+    if settings.json:
+        click.echo(output.to_json(envelope.to_json()))
+    else:
+        until = f" until {envelope.until:%H:%M:%S}Z" if envelope.until else ""
+        detail = f": {envelope.detail}" if envelope.detail else ""
+        click.echo(f"{envelope.result} ({envelope.reason}){until}{detail}")
+    if envelope.result in ("refused", "dead"):
+        ctx.exit(EXIT_INVALID)
+
+
+async def _trigger(
+    settings: Settings, desired: DesiredState, participant: str, thread: str, force: bool,
+    reason: str | None, caller: str | None,
+) -> deliver.Envelope:  # fmt: skip
+    rec = common.reconciler(settings, desired)
+    try:
+        ctx = rec.context(uuid.uuid4().hex[:16])
+        now = ctx.clock.now()
+        unread = await ctx.db(messaging.unread, ctx.store, [(participant, thread)])
+        seq = unread[0].last_seq if unread else messaging.heads(ctx.store).get(thread, 0)
+        job = await ctx.db(jobs.enqueue, ctx.store, participant, thread, seq, now, forced=force)
+        if force:
+            await ctx.emit("TriggerForced", str(reason), participant=participant,
+                           thread=thread, job=job.id, by=caller or wiring.who())  # fmt: skip
+        done = await rec.waker.work(ctx, desired, job_id=job.id)
+        if done:
+            return done[0]
+        return deliver.Envelope(
+            "queued",
+            "queued",
+            participant,
+            thread,
+            job.id,
+            "another worker holds this participant's wake; it will follow",
+        )
+    finally:
+        rec.wiring.close()
+
+
+@click.group("triggers", invoke_without_command=True)
+@common.global_options
+@click.option(
+    "--state-filter",
+    "states",
+    multiple=True,
+    type=click.Choice(["queued", "running", "done", "dead"]),
+    help="Only these states.",
+)
+@click.pass_context
+@common.handle_errors
+def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any) -> None:
+    """The trigger queue: jobs and their attempts (`triggers retry JOB --reason R` re-queues)."""
+    settings = common.merge(ctx, **given)
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def act(store: queries.Store, desired: DesiredState) -> list[dict[str, Any]]:
+        found = jobs.jobs(store, states=states or None)
+        tried = jobs.attempts(store, [j.id for j in found])
+        return [_job_json(j, tried[j.id]) for j in found]
+
+    view = _with_store(settings, act)
+    if settings.json:
+        click.echo(output.to_json(view))
+        return
+    for j in view:
+        last = j["attempts"][-1] if j["attempts"] else None
+        tail = f"  last: {last['reason']} {last['detail'][:60]}" if last else ""
+        click.echo(f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
+                   f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}")  # fmt: skip
+    if not view:
+        click.echo("no trigger jobs")
+
+
+def _job_json(job: jobs.Job, attempts: list[jobs.Attempt]) -> dict[str, Any]:
+    return {
+        "id": job.id, "participant": job.participant, "thread": job.thread, "state": job.state,
+        "dueAt": job.due_at.isoformat(), "failures": job.failures, "forced": job.forced,
+        "attempts": [{"at": a.at.isoformat(), "verdict": a.verdict, "reason": a.reason,
+                      "detail": a.detail} for a in attempts],
+    }  # fmt: skip
+
+
+@triggers_group.command("retry")
+@click.argument("job", type=int)
+@click.option("--reason", required=True, help="Why the dead job is re-queued (recorded).")
+@click.pass_context
+@common.handle_errors
+def retry(ctx: click.Context, /, job: int, reason: str) -> None:
+    """Re-queue a dead job (audited)."""
+    settings: Settings = ctx.find_object(Settings) or Settings()
+
+    def act(store: queries.Store, desired: DesiredState) -> jobs.Job | None:
+        now = clock.SystemClock().now()
+        again = jobs.retry(store, job, now)
+        if again is not None:
+            store.append_events([events.Event(
+                "TriggerRetried", reason, now, uuid.uuid4().hex[:16],
+                participant=again.participant,
+                data={"job": job, "requeuedAs": again.id, "by": wiring.who(),
+                      "code": str(Reason.RETRIED_BY_OPERATOR)},
+            )])  # fmt: skip
+        return again
+
+    again = _with_store(settings, act)
+    if again is None:
+        common.fail(f"job {job} is not dead (only dead jobs can be retried)")
+        return
+    if settings.json:
+        click.echo(output.to_json({"job": job, "requeuedAs": again.id}))
+    else:
+        click.echo(f"job {job} re-queued as #{again.id}")
+
+
+def unblock_participant(store: queries.Store, participant: str, reason: str) -> bool:
+    """Lift a loop-safeguard block (counters reset); True if there was one. Audited."""
+    state = participants.get(store, participant)
+    if state.blocked is None:
+        return False
+    now = clock.SystemClock().now()
+    participants.put(store, participant, participants.State(turn=state.turn), now)
+    store.append_events([events.Event(
+        "ParticipantUnblocked", reason, now, uuid.uuid4().hex[:16], participant=participant,
+        data={"by": wiring.who(), "was": state.blocked},
+    )])  # fmt: skip
+    return True
+
+
+def exit_for(result: reconcile.PassResult) -> int | None:
+    """A failed wake makes ``--once`` exit 2."""
+    return EXIT_FAILED if result.failed_wakes else None
