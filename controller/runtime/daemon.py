@@ -25,6 +25,7 @@ from watchdog.observers import Observer
 from controller import errors
 from controller.runtime import reconcile, sources, wiring
 from controller.spec.state import DesiredState
+from controller.store import jobs, messaging
 from controller.system import locks
 
 Log = Callable[..., None]
@@ -41,6 +42,7 @@ class Settings:
     resync: float | None = None  # None: the Workspace's resyncSeconds
     lock_timeout: float = 60.0
     max_passes: int | None = None  # for tests: stop after this many passes
+    wake_poll: float = 0.25  # how often new messages and due wakes are looked for
 
 
 class _Changes(FileSystemEventHandler):
@@ -69,6 +71,8 @@ class Daemon:
         self.stopping = False
         self.passes = 0
         self.due: datetime | None = None
+        self.busy = anyio.Lock()  # a pass and a wake step never run at the same time
+        self.heads: dict[str, int] | None = None
 
     def notify(self) -> None:
         """Something changed: run a pass soon."""
@@ -80,6 +84,7 @@ class Daemon:
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._signals, group.cancel_scope)
+                group.start_soon(self._wake_loop)
                 await self._loop()
                 group.cancel_scope.cancel()
         finally:
@@ -153,6 +158,34 @@ class Daemon:
             return self.desired.workspace.spec.resync_seconds
         return 30.0
 
+    async def _wake_loop(self) -> None:
+        """Between passes: work wakes as soon as a message arrives or a deferral falls due."""
+        while not self.stopping:
+            await anyio.sleep(self.settings.wake_poll)
+            rec, desired = self.reconciler, self.desired
+            if rec is None or desired is None or not desired.threads or self.busy.locked():
+                continue
+            store = rec.wiring.store
+            heads = await anyio.to_thread.run_sync(messaging.heads, store)
+            due = await anyio.to_thread.run_sync(jobs.next_due, store)
+            if heads == self.heads and (due is None or due > rec.wiring.clock.now()):
+                continue
+            self.heads = heads
+            await self._wake(rec, desired)
+
+    async def _wake(self, rec: reconcile.Reconciler, desired: DesiredState) -> None:
+        try:
+            async with self.busy, locks.workspace_lock(rec.wiring.paths.lock, wait=0):
+                envelopes, _ = await rec.wake_step(desired)
+        except errors.WorkspaceBusy:
+            return  # a --once holds the workspace; its pass does the wakes
+        except Exception as exc:  # a failing wake step must not end the daemon
+            self.log("wake step crashed; the next poll retries", error=repr(exc))
+            return
+        for w in envelopes:
+            self.log("wake", participant=w.participant, thread=w.thread, result=w.result,
+                     reason=w.reason)  # fmt: skip
+
     async def _pass(self) -> None:
         self._reload()
         if self.desired is None:
@@ -160,8 +193,11 @@ class Daemon:
         try:
             reconciler = self._reconciler(self.desired)
             paths = reconciler.wiring.paths
-            async with locks.workspace_lock(
-                paths.lock, wait=self.settings.lock_timeout, on_wait=self._waiting
+            async with (
+                self.busy,
+                locks.workspace_lock(
+                    paths.lock, wait=self.settings.lock_timeout, on_wait=self._waiting
+                ),
             ):
                 result = await reconciler.run_pass(
                     self.desired, allow_empty=self.settings.allow_empty

@@ -193,11 +193,18 @@ class Reconciler:
         """The wake step: enqueue what unread messages call for, then work due jobs."""
         if not desired.threads or result.blind:
             return result
-        ctx = ctx or self.context(result.correlation_id or uuid.uuid4().hex[:16])
+        envelopes, due = await self.wake_step(desired, ctx)
+        return dataclasses.replace(result, wakes=tuple(envelopes), queue_due=due)
+
+    async def wake_step(
+        self, desired: DesiredState, ctx: Context | None = None
+    ) -> tuple[list[deliver.Envelope], datetime | None]:
+        """Enqueue wakes due now, work due jobs; return results and the next due time."""
+        ctx = ctx or self.context(uuid.uuid4().hex[:16])
         await self.waker.enqueue_wanted(ctx, desired)
         envelopes = await self.waker.work(ctx, desired)
         due = await anyio.to_thread.run_sync(jobs.next_due, self.wiring.store)
-        return dataclasses.replace(result, wakes=tuple(envelopes), queue_due=due)
+        return envelopes, due
 
     def _reap(self) -> None:
         """Collect process-runtime launchers that ended (the daemon outlives them)."""

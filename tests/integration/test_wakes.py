@@ -237,3 +237,37 @@ def test_triggers_json_lists_jobs_with_attempts(
     assert job["state"] == "done" and job["attempts"][0]["reason"] == "delivered"
     status = json.loads(repo.ctl("status", "-o", "json").stdout)
     assert status["triggers"] == {"done": 1}
+
+
+def test_daemon_wakes_quickly_and_rechecks_deferrals(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    record = setup(
+        repo,
+        tmux_socket,
+        tmp_path,
+        policy="collision: {quietSeconds: 3, recheckSeconds: 1, maxDeferSeconds: 60}",
+    )
+    daemon = subprocess.Popen(
+        (sys.executable, "-m", "controller", "run", "--resync", "120", "--debounce", "0.1"),
+        cwd=repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(4)  # quiet, and the daemon's first pass is done
+        started = time.monotonic()
+        post(repo, "human", "first")
+        wait_until(lambda: len(lines(record)) == 1, timeout=20)
+        assert time.monotonic() - started < 5  # not the 120 s resync
+        time.sleep(3)  # past the echo of our own delivery
+        pane = agents(repo)["bot"]["pane"]
+        subprocess.run(("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "busy"),
+                       env=repo.env, check=True)  # fmt: skip
+        post(repo, "human", "second")
+        wait_until(lambda: len(lines(record)) == 2, timeout=30)  # deferred, then re-checked
+        kinds = [a["reason"] for j in json.loads(repo.ctl("triggers", "-o", "json").stdout)
+                 for a in j["attempts"]]  # fmt: skip
+        assert "collision_deferred" in kinds
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err

@@ -15,7 +15,10 @@ from datetime import datetime, timedelta
 from controller.core.safeguards import decisions
 from controller.core.safeguards.decisions import Decision, Reason
 
-OWN_ECHO = timedelta(seconds=5)  # activity this soon after our own delivery is our own echo
+# Activity this close to our own delivery is its echo. tmux stamps activity in whole seconds,
+# so the window opens a second before the delivery.
+ECHO_BEFORE = timedelta(seconds=1)
+ECHO_AFTER = timedelta(seconds=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,8 @@ def last_activity(screen: Screen, *, own_delivery: datetime | None) -> datetime 
     """The latest activity that was not the echo of our own delivery."""
     times = [t for t in (screen.window_activity, screen.client_activity) if t is not None]
     if own_delivery is not None:
-        times = [t for t in times if not own_delivery <= t <= own_delivery + OWN_ECHO]
+        start, end = own_delivery - ECHO_BEFORE, own_delivery + ECHO_AFTER
+        times = [t for t in times if not start <= t <= end]
     return max(times, default=None)
 
 

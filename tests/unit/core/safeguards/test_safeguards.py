@@ -37,12 +37,13 @@ def ago(seconds: float) -> datetime:
         (collision.Screen(ago(30), None, "h1"), ago(10), "h1", None, Verdict.ALLOW, None),
         (collision.Screen(ago(5)), ago(60), None, None, Verdict.BLOCK,
          Reason.COLLISION_TIMEOUT),
-        (collision.Screen(ago(2)), ago(0), None, ago(4), Verdict.ALLOW, None),  # our own echo
+        (collision.Screen(ago(2)), ago(0), None, ago(3), Verdict.ALLOW, None),  # our own echo
+        (collision.Screen(ago(5)), ago(0), None, ago(4.5), Verdict.ALLOW, None),  # 1 s stamp
         (collision.Screen(ago(2)), ago(0), None, ago(30), Verdict.DEFER,
          Reason.COLLISION_DEFERRED),  # long after our delivery: real activity
     ],
     ids=["quiet", "never-active", "busy", "client-busy", "content-changed", "content-same",
-         "max-defer", "own-echo-ignored", "not-own-echo"],
+         "max-defer", "own-echo-ignored", "own-echo-whole-seconds", "not-own-echo"],
 )  # fmt: skip
 def test_collision(
     screen: collision.Screen,
