@@ -204,7 +204,12 @@ def validate(ctx: click.Context, /, **given: Any) -> None:
     """Check desired state: schema and cross-references, every problem as path:line."""
     settings = common.merge(ctx, **given)
     if not settings.desired.is_dir():
-        common.fail(f"{settings.desired}: no such folder (pass --desired DIR)")
+        message = f"{settings.desired}: no such folder (pass --desired DIR)"
+        if settings.json:
+            problem = {"path": str(settings.desired), "line": 0, "message": message}
+            click.echo(output.to_json({"valid": False, "problems": [problem]}))
+            ctx.exit(EXIT_INVALID)
+        common.fail(message)
     loaded = common.load(settings)
     if isinstance(loaded, DesiredState):
         counts = _counts(loaded)
@@ -353,7 +358,8 @@ def heartbeat(
     finally:
         store.close()
     if settings.json:
-        click.echo(output.to_json({"lane": lane, "participant": participant, "at": now}))
+        at = now.isoformat()
+        click.echo(output.to_json({"lane": lane, "participant": participant, "at": at}))
 
 
 @cli.command()

@@ -68,7 +68,11 @@ def plan_text(the_plan: planner.Plan) -> str:
 
 def blind(the_plan: planner.Plan) -> bool:
     """Whether the plan was made without being able to read some source."""
-    return any(c.type == "ObservationUnknown" for cs in the_plan.conditions.values() for c in cs)
+    return any(
+        c.type == "ObservationUnknown" or c.reason == "SourceUnreadable"
+        for cs in the_plan.conditions.values()
+        for c in cs
+    )
 
 
 def idle_line(the_plan: planner.Plan) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from controller.core.lifecycle import ExitDecision
@@ -18,6 +19,17 @@ from controller.core.lifecycle import ExitDecision
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def _jsonable(value: Any) -> Any:
+    """camelCase keys and ISO 8601 times, all the way down."""
+    if isinstance(value, Mapping):
+        return {_camel(str(k)): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 class Change(enum.StrEnum):
@@ -49,8 +61,8 @@ class ActionBase:
         return f"{self.kind} {self.path}"
 
     def to_json(self) -> Mapping[str, Any]:
-        """A stable JSON object: kind, change, key, then the fields (camelCase keys)."""
-        fields = {_camel(k): v for k, v in asdict(self).items()}
+        """A stable JSON object: kind, change, key, then the fields (camelCase, ISO times)."""
+        fields = _jsonable(asdict(self))
         return {"kind": self.kind, "change": str(self.change), "key": self.key, **fields}
 
 
@@ -176,6 +188,7 @@ class StartAgent(AgentAction):
     env: tuple[tuple[str, str], ...] = ()
     spec_hash: str = ""
     session_id: str | None = None
+    grace: float = 10.0
 
     kind: ClassVar[str] = "start-agent"
     change: ClassVar[Change] = Change.ADD
@@ -237,7 +250,8 @@ class RecordExit(AgentAction):
 
     def describe(self) -> str:
         """One line for humans."""
-        status = "unknown status" if self.exit is None else f"status {self.exit.last_exit}"
+        known = self.exit is not None and self.exit.last_exit is not None
+        status = f"status {self.exit.last_exit}" if known and self.exit else "unknown status"
         return f"record that {self.participant} exited ({status})"
 
 

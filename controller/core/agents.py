@@ -83,6 +83,11 @@ def _plan_binding(
     seen = lifecycle.liveness(record, observed)
     if seen.life == Life.UNKNOWN:
         out.note(lane, "AgentUnknown", "SourceUnreadable", f"{binding.name}: {seen.reason}")
+    elif seen.life == Life.SETTLING:
+        out.note(lane, "AgentUnknown", "Settling", f"{binding.name}: {seen.reason}")
+    elif seen.life == Life.ORPHANED:
+        out.add("after", stop(binding, record, path=paths[lane], reason=seen.reason))
+        out.add("after", start(binding, observed, path=paths[lane], reason="start it here"))
     elif record.state == State.BLOCKED:
         out.note(lane, "CrashLoop", "Blocked", f"{binding.name}: {record.blocked}")
     elif seen.life == Life.ALIVE:
@@ -112,7 +117,8 @@ def _plan_suspended(
 ) -> None:
     lane = binding.spec.lane
     out.note(lane, "Suspended", "LaneSuspended", f"{binding.name}: not running (spec.suspend)")
-    if record is not None and lifecycle.liveness(record, observed).life == Life.ALIVE:
+    running = (Life.ALIVE, Life.ORPHANED)
+    if record is not None and lifecycle.liveness(record, observed).life in running:
         out.add("after", stop(binding, record, path=path, reason="the lane is suspended"))
 
 
@@ -149,31 +155,33 @@ def _plan_dead(
 ) -> None:
     lane = binding.spec.lane
     due = record.next_start_at
+    status = record.last_exit
     if record.state == State.RUNNING:
         decision = lifecycle.after_death(record, binding, exit_code=seen.exit_code, now=now)
         out.add("after", _record_exit(binding, path, decision, seen.reason))
-        due = decision.next_start_at
+        due, status = decision.next_start_at, decision.last_exit
         if decision.blocked is not None:
             out.note(lane, "CrashLoop", "Blocked", f"{binding.name}: {decision.blocked}")
             return
     elif record.state == State.STOPPED and due is None:
         due = now  # stopped on purpose (suspended, changed): start again as soon as allowed
-    _plan_restart(out, binding, record, now, path=path, due=due, usable=usable)
+    _plan_restart(out, binding, status, now, path=path, due=due, usable=usable, record=record)
 
 
 def _plan_restart(
     out: AgentPlan,
     binding: Binding,
-    record: world.AgentRecord,
+    last_exit: int | None,
     now: datetime,
     *,
     path: str,
     due: datetime | None,
     usable: bool,
+    record: world.AgentRecord,
 ) -> None:
     lane = binding.spec.lane
     if due is None:
-        status = "unknown" if record.last_exit is None else str(record.last_exit)
+        status = "unknown" if last_exit is None else str(last_exit)
         out.note(lane, "AgentExited", "NotRestarted",
                  f"{binding.name}: exited (status {status}); restart policy is "
                  f"{binding.spec.restart}")  # fmt: skip
@@ -189,19 +197,18 @@ def _plan_orphan(
     out: AgentPlan, record: world.AgentRecord, observed: world.Observed, path: str
 ) -> None:
     seen = lifecycle.liveness(record, observed)
-    if seen.life == Life.UNKNOWN:
-        out.note(
-            record.lane, "AgentUnknown", "SourceUnreadable", f"{record.binding}: {seen.reason}"
-        )
+    if seen.life in (Life.UNKNOWN, Life.SETTLING):
+        code = "SourceUnreadable" if seen.life == Life.UNKNOWN else "Settling"
+        out.note(record.lane, "AgentUnknown", code, f"{record.binding}: {seen.reason}")
         return
-    alive = seen.life == Life.ALIVE
+    alive = seen.life in (Life.ALIVE, Life.ORPHANED)
     out.add(
         "before",
         actions.RemoveAgent(
             record.lane, path, "its binding is no longer declared",
             binding=record.binding, participant=record.participant, runtime=record.runtime,
             pid=record.pid if alive else None, pid_created=record.pid_created,
-            window_id=record.window_id, grace=10.0,
+            window_id=record.window_id, grace=record.stop_grace,
         ),
     )  # fmt: skip
 
@@ -243,6 +250,7 @@ def start(
         env=tuple(sorted(s.env.items())),
         spec_hash=lifecycle.spec_hash(binding),
         session_id=_session_of(observed, s.lane),
+        grace=s.stop_grace_seconds,
     )
 
 
@@ -256,6 +264,7 @@ def start_from(
         binding=binding.name, participant=s.participant, runtime=s.runtime,
         command=tuple(s.command), env=tuple(sorted(s.env.items())),
         spec_hash=lifecycle.spec_hash(binding), session_id=record.session_id,
+        grace=s.stop_grace_seconds,
     )  # fmt: skip
 
 

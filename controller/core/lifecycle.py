@@ -28,6 +28,8 @@ class Life(enum.StrEnum):
 
     ALIVE = "alive"
     DEAD = "dead"  # ended; its exit status may be known
+    ORPHANED = "orphaned"  # its process lives but its tmux window is gone (e.g. another socket)
+    SETTLING = "settling"  # it just ended; tmux has not reported the status yet
     UNKNOWN = "unknown"  # a source could not be read: decide nothing
 
 
@@ -85,6 +87,8 @@ def liveness(record: world.AgentRecord, observed: world.Observed) -> Seen:
         return Seen(Life.UNKNOWN, reason=f"tmux: {observed.panes.reason}")
     pane = next((p for p in observed.panes if p.pane_id == record.pane_id), None)
     if pane is None or pane.pid != record.pid:
+        if same_process(proc, record):
+            return Seen(Life.ORPHANED, reason="its process runs outside the workspace's server")
         return Seen(Life.DEAD, None, "its tmux window is gone")
     if same_process(proc, record):
         return Seen(Life.ALIVE)  # even if its terminal closed (pane_dead), the process lives
@@ -92,7 +96,7 @@ def liveness(record: world.AgentRecord, observed: world.Observed) -> Seen:
         return Seen(Life.DEAD, pane.dead_status, "the program in its pane exited")
     # tmux reports the status a moment after the process ends; deciding now would lose it,
     # and a clean exit could be taken for a failure.
-    return Seen(Life.UNKNOWN, reason="its process ended; waiting for tmux's exit status")
+    return Seen(Life.SETTLING, reason="its process ended; waiting for tmux's exit status")
 
 
 def restart_delay(consecutive: int) -> timedelta:

@@ -129,6 +129,7 @@ class AgentRecord:
     next_start_at: datetime | None = None
     blocked: str | None = None
     heartbeat_at: datetime | None = None
+    stop_grace: float = 10.0  # the binding's stopGraceSeconds, kept for when it is removed
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,7 @@ async def _launch(
     base = world.AgentRecord(
         binding=action.binding, lane=action.lane, participant=action.participant,
         runtime=action.runtime, state=State.RUNNING, spec_hash=action.spec_hash,
-        started_at=ctx.clock.now(),
+        started_at=ctx.clock.now(), stop_grace=action.grace,
     )  # fmt: skip
     # The launcher needs only the standard library: -I -S skips site and user paths (faster).
     launcher = (ctx.python, "-I", "-S", LAUNCHER, str(envfile))
@@ -223,7 +223,8 @@ async def record_exit(action: actions.RecordExit, ctx: Context) -> Outcome:
     if action.exit.blocked:
         await ctx.emit("AgentBlocked", action.exit.blocked, lane=action.lane,
                        participant=action.participant, binding=action.binding)  # fmt: skip
-    return Outcome(action, "applied", f"{action.participant} exited ({action.exit.last_exit})")
+    status = "unknown status" if action.exit.last_exit is None else action.exit.last_exit
+    return Outcome(action, "applied", f"{action.participant} exited ({status})")
 
 
 async def kill_stray(action: actions.KillStray, ctx: Context) -> Outcome:

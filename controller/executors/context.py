@@ -59,7 +59,15 @@ class Context:
         """Run a store call in a worker thread."""
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
-    async def emit(self, kind: str, reason: str, *, lane: str | None = None, **data: Any) -> None:
+    async def emit(
+        self,
+        kind: str,
+        reason: str,
+        *,
+        lane: str | None = None,
+        participant: str | None = None,
+        **data: Any,
+    ) -> None:
         """Append one event to the log now (not at the end of the pass: a crash keeps it)."""
         event = events.Event(
             kind=kind,
@@ -67,6 +75,7 @@ class Context:
             at=self.clock.now(),
             correlation_id=self.correlation_id,
             lane=lane,
+            participant=participant,
             data=data,
         )
         await self.db(self.store.append_events, [event])

@@ -24,7 +24,9 @@ async def build(
     reconciler: Reconciler, desired: DesiredState, problems: Sequence[Problem] = ()
 ) -> dict[str, Any]:
     """The ``controller status --output json`` object (DESIGN §8)."""
-    the_plan, observed, now = await reconciler.plan(desired)
+    # With invalid desired state the view shows the inventory as it is, without pretending the
+    # (empty) fallback state would remove everything.
+    the_plan, observed, now = await reconciler.plan(desired, allow_empty=bool(problems))
     names = sorted(set(desired.lanes) | set(observed.records))
     lanes = [_lane(name, desired, observed, the_plan, now) for name in names]
     return {
@@ -93,13 +95,14 @@ def _agent(
             "binding": name, "participant": binding.spec.participant,
             "runtime": binding.spec.runtime, "pid": None, "pane": None, "window": None,
             "state": "pending", "restarts": 0, "lastExit": None, "heartbeatAge": None,
-            "blocked": None, "declared": True, "log": None,
+            "blocked": None, "declared": True, "log": None, "nextStartAt": None,
         }  # fmt: skip
     seen = lifecycle.liveness(record, observed)
     state = str(record.state)
     if record.state == world.AgentState.RUNNING and seen.life != lifecycle.Life.ALIVE:
         state = "unknown" if seen.life == lifecycle.Life.UNKNOWN else "dead"
-    beat = lifecycle.last_heartbeat(record, binding, observed) if binding else None
+    running = record.state == world.AgentState.RUNNING
+    beat = lifecycle.last_heartbeat(record, binding, observed) if binding and running else None
     return {
         "binding": name, "participant": record.participant, "runtime": record.runtime,
         "pid": record.pid, "pane": record.pane_id, "window": record.window_id, "state": state,

@@ -145,6 +145,7 @@ class Store:
             "next_start_at": record.next_start_at,
             "blocked": record.blocked,
             "heartbeat_at": record.heartbeat_at,
+            "stop_grace": record.stop_grace,
             "updated_at": now,
         }
         self._upsert(tables.agents, values, keys=("workspace", "binding"))
@@ -318,4 +319,5 @@ def _agent(row: sa.RowMapping) -> world.AgentRecord:
         next_start_at=row["next_start_at"],
         blocked=row["blocked"],
         heartbeat_at=row["heartbeat_at"],
+        stop_grace=row["stop_grace"],
     )

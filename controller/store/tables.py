@@ -108,6 +108,7 @@ agents = sa.Table(
     sa.Column("next_start_at", UTCDateTime, nullable=True),
     sa.Column("blocked", sa.Text, nullable=True),
     sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+    sa.Column("stop_grace", sa.Float, nullable=False, server_default="10"),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 """The agent inventory: every process and pane the controller started, with its identity

@@ -187,3 +187,19 @@ def test_env_values_never_in_plan_json() -> None:
     (start,) = plan(desired("a", b), ready()).actions
     assert "hunter2" not in str(start.to_json())
     assert "hunter2" not in start.describe()
+
+
+def test_agent_outside_the_server_is_replaced_not_duplicated() -> None:
+    b = binding("one")
+    r = agent(b)
+    p = plan(desired("a", b), ready(r, panes=()))  # process alive, window not on this server
+    assert kinds(p) == ["stop-agent", "start-agent"]
+    stop = p.actions[0]
+    assert isinstance(stop, A.StopAgent) and stop.pid == r.pid
+
+
+def test_removed_binding_keeps_its_own_grace() -> None:
+    b = binding("one")
+    p = plan(desired("a"), ready(agent(b, stop_grace=2.5)))
+    (remove,) = p.actions
+    assert isinstance(remove, A.RemoveAgent) and remove.grace == 2.5

@@ -88,11 +88,12 @@ def test_liveness_tmux() -> None:
     cases = [
         (replace(alive, panes=(pane(r),), processes=proc(r)), Life.ALIVE, None),
         (replace(alive, panes=(pane(r, dead=True, dead_status=3),), processes={}), Life.DEAD, 3),
-        (replace(alive, panes=(pane(r, dead=True),), processes={}), Life.UNKNOWN, None),
+        (replace(alive, panes=(pane(r, dead=True),), processes={}), Life.SETTLING, None),
+        (replace(alive, panes=(), processes=proc(r)), Life.ORPHANED, None),  # other server
         (replace(alive, panes=(pane(r, dead=True),), processes=proc(r)), Life.ALIVE, None),
         (replace(alive, panes=(), processes={}), Life.DEAD, None),
-        (replace(alive, panes=(pane(r, pid=999),), processes=proc(r)), Life.DEAD, None),
-        (replace(alive, panes=(pane(r),), processes={}), Life.UNKNOWN, None),  # settling
+        (replace(alive, panes=(pane(r, pid=999),), processes=proc(r)), Life.ORPHANED, None),
+        (replace(alive, panes=(pane(r),), processes={}), Life.SETTLING, None),
         (replace(alive, panes=world.Unknown("hung"), processes=proc(r)), Life.UNKNOWN, None),
         (replace(alive, panes=(pane(r),), processes=world.Unknown("x")), Life.UNKNOWN, None),
     ]

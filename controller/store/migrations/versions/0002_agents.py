@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("next_start_at", UTCDateTime, nullable=True),
         sa.Column("blocked", sa.Text, nullable=True),
         sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+        sa.Column("stop_grace", sa.Float, nullable=False, server_default="10"),
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
 
