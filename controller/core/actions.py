@@ -275,6 +275,26 @@ class KillStray(ActionBase):
         return f"close window {self.window_id} (no binding owns it)"
 
 
+@dataclass(frozen=True, slots=True)
+class KillStrayProcess(ActionBase):
+    """Stop a process-runtime agent no record owns (its start was not recorded: a crash)."""
+
+    pid: int = 0
+    created: float = 0.0
+
+    kind: ClassVar[str] = "kill-stray-process"
+    change: ClassVar[Change] = Change.DESTROY
+
+    @property
+    def key(self) -> str:
+        """Stable identity: the process."""
+        return f"{self.kind}:{self.pid}"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"stop unrecorded agent process {self.pid}"
+
+
 Action: TypeAlias = (
     ProvisionLane
     | AdoptWorktree
@@ -288,6 +308,7 @@ Action: TypeAlias = (
     | RemoveAgent
     | RecordExit
     | KillStray
+    | KillStrayProcess
 )
 
 REMOVALS: tuple[type[ActionBase], ...] = (RemoveLane, ForgetLane)

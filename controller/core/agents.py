@@ -19,6 +19,7 @@ from controller.spec.binding import Binding
 from controller.spec.state import DesiredState
 
 State = world.AgentState
+WORKSPACE_WIDE = "-"  # the "lane" of actions that belong to no lane (never a valid lane name)
 
 
 @dataclass(slots=True)
@@ -59,7 +60,18 @@ def plan_agents(
         if record.binding not in desired.bindings:
             _plan_orphan(out, record, observed, paths.get(record.lane, ""))
     _plan_strays(out, observed)
+    _plan_stray_processes(out, observed)
     return out
+
+
+def _plan_stray_processes(out: AgentPlan, observed: world.Observed) -> None:
+    """Process-runtime launchers of this workspace that no agent record owns."""
+    owned = {a.pid for a in observed.agents.values() if a.pid is not None}
+    for pid, proc in sorted(observed.launched.items()):
+        if pid not in owned and not proc.zombie:
+            reason = "no agent record owns it (its start was never recorded)"
+            out.add("before", actions.KillStrayProcess(WORKSPACE_WIDE, "", reason, pid=pid,
+                                                       created=proc.created))  # fmt: skip
 
 
 def _plan_binding(
@@ -224,7 +236,7 @@ def _plan_strays(out: AgentPlan, observed: world.Observed) -> None:
     for window_id, panes in sorted(windows.items()):
         if window_id in owned:
             continue
-        lane = panes[0].session_name or "tmux"
+        lane = panes[0].session_name or WORKSPACE_WIDE
         pids = tuple(p.pid for p in panes if p.pid and not p.dead)
         out.add(
             "before",

@@ -146,6 +146,7 @@ class Observed:
     processes: Mapping[int, Proc] | Unknown = field(default_factory=dict)
     agents: Mapping[str, AgentRecord] = field(default_factory=dict)
     exits: Mapping[str, int] = field(default_factory=dict)  # process runtime: binding -> status
+    launched: Mapping[int, Proc] = field(default_factory=dict)  # live process-runtime launchers
     log_activity: Mapping[str, datetime] = field(default_factory=dict)  # binding -> log mtime
 
     def worktree_at(self, path: str) -> GitWorktree | None:

@@ -252,10 +252,18 @@ async def refresh_phase(ctx: Context, lane: str) -> None:
                        previous=str(record.phase), phase=str(target))  # fmt: skip
 
 
+async def kill_stray_process(action: actions.KillStrayProcess, ctx: Context) -> Outcome:
+    """Stop a launcher (and its agent) that no record owns; identity checked first."""
+    ended = await signals.terminate(action.pid, action.created, grace=5.0, clk=ctx.clock)
+    await ctx.emit("StrayProcessStopped", action.reason, pid=action.pid, how=str(ended))
+    return Outcome(action, "applied", f"stopped unrecorded process {action.pid} ({ended})")
+
+
 HANDLERS: Mapping[type[actions.ActionBase], Any] = {
     actions.StartAgent: start_agent,
     actions.StopAgent: stop_agent,
     actions.RemoveAgent: stop_agent,
     actions.RecordExit: record_exit,
     actions.KillStray: kill_stray,
+    actions.KillStrayProcess: kill_stray_process,
 }

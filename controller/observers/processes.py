@@ -15,25 +15,35 @@ import psutil
 from controller.core import world
 
 
-def _scan(pids: frozenset[int]) -> dict[int, world.Proc]:
+def _scan(pids: frozenset[int], marker: str) -> tuple[dict[int, world.Proc], dict[int, world.Proc]]:
     found: dict[int, world.Proc] = {}
-    for proc in psutil.process_iter(["pid", "create_time", "status"]):
+    launched: dict[int, world.Proc] = {}
+    attrs = ["pid", "create_time", "status", "cmdline"]
+    for proc in psutil.process_iter(attrs if marker else attrs[:3]):
         info = proc.info
-        if info["pid"] in pids and info["create_time"] is not None:
-            zombie = info["status"] == psutil.STATUS_ZOMBIE
-            found[info["pid"]] = world.Proc(info["pid"], info["create_time"], zombie)
-    return found
+        if info["create_time"] is None:
+            continue
+        entry = world.Proc(info["pid"], info["create_time"], info["status"] == psutil.STATUS_ZOMBIE)
+        if info["pid"] in pids:
+            found[info["pid"]] = entry
+        if marker and any(marker in part for part in info.get("cmdline") or ()):
+            launched[info["pid"]] = entry
+    return found, launched
 
 
-async def observe_processes(pids: Iterable[int]) -> Mapping[int, world.Proc] | world.Unknown:
-    """The recorded PIDs that are alive, with their create times, from one table scan."""
+async def observe_processes(
+    pids: Iterable[int], *, launcher_marker: str = ""
+) -> tuple[Mapping[int, world.Proc] | world.Unknown, Mapping[int, world.Proc]]:
+    """From one scan of the process table: the recorded PIDs that are alive (with their create
+    times), and every live supervising launcher of this workspace (argv names its run folder).
+    """
     wanted = frozenset(pids)
-    if not wanted:
-        return {}
+    if not wanted and not launcher_marker:
+        return {}, {}
     try:
-        return await anyio.to_thread.run_sync(_scan, wanted)
+        return await anyio.to_thread.run_sync(_scan, wanted, launcher_marker)
     except (psutil.Error, OSError) as exc:
-        return world.Unknown(f"cannot read the process table: {exc}")
+        return world.Unknown(f"cannot read the process table: {exc}"), {}
 
 
 def _read_exits(run_dir: Path) -> dict[str, int]:

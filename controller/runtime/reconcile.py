@@ -104,11 +104,13 @@ class Reconciler:
             group.start_soon(read, "records", _records, w)
             group.start_soon(read, "panes", self._panes, desired, agents)
             pids = [a.pid for a in agents.values() if a.pid is not None]
-            group.start_soon(read, "processes", processes.observe_processes, pids)
+            marker = str(w.paths.state_dir / "run" / "env-")
+            group.start_soon(read, "scan", functools.partial(
+                processes.observe_processes, pids, launcher_marker=marker))  # fmt: skip
             group.start_soon(read, "exits", processes.observe_exits, w.paths.state_dir / "run")
             logs = {a.binding: a.log_path for a in agents.values() if a.log_path}
             group.start_soon(read, "activity", processes.observe_log_activity, logs)
-        if _settling(agents, results["panes"], results["processes"]):
+        if _settling(agents, results["panes"], results["scan"][0]):
             # tmux (built with libutempter, as Debian does) can miss a SIGCHLD and never reap
             # an agent (tmux#311, #4559); a second SIGCHLD makes it collect the status.
             await self._nudge(results["panes"])
@@ -121,7 +123,8 @@ class Reconciler:
             branches=results["branches"],
             records=results["records"],
             panes=results["panes"],
-            processes=results["processes"],
+            processes=results["scan"][0],
+            launched=results["scan"][1],
             agents=agents,
             exits=results["exits"],
             log_activity=results["activity"],
@@ -269,7 +272,9 @@ def remembered(
             o.action.key
             for o in mine
             if o.status == "applied"
-            and not isinstance(o.action, actions.AgentAction | actions.KillStray)
+            and not isinstance(
+                o.action, actions.AgentAction | actions.KillStray | actions.KillStrayProcess
+            )
         )
         previous = before.get(lane, memory.LaneMemory())
         after[lane] = memory.remember(previous, applied=applied, error=failure, now=now)

@@ -335,3 +335,22 @@ def test_deleting_every_file_still_cleans_up(repo: Repo, tmux_socket: str, tmp_p
     assert "no Workspace is declared; using the last one" in out
     assert repo.worktrees() == [] and panes(repo, tmux_socket) == []
     wait_until(lambda: alive_with(str(tmp_path)) == [], timeout=10)
+
+
+def test_unrecorded_process_agent_is_stopped(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    """A crash between starting a process agent and recording it must not leak the process."""
+    import sqlite3
+
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "bg", "args": [str(tmp_path)],
+                "spec": {"runtime": "process"}})  # fmt: skip
+    once(repo)
+    first = agents(repo)["bg"]["pid"]
+    with sqlite3.connect(repo.path / ".lanes" / "state.db") as conn:
+        conn.execute("DELETE FROM agents")  # as if the record had never been written
+    out = once(repo)
+    assert f"stopped unrecorded process {first}" in out
+    assert "started bg" in out
+    wait_until(lambda: len(alive_with(str(tmp_path))) == 2)  # the new launcher and its agent
+    assert first not in alive_with(str(tmp_path))
