@@ -78,8 +78,7 @@ def _add_argv(repo: Path, path: Path, action: actions.ProvisionLane) -> tuple[st
 
 async def _begin(ctx: Context, action: actions.ProvisionLane) -> world.LaneRecord:
     """Write the inventory record before git creates anything."""
-    records = await ctx.db(ctx.store.lane_records)
-    old = records.get(action.lane)
+    old = await ctx.db(ctx.store.lane_record, action.lane)
     current = old.phase if old else Phase.NEW
     if current == Phase.CLOSED:
         current = phases.transition(current, Phase.NEW)
@@ -133,8 +132,7 @@ async def _delete_fresh_branch(ctx: Context, branch: str, base: str) -> None:
 async def adopt(action: actions.AdoptWorktree, ctx: Context) -> Outcome:
     """Record a complete worktree on the lane's branch as ready."""
     paths.inside(ctx.root_of(action.path), action.path)
-    records = await ctx.db(ctx.store.lane_records)
-    old = records.get(action.lane)
+    old = await ctx.db(ctx.store.lane_record, action.lane)
     if old is not None and old.phase in phases.ACTIVE:
         return Outcome(action, "unchanged", "already recorded")
     if old is not None:
@@ -154,7 +152,7 @@ async def adopt(action: actions.AdoptWorktree, ctx: Context) -> Outcome:
 
 async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
     """Remove the lane's worktree after saving its work, or refuse, as its policy says."""
-    record = (await ctx.db(ctx.store.lane_records)).get(action.lane)
+    record = await ctx.db(ctx.store.lane_record, action.lane)
     if record is None or record.path != action.path:
         return Outcome(action, "refused", "not in the inventory; the controller leaves it alone")
     path = paths.child_of(ctx.root_of(record.path), action.path)
@@ -359,7 +357,7 @@ async def quarantine(action: actions.QuarantineDir, ctx: Context) -> Outcome:
 
 async def forget(action: actions.ForgetLane, ctx: Context) -> Outcome:
     """Drop the inventory record of a lane with nothing left on disk."""
-    record = (await ctx.db(ctx.store.lane_records)).get(action.lane)
+    record = await ctx.db(ctx.store.lane_record, action.lane)
     if record is None:
         return Outcome(action, "unchanged", "already forgotten")
     if await _exists(Path(record.path)):

@@ -10,11 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from controller.core import world
 from controller.store import tables
-from controller.store.queries import Store
+from controller.store.queries import Store, dialect_insert
 
 T = tables
 
@@ -35,8 +34,7 @@ Unread = world.UnreadCount
 
 def _insert(store: Store, table: sa.Table) -> Any:
     """An INSERT that supports ON CONFLICT on both backends (their dialect constructs)."""
-    dialect = postgresql if store.engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    return dialect_insert(store.engine, table)
 
 
 def post(store: Store, thread: str, sender: str, body: str, now: datetime) -> int:

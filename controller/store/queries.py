@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from controller.core import memory, world
 from controller.core.phases import Phase
@@ -249,8 +248,7 @@ class Store:
         keys: Iterable[str],
         keep: Iterable[str] = (),
     ) -> None:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(table).values(**values)
+        insert = dialect_insert(self.engine, table).values(**values)
         updates = {k: insert.excluded[k] for k in values if k not in set(keys) | set(keep)}
         query = insert.on_conflict_do_update(index_elements=list(keys), set_=updates)
         with self.engine.begin() as conn:
@@ -321,3 +319,18 @@ def _agent(row: sa.RowMapping) -> world.AgentRecord:
         heartbeat_at=row["heartbeat_at"],
         stop_grace=row["stop_grace"],
     )
+
+
+def dialect_insert(engine: sa.Engine, table: sa.Table) -> Any:
+    """An INSERT with ON CONFLICT support for the engine's backend.
+
+    The dialect module is imported here, not at the top: loading the PostgreSQL dialect costs
+    ~50 ms, which a SQLite store never needs.
+    """
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
