@@ -26,9 +26,22 @@ def _scan(pids: frozenset[int], marker: str) -> tuple[dict[int, world.Proc], dic
         entry = world.Proc(info["pid"], info["create_time"], info["status"] == psutil.STATUS_ZOMBIE)
         if info["pid"] in pids:
             found[info["pid"]] = entry
-        if marker and any(marker in part for part in info.get("cmdline") or ()):
+        if marker and _is_launcher(info.get("cmdline") or (), marker):
             launched[info["pid"]] = entry
     return found, launched
+
+
+def _is_launcher(cmdline: list[str] | tuple[str, ...], marker: str) -> bool:
+    """A supervising launcher of this workspace: ``... launch.py <run>/env-... --supervise``.
+
+    The tmux server's argv also mentions the run folder (it is the command of its first
+    session), and tmux-runtime agents replace the launcher by exec: only the process runtime's
+    supervisor has ``--supervise`` right after the environment file.
+    """
+    for index, part in enumerate(cmdline[:-1]):
+        if part.startswith(marker) and cmdline[index + 1] == "--supervise":
+            return not cmdline or "tmux" not in cmdline[0].rsplit("/", 1)[-1]
+    return False
 
 
 async def observe_processes(

@@ -354,3 +354,15 @@ def test_unrecorded_process_agent_is_stopped(repo: Repo, tmux_socket: str, tmp_p
     assert "started bg" in out
     wait_until(lambda: len(alive_with(str(tmp_path))) == 2)  # the new launcher and its agent
     assert first not in alive_with(str(tmp_path))
+
+
+def test_agents_survive_repeated_passes(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    """Regression: the tmux server's argv names the run folder; it is not a stray launcher."""
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    pid = agents(repo)["one"]["pid"]
+    for _ in range(3):
+        assert "No changes" in once(repo)
+    assert agents(repo)["one"]["pid"] == pid and psutil.pid_exists(pid)
