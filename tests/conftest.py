@@ -52,7 +52,17 @@ def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "CONTROLLER_STATE", "TMUX"):
+    for key in (
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "CONTROLLER_STATE",
+        "TMUX",
+        "CONTROLLER_DESIRED",
+        "CONTROLLER_WORKSPACE",
+        "LANE_NAME",
+        "LANE_PARTICIPANT",
+    ):
         monkeypatch.delenv(key, raising=False)
     return {**os.environ, **values}
 

@@ -43,7 +43,9 @@ def global_options(func: F) -> F:
     """Add the global options to a command so they may follow its name too."""
     options = [
         click.option("--desired", type=click.Path(path_type=Path), default=None,
-                     help="Folder of desired-state YAML (default ./desired)."),
+                     envvar="CONTROLLER_DESIRED",
+                     help="Folder of desired-state YAML (default ./desired, or "
+                          "$CONTROLLER_DESIRED, which agents are given)."),
         click.option("--state", default=None, metavar="URL",
                      help="Store URL (default sqlite:///.lanes/state.db in the repo)."),
         click.option("--output", "-o", type=click.Choice(["text", "json"]), default=None,

@@ -71,6 +71,8 @@ def post(
     settings = common.merge(ctx, **given)
     sender = _identity(who)
     body = sys.stdin.read(MAX_BODY + 1) if text in (None, "-") else str(text)
+    if text in (None, "-"):
+        body = body.removesuffix("\n")
     if len(body.encode()) > MAX_BODY:
         common.fail(f"message longer than {MAX_BODY} bytes")
     if not body.strip():
@@ -294,7 +296,7 @@ def unblock_participant(store: queries.Store, participant: str, reason: str) -> 
     if state.blocked is None:
         return False
     now = clock.SystemClock().now()
-    participants.put(store, participant, participants.State(turn=state.turn), now)
+    participants.put(store, participant, participants.State(), now)  # a fresh start
     store.append_events([events.Event(
         "ParticipantUnblocked", reason, now, uuid.uuid4().hex[:16], participant=participant,
         data={"by": wiring.who(), "was": state.blocked},

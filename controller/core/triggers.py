@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from controller.core import world
 from controller.core.safeguards import collision, fallback, loops, payload, ratelimits
 from controller.core.safeguards.decisions import Decision, Reason, Verdict
+from controller.spec.binding import Binding
 from controller.spec.state import DesiredState
 from controller.spec.triggerpolicy import TriggerPolicy
 
@@ -97,6 +98,7 @@ class Facts:
     thread_deliveries: Sequence[datetime] = ()
     loop: loops.LoopState = field(default_factory=loops.LoopState)
     blocked: str | None = None
+    running: bool = False  # the agent's process is alive (with or without a terminal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,9 @@ def decide(desired: DesiredState, facts: Facts, now: datetime) -> Step:
         (b for b in desired.bindings.values() if b.spec.participant == facts.participant), None
     )
     policy = policy_for(desired, facts.participant, facts.thread) or _default_policy(desired)
+    offline = _offline(desired, binding, facts)
+    if offline is not None:
+        return offline
     live = facts.pane is not None and not facts.pane.dead
     hop = fallback.next_hop(
         managed=binding is not None, agent=facts.agent, live=live,
@@ -131,6 +136,21 @@ def decide(desired: DesiredState, facts: Facts, now: datetime) -> Step:
     if hop.hop != fallback.Hop.DELIVER:
         return _fallback_step(hop, facts)
     return _deliver(policy, facts, now)
+
+
+def _offline(desired: DesiredState, binding: Binding | None, facts: Facts) -> Step | None:
+    """A managed participant that cannot take keystrokes now, for a reason no hop fixes."""
+    if binding is None:
+        return None
+    lane = desired.lanes.get(binding.spec.lane)
+    if lane is not None and lane.spec.suspend:
+        return Step(Kind.DONE, Reason.FALLBACK_REQUIRED_OFFLINE, "its lane is suspended")
+    live = facts.pane is not None and not facts.pane.dead
+    if facts.running and not live:
+        return Step(Kind.DONE, Reason.FALLBACK_REQUIRED_NO_SESSION,
+                    "its agent runs without a terminal (runtime: process); it must read with "
+                    "`controller read`")  # fmt: skip
+    return None
 
 
 def _eligibility(desired: DesiredState, facts: Facts) -> Step | None:

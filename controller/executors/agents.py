@@ -66,6 +66,7 @@ def agent_env(ctx: Context, action: actions.StartAgent, worktree: Path) -> dict[
         "LANE_BINDING": action.binding,
         "CONTROLLER_STATE": ctx.state_url,
         "CONTROLLER_WORKSPACE": ctx.workspace,
+        "CONTROLLER_DESIRED": str(ctx.desired) if ctx.desired else "",
     }
 
 

@@ -54,6 +54,7 @@ class Context:
     workspace: str = ""
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sessions: dict[str, str] = field(default_factory=dict)  # lane -> tmux session id, this pass
+    desired: Path | None = None  # the desired folder (agents get it as CONTROLLER_DESIRED)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call in a worker thread."""

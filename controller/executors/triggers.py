@@ -14,11 +14,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
+
 from controller.core import actions, lifecycle, triggers, world
 from controller.core.safeguards import collision, loops, payload
 from controller.core.safeguards.decisions import Reason
 from controller.core.triggers import Kind
-from controller.executors import agents, rescue
+from controller.executors import agents, rescue, signals
 from controller.executors.context import Context
 from controller.spec.binding import Binding
 from controller.spec.state import DesiredState
@@ -58,6 +60,10 @@ class Envelope:
 async def process(job: jobs.Job, ctx: Context, desired: DesiredState, owner: str) -> Envelope:
     """Take one claimed job one step further."""
     now = ctx.clock.now()
+    if job.prev_owner and job.prev_owner != owner:
+        expired = f"lease of {job.prev_owner} expired"
+        await ctx.db(jobs.record, ctx.store, job, now, verdict="reclaimed",
+                     reason=str(Reason.LEASE_EXPIRED), detail=expired)  # fmt: skip
     binding = _binding(desired, job.participant)
     facts, screen_hash, loop_now = await _facts(ctx, desired, job, binding, now)
     step = triggers.decide(desired, facts, now)
@@ -91,9 +97,15 @@ async def _facts(
         agent=record, pane=pane, screen=screen, first_check=job.first_check_at,
         previous_hash=job.screen_hash, own_delivery=max(mine, default=None),
         resumes=job.resumes, participant_deliveries=mine, thread_deliveries=thread,
-        loop=loop_now, blocked=state.blocked,
+        loop=loop_now, blocked=state.blocked, running=await _running(record),
     )  # fmt: skip
     return facts, screen_hash, loop_now
+
+
+async def _running(record: world.AgentRecord | None) -> bool:
+    if record is None or record.pid is None or record.state != world.AgentState.RUNNING:
+        return False
+    return await anyio.to_thread.run_sync(signals.matches, record.pid, record.pid_created)
 
 
 async def _unread(ctx: Context, job: jobs.Job) -> world.UnreadCount | None:
@@ -232,6 +244,7 @@ async def fail(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
                  detail=step.detail)  # fmt: skip
     if failures >= (retry.max_attempts if retry else 5):
         await ctx.db(jobs.settle, ctx.store, job, owner, now, state="dead", failures=failures)
+        await _settled_messages(ctx, job)  # only `triggers retry` brings these back
         await ctx.emit("TriggerDead", str(step.reason), participant=job.participant,
                        thread=job.thread, job=job.id, failures=failures)  # fmt: skip
         return Envelope("dead", str(step.reason), job.participant, job.thread, job.id,
@@ -251,6 +264,7 @@ async def _done(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
     await ctx.db(jobs.record, ctx.store, job, now, verdict=result, reason=str(step.reason),
                  detail=step.detail)  # fmt: skip
     await ctx.db(jobs.settle, ctx.store, job, owner, now, state="done")
+    await _settled_messages(ctx, job)
     if step.block_participant:
         state = await ctx.db(participants.get, ctx.store, job.participant)
         blocked = replace(state, blocked=f"{step.reason}: {step.detail}", loop=kw["loop_now"])
@@ -261,6 +275,12 @@ async def _done(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
         await ctx.emit("FallbackRequired", step.detail, participant=job.participant,
                        thread=job.thread, code=str(step.reason))  # fmt: skip
     return Envelope(result, str(step.reason), job.participant, job.thread, job.id, step.detail)
+
+
+async def _settled_messages(ctx: Context, job: jobs.Job) -> None:
+    """These messages were dealt with (refused, handed to a person, given up): newer ones
+    create a new job, these do not, pass after pass."""
+    await ctx.db(messaging.mark_woken, ctx.store, job.thread, job.participant, job.unread_seq)
 
 
 def _result_of(reason: Reason) -> str:

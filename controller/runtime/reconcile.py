@@ -228,6 +228,7 @@ class Reconciler:
             python=w.python,
             state_url=w.paths.state_url,
             workspace=w.paths.workspace,
+            desired=w.paths.desired,
             children=self.children,
         )
 

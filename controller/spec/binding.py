@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 
 from controller.spec import meta
 
-RESERVED_ENV = frozenset({"CONTROLLER_STATE", "CONTROLLER_WORKSPACE"})
+RESERVED_ENV = frozenset({"CONTROLLER_STATE", "CONTROLLER_WORKSPACE", "CONTROLLER_DESIRED"})
 RESERVED_ENV_PREFIX = "LANE_"
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -41,8 +41,8 @@ def _check_env_key(key: str) -> None:
         raise ValueError(f"env name {key!r} must match [A-Za-z_][A-Za-z0-9_]*")
     if key in RESERVED_ENV or key.startswith(RESERVED_ENV_PREFIX):
         raise ValueError(
-            f"env name {key!r} is reserved: the controller sets LANE_*, CONTROLLER_STATE and "
-            "CONTROLLER_WORKSPACE"
+            f"env name {key!r} is reserved: the controller sets LANE_*, CONTROLLER_STATE, "
+            "CONTROLLER_WORKSPACE and CONTROLLER_DESIRED"
         )
 
 

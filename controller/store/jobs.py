@@ -108,12 +108,19 @@ def claim(
 ) -> list[Job]:  # fmt: skip
     """Take up to ``limit`` due jobs (or the one ``job_id``) with a lease, in one statement."""
     r = J.alias("r")
+    # One running wake per participant, whatever the thread: two must never type into one pane.
     busy = sa.exists().where(
         r.c.workspace == J.c.workspace, r.c.participant == J.c.participant,
-        r.c.thread == J.c.thread, r.c.state == "running",
+        r.c.state == "running",
+    )  # fmt: skip
+    q = J.alias("q")
+    earlier = sa.exists().where(  # the participant's earliest due job goes first, alone
+        q.c.workspace == J.c.workspace, q.c.participant == J.c.participant,
+        q.c.state == "queued", q.c.due_at <= now,
+        sa.or_(q.c.due_at < J.c.due_at, sa.and_(q.c.due_at == J.c.due_at, q.c.id < J.c.id)),
     )  # fmt: skip
     due = sa.or_(
-        sa.and_(J.c.state == "queued", J.c.due_at <= now, ~busy),
+        sa.and_(J.c.state == "queued", J.c.due_at <= now, ~busy, ~earlier),
         sa.and_(J.c.state == "running", J.c.lease_until < now),
     )
     pick = sa.select(J.c.id).where(J.c.workspace == store.workspace, due)

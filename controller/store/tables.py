@@ -169,6 +169,7 @@ trigger_jobs = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_jobs_due", "workspace", "state", "due_at"),
+    sa.Index("ix_jobs_participant", "workspace", "participant", "state", "due_at"),
     # At most one queued and one running job per participant and thread; later messages
     # coalesce into the queued one.
     sa.Index(

@@ -114,3 +114,16 @@ def test_deliveries_window(store: queries.Store) -> None:
     assert len(jobs.deliveries(store, since=since, participant="p")) == 2
     assert len(jobs.deliveries(store, since=since, thread="t")) == 2
     assert jobs.deliveries(store, since=since, participant="other") == []
+
+
+def test_one_running_wake_per_participant_across_threads(store: queries.Store) -> None:
+    jobs.enqueue(store, "p", "t1", 1, NOW)
+    jobs.enqueue(store, "p", "t2", 1, NOW)
+    jobs.enqueue(store, "q", "t1", 1, NOW)
+    first = jobs.claim(store, "w", NOW, lease=30)
+    assert sorted(j.participant for j in first) == ["p", "q"]  # one per participant
+    (p_job,) = [j for j in first if j.participant == "p"]
+    assert jobs.claim(store, "w2", NOW, lease=30) == []
+    jobs.settle(store, p_job, "w", NOW, state="done")
+    (second,) = jobs.claim(store, "w2", NOW, lease=30)
+    assert second.participant == "p" and second.thread != p_job.thread

@@ -271,3 +271,46 @@ def test_daemon_wakes_quickly_and_rechecks_deferrals(
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, err
+
+
+def test_process_runtime_participant_is_not_typed_into_or_duplicated(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    setup(repo, tmux_socket, tmp_path,
+          binding=f"runtime: process\n  resume: [{sys.executable}, {AGENT}, --quiet]")  # fmt: skip
+    post(repo, "human", "hello")
+    (wake,) = wakes(repo)
+    assert (wake["result"], wake["reason"]) == ("fallback_required", "fallback_required_no_session")
+    assert wakes(repo) == []  # dealt with: no new job every pass
+    from tests.conftest import alive_with
+
+    assert len(alive_with(str(tmp_path))) == 2  # one supervisor and its agent: none resumed
+
+
+def test_refused_wakes_do_not_churn_jobs(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
+    setup(repo, tmux_socket, tmp_path, policy="loop: {maxNoProgressTurns: 1}")
+    post(repo, "human", "1")
+    assert [w["result"] for w in wakes(repo)] == ["delivered"]
+    post(repo, "human", "2")
+    assert [w["reason"] for w in wakes(repo)] == ["loop_no_progress"]
+    for _ in range(3):
+        assert wakes(repo) == []
+    assert len(json.loads(repo.ctl("triggers", "-o", "json").stdout)) == 2
+
+
+def test_post_from_inside_a_lane_uses_the_workspace_desired_state(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    setup(repo, tmux_socket, tmp_path)
+    env = {
+        **repo.env,
+        "LANE_PARTICIPANT": "bot",
+        "LANE_NAME": "a",
+        "CONTROLLER_DESIRED": str(repo.desired),
+    }  # what the agent is given
+    done = subprocess.run(
+        (sys.executable, "-m", "controller", "post", "review", "from the lane"),
+        cwd=repo.root / "a", env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "as bot" in done.stdout

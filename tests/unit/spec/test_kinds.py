@@ -298,12 +298,12 @@ FIELD_ERRORS = [
     (
         doc("Binding", "b", "lane: l\nparticipant: p\ncommand: [x]\nenv: {LANE_NAME: x}"),
         "8: Binding spec.env: env name 'LANE_NAME' is reserved: the controller sets LANE_*, "
-        "CONTROLLER_STATE and CONTROLLER_WORKSPACE",
+        "CONTROLLER_STATE, CONTROLLER_WORKSPACE and CONTROLLER_DESIRED",
     ),
     (
         doc("Binding", "b", "lane: l\nparticipant: p\ncommand: [x]\nenv: {CONTROLLER_STATE: x}"),
         "8: Binding spec.env: env name 'CONTROLLER_STATE' is reserved: the controller sets "
-        "LANE_*, CONTROLLER_STATE and CONTROLLER_WORKSPACE",
+        "LANE_*, CONTROLLER_STATE, CONTROLLER_WORKSPACE and CONTROLLER_DESIRED",
     ),
     (
         doc("Binding", "b", "lane: l\nparticipant: p\ncommand: [x]\nenv: {1A: x}"),

@@ -81,6 +81,9 @@ def _jobs() -> None:
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
     op.create_index("ix_jobs_due", "trigger_jobs", ["workspace", "state", "due_at"])
+    op.create_index(
+        "ix_jobs_participant", "trigger_jobs", ["workspace", "participant", "state", "due_at"]
+    )
     for state in ("queued", "running"):
         where = sa.text(f"state = '{state}'")
         op.create_index(
