@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy import exc as sa_exc
 
 from controller import errors
 from controller.cli import output
@@ -80,6 +81,9 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except errors.ControllerError as exc:
             fail(str(exc))
+        except sa_exc.SQLAlchemyError as exc:
+            first = str(exc).splitlines()[0]
+            fail(f"the store failed: {first} (is --state / stateUrl the right database?)")
         except KeyboardInterrupt:
             fail("interrupted", 130)
 

@@ -166,6 +166,6 @@ def apply_summary(outcomes: Iterable[Outcome]) -> str:
 def event_line(event: events.Event) -> str:
     """One event for humans."""
     data = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()) if v not in (None, ""))
-    where = event.lane or "-"
+    where = event.lane or (f"@{event.participant}" if event.participant else "-")
     at = event.at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{at} {event.correlation_id[:8]} {where:<20} {event.kind:<24} {event.reason} {data}"

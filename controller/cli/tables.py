@@ -32,6 +32,11 @@ def print_status(view: Mapping[str, Any]) -> None:
     agents = [(lane["name"], a) for lane in view["lanes"] for a in lane["agents"]]
     if agents:
         console.print(_agents_table(agents))
+    if view["participants"]:
+        console.print(_participants_table(view["participants"]))
+    if view["triggers"]:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(view["triggers"].items()))
+        console.print(f"trigger jobs: {counts}  (controller triggers)")
     for lane in view["lanes"]:
         for c in lane["conditions"]:
             console.print(f"  ! {lane['name']}: {c['type']} ({c['reason']}): {c['message']}",
@@ -55,4 +60,15 @@ def _agents_table(agents: list[tuple[str, Mapping[str, Any]]]) -> Table:
             "-" if a["lastExit"] is None else str(a["lastExit"]),
             "-" if age is None else f"{age:.0f}s ago",
         )  # fmt: skip
+    return table
+
+
+def _participants_table(people: list[Mapping[str, Any]]) -> Table:
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for column in ("PARTICIPANT", "MANAGED", "UNREAD", "BLOCKED"):
+        table.add_column(column)
+    for p in people:
+        unread = ", ".join(f"{t} {n}" for t, n in sorted(p["unread"].items())) or "-"
+        blocked = p["reason"] if p["blocked"] else "-"
+        table.add_row(p["name"], "yes" if p["managed"] else "no", unread, blocked)
     return table

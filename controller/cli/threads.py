@@ -260,13 +260,14 @@ def _job_json(job: jobs.Job, attempts: list[jobs.Attempt]) -> dict[str, Any]:
 
 
 @triggers_group.command("retry")
+@common.global_options
 @click.argument("job", type=int)
 @click.option("--reason", required=True, help="Why the dead job is re-queued (recorded).")
 @click.pass_context
 @common.handle_errors
-def retry(ctx: click.Context, /, job: int, reason: str) -> None:
+def retry(ctx: click.Context, /, job: int, reason: str, **given: Any) -> None:
     """Re-queue a dead job (audited)."""
-    settings: Settings = ctx.find_object(Settings) or Settings()
+    settings = common.merge(ctx, **given)
 
     def act(store: queries.Store, desired: DesiredState) -> jobs.Job | None:
         now = clock.SystemClock().now()
