@@ -60,8 +60,13 @@ def test_eight_workers_claim_5000_jobs_without_duplicates(url: str) -> None:
     with store.engine.begin() as conn:
         conn.execute(sa.insert(tables.trigger_jobs), rows)
     workers = [spawn(url, ws, f"w{i}", limit=8, mode="drain") for i in range(8)]
-    for worker in workers:
-        assert worker.wait(timeout=600) == 0
+    try:
+        for worker in workers:
+            assert worker.wait(timeout=600) == 0
+    finally:
+        for worker in workers:  # never leave a worker behind, even when the test fails
+            worker.kill()
+            worker.wait()
     a = tables.trigger_attempts
     with store.engine.connect() as conn:
         per_job = conn.execute(
