@@ -60,6 +60,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import harness as h  # bench/h.py (scripts run as `python bench/<name>.py`)
 import psutil
 
 AGENTS = 50
@@ -226,17 +227,6 @@ def run_quiet(
         list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
         text=True, check=False, timeout=60,
     )  # fmt: skip
-
-
-def run_checked(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> str:
-    """Run a set-up command that must succeed; return its stdout."""
-    done = subprocess.run(
-        list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True, check=False,
-        timeout=RUN_TIMEOUT,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
 
 
 BYTECODE: dict[str, str] = {}
@@ -434,7 +424,9 @@ class Workspace:
 
     def worktree_count(self) -> int:
         """Linked worktrees git knows of (the main checkout not counted)."""
-        text = run_checked(("git", "worktree", "list", "--porcelain"), cwd=self.path, env=self.env)
+        text = h.run_checked(
+            ("git", "worktree", "list", "--porcelain"), cwd=self.path, env=self.env
+        )
         return sum(1 for line in text.splitlines() if line.startswith("worktree ")) - 1
 
     def root_dirs(self) -> int:
@@ -464,11 +456,6 @@ class Workspace:
         return _kill_all(_agent_processes(str(self.top), running_only=False))
 
 
-def lane_names(count: int) -> tuple[str, ...]:
-    """``l001``, ``l002``, ..."""
-    return tuple(f"l{i:03d}" for i in range(1, count + 1))
-
-
 @contextlib.contextmanager
 def fresh_workspace(lanes: int, *, parallel: int | None = None) -> Iterator[Workspace]:
     """A new repository with one commit, an empty ``desired/`` and a private tmux socket."""
@@ -487,13 +474,13 @@ def fresh_workspace(lanes: int, *, parallel: int | None = None) -> Iterator[Work
         tag = secrets.token_hex(4)
         ws = Workspace(
             path=path, env=env, scratch=scratch, top=top, socket=f"bench-{tag}",
-            baseline_socket=f"bench-{tag}-loop", lanes=lane_names(lanes), parallel=parallel,
+            baseline_socket=f"bench-{tag}-loop", lanes=h.lane_names(lanes), parallel=parallel,
         )  # fmt: skip
         stack.callback(ws.cleanup)
-        run_checked(("git", "init", "--quiet"), cwd=path, env=env)
+        h.run_checked(("git", "init", "--quiet"), cwd=path, env=env)
         (path / "README.md").write_text("A repository for the agent benchmark.\n")
-        run_checked(("git", "add", "README.md"), cwd=path, env=env)
-        run_checked(("git", "commit", "--quiet", "-m", "initial"), cwd=path, env=env)
+        h.run_checked(("git", "add", "README.md"), cwd=path, env=env)
+        h.run_checked(("git", "commit", "--quiet", "-m", "initial"), cwd=path, env=env)
         ws.desired.mkdir()
         ws.write_workspace()
         yield ws
@@ -651,17 +638,11 @@ class Results:
         self.warnings.append(message)
 
 
-def _first_problem(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    bad = [line for line in lines if "FAIL" in line or "error" in line.lower()]
-    return (bad or lines or ["(no output)"])[0][:200]
-
-
 def check_run(results: Results, key: str, ran: Ran) -> None:
     """Warn about a controller run that failed or whose agents never all ran."""
     sample = ran.sample
     if sample.rc != 0:
-        results.warn(f"{key}: exit {sample.rc}: {_first_problem(ran.output)}")
+        results.warn(f"{key}: exit {sample.rc}: {h.first_problem(ran.output)}")
     if sample.ready_s is not None and sample.ready_s != sample.ready_s:  # NaN: never ready
         results.warn(f"{key}: the agents were not all running within {READY_TIMEOUT:g} s")
 
@@ -677,7 +658,7 @@ def converge(results: Results, ws: Workspace, key: str) -> Ran:
         first = first or ran
         if ran.sample.rc != 0:
             results.warn(f"{key}: pass {attempt} exited {ran.sample.rc}: "
-                         f"{_first_problem(ran.output)}")  # fmt: skip
+                         f"{h.first_problem(ran.output)}")  # fmt: skip
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) + 0.5)
             continue
         plan = ws.measure(ws.controller("plan", "--detailed-exitcode"), quiet=False)
@@ -790,9 +771,9 @@ def bench_noop(results: Results, reps: int) -> None:
                     ran = ws.measure(argv)
                     results.add(key, ran.sample)
                     if ran.sample.rc != 0:
-                        results.warn(f"{key}: exit {ran.sample.rc}: {_first_problem(ran.output)}")
+                        results.warn(f"{key}: exit {ran.sample.rc}: {h.first_problem(ran.output)}")
                     elif key.endswith("/controller") and "No changes" not in ran.output:
-                        results.warn(f"{key}: not a no-op: {_first_problem(ran.output)}")
+                        results.warn(f"{key}: not a no-op: {h.first_problem(ran.output)}")
             log(f"  counting programs started by a no-op pass at {size} agents")
             results.spawns[f"noop/{size}"] = count_spawns(ws, ws.controller())
             plan = ws.measure(ws.controller("plan", "--detailed-exitcode"), quiet=False)
@@ -810,7 +791,7 @@ def warm_up() -> None:
         for argv in ([sys.executable, "-m", "controller", "--help"], ws.controller()):
             ran = ws.measure(argv, ready=ws.agents_running(1) if "--once" in argv else None)
             if ran.sample.rc != 0:
-                raise RuntimeError(f"{shlex.join(argv)} failed: {_first_problem(ran.output)}")
+                raise RuntimeError(f"{shlex.join(argv)} failed: {h.first_problem(ran.output)}")
         ws.remove_yaml()
         ws.measure(ws.controller("--once", "--allow-empty"))
 
@@ -839,20 +820,6 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average_at_start": list(os.getloadavg()),
     }
-
-
-def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
-    padded = [
-        cell.ljust(width) if i == 0 else cell.rjust(width)
-        for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-    ]
-    return "  ".join(padded).rstrip()
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    rule = "  ".join("-" * w for w in widths)
-    return [_row(header, widths), rule, *(_row(r, widths) for r in rows)]
 
 
 def derive(results: Results) -> dict[str, Any]:
@@ -906,10 +873,6 @@ def derive(results: Results) -> dict[str, Any]:
             "no_leaks": not any(leaks.values()),
         },
     }
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mapping[str, Any]) -> str:
@@ -968,13 +931,13 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         key = f"full/{AGENTS}/ctl-p{p}"
         rows.append([f"controller, lanes + agents, maxParallelLanes {p}", cell(key),
                      cell(key, "ready_s"), cpu(key), "", ""])  # fmt: skip
-    out += _table(["", "wall s", "ready s", "cpu s", "wall vs loop", "ready vs loop"], rows)
+    out += h.table(["", "wall s", "ready s", "cpu s", "wall vs loop", "ready vs loop"], rows)
     ratio = derived["agent_start_ratio_to_shell_loop"][f"p{DEFAULT_PARALLEL}"]
     per = derived["agent_start_per_agent"]
     out += [
         f"  target agent part <= {TARGET_START_RATIO}x the shell loop (default parallelism): "
-        f"wall {_verdict(ratio['wall'] <= TARGET_START_RATIO)} ({ratio['wall']:.2f}x), ready "
-        f"{_verdict(ratio['ready'] <= TARGET_START_RATIO)} ({ratio['ready']:.2f}x)",
+        f"wall {h.verdict(ratio['wall'] <= TARGET_START_RATIO)} ({ratio['wall']:.2f}x), ready "
+        f"{h.verdict(ratio['ready'] <= TARGET_START_RATIO)} ({ratio['ready']:.2f}x)",
         f"  against the launcher loop (same panes, same launcher: the controller's own overhead): "
         f"wall {ratio['wall_vs_launcher_loop']:.2f}x, ready {ratio['ready_vs_launcher_loop']:.2f}x",
         f"  per agent: controller {per['controller_ms']:.1f} ms ((agents-only pass - no-op pass "
@@ -1002,13 +965,13 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         ])  # fmt: skip
     header = ["", "no-op s", "cpu s", "above import s", "import cli s", "list-panes s",
               "worktree list s", *names, "execs", "failed execs"]  # fmt: skip
-    out += _table(header, rows)
+    out += h.table(header, rows)
     method = results.spawns[f"noop/{NOOP_SIZES[0]}"].method
     out += [
         f"  programs counted with {method}; 'python' is the controller itself; failed execs "
         "are the PATH search trying folders without the program",
         f"  constant number of programs per pass (same at {' and '.join(map(str, NOOP_SIZES))}):"
-        f" {_verdict(derived['noop_spawns_constant'])}; marginal wall per extra agent "
+        f" {h.verdict(derived['noop_spawns_constant'])}; marginal wall per extra agent "
         f"{derived['noop_per_agent_slope_ms']:+.2f} ms",
         "  set-up, one pass creating every lane and agent: "
         + ", ".join(
@@ -1038,9 +1001,9 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
             *(str(worst.get(k, "?")) for k in ("panes", "agent_processes", "worktrees",
                                                   "worktree_dirs")),
         ])  # fmt: skip
-    out += _table(["", "wall s", "cpu s", "panes", "agent procs", "worktrees", "dirs"], rows)
+    out += h.table(["", "wall s", "cpu s", "panes", "agent procs", "worktrees", "dirs"], rows)
     out += [
-        f"  zero leaks: {_verdict(derived['targets']['no_leaks'])} (largest count over every "
+        f"  zero leaks: {h.verdict(derived['targets']['no_leaks'])} (largest count over every "
         "run of each row)",
         "",
         "(d) peak RSS of the controller process (ru_maxrss, MiB)",
@@ -1050,7 +1013,7 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
                  mib(f"agents/{AGENTS}/ctl-p{DEFAULT_PARALLEL}")])  # fmt: skip
     cli = f"noop/{NOOP_SIZES[-1]}/import-cli"
     rows.append(["python -c 'import controller.cli.main'", mib(cli)])
-    out += _table(["", "MiB"], rows)
+    out += h.table(["", "MiB"], rows)
     calls = [k for k in (f"start/{AGENTS}", f"teardown/{AGENTS}") if k in results.spawns]
     if calls:
         out += ["", f"calls of the pass that starts / tears down {AGENTS} agents (PATH wrappers)"]
@@ -1065,7 +1028,7 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
                 ", ".join(f"{v} {n}" for v, n in tmux_verbs.most_common()),
                 ", ".join(f"{v} {n}" for v, n in git_verbs.most_common()),
             ])  # fmt: skip
-        out += _table(["", "tmux", "git", "tmux/agent", "tmux commands", "git commands"], rows)
+        out += h.table(["", "tmux", "git", "tmux/agent", "tmux commands", "git commands"], rows)
     if results.warnings:
         out += ["", "warnings:", *(f"  - {w}" for w in results.warnings)]
     return "\n".join(out)

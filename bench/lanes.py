@@ -58,6 +58,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import harness as h  # bench/h.py (scripts run as `python bench/<name>.py`)
+
 CREATE_LANES = 50
 NOOP_SIZES = (50, 200, 500)
 SCALING_SIZES = (200, 500)
@@ -211,17 +213,6 @@ def measure(
     return Ran(sample, text)
 
 
-def run_checked(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> str:
-    """Run a set-up command that must succeed; return its stdout."""
-    done = subprocess.run(
-        list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True, check=False,
-        timeout=RUN_TIMEOUT,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
-
-
 BYTECODE: dict[str, str] = {}
 """Where children keep bytecode (``PYTHONPYCACHEPREFIX``), set once by ``main``."""
 NO_BYTECODE_CACHE = "import-cli-env-bytecode"
@@ -293,7 +284,9 @@ class Repo:
 
     def worktree_count(self) -> int:
         """Linked worktrees git knows of (the main checkout not counted)."""
-        text = run_checked(("git", "worktree", "list", "--porcelain"), cwd=self.path, env=self.env)
+        text = h.run_checked(
+            ("git", "worktree", "list", "--porcelain"), cwd=self.path, env=self.env
+        )
         return sum(1 for line in text.splitlines() if line.startswith("worktree ")) - 1
 
     def measure(
@@ -310,11 +303,6 @@ class Repo:
         while neighbours.retry(ran.sample):
             ran = self.measure(argv, env, attempt=ran.sample.attempts + 1)
         return ran
-
-
-def lane_names(count: int) -> tuple[str, ...]:
-    """``l001``, ``l002``, ..."""
-    return tuple(f"l{i:03d}" for i in range(1, count + 1))
 
 
 def lanes_yaml(names: Sequence[str]) -> str:
@@ -343,11 +331,11 @@ def fresh_repo(lanes: int, *, parallel: int | None = None) -> Iterator[Repo]:
         gitconfig = top / "gitconfig"
         gitconfig.write_text("[init]\n\tdefaultBranch = main\n")
         env = {**base_env(), "GIT_CONFIG_GLOBAL": str(gitconfig)}
-        names = lane_names(lanes)
-        run_checked(("git", "init", "--quiet"), cwd=path, env=env)
+        names = h.lane_names(lanes)
+        h.run_checked(("git", "init", "--quiet"), cwd=path, env=env)
         (path / "README.md").write_text("A repository for the lane controller benchmark.\n")
-        run_checked(("git", "add", "README.md"), cwd=path, env=env)
-        run_checked(("git", "commit", "--quiet", "-m", "initial"), cwd=path, env=env)
+        h.run_checked(("git", "add", "README.md"), cwd=path, env=env)
+        h.run_checked(("git", "commit", "--quiet", "-m", "initial"), cwd=path, env=env)
         desired = path / "desired"
         desired.mkdir()
         (desired / "lanes.yaml").write_text(lanes_yaml(names))
@@ -525,12 +513,6 @@ class Results:
         self.warnings.append(message)
 
 
-def _first_problem(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    bad = [line for line in lines if "FAIL" in line or "error" in line.lower()]
-    return (bad or lines or ["(no output)"])[0][:200]
-
-
 def create_once(
     results: Results, key: str, lanes: int, kind: str, parallel: int | None, *, retry: bool = True
 ) -> None:
@@ -547,7 +529,7 @@ def create_once(
     results.add(key, ran.sample)
     if ran.sample.rc != 0 or made != lanes:
         results.note_failure(key, lanes - made)
-        problem = _first_problem(ran.output)
+        problem = h.first_problem(ran.output)
         results.warn(f"{key}: exit {ran.sample.rc}, {made}/{lanes} worktrees: {problem}")
 
 
@@ -564,13 +546,13 @@ def converge(results: Results, repo: Repo, key: str) -> tuple[Ran, int]:
         ran = repo.measure(repo.controller())
         first = first or ran
         if ran.sample.rc not in (0, EXIT_ACTION_FAILED):
-            problem = _first_problem(ran.output)
+            problem = h.first_problem(ran.output)
             raise RuntimeError(f"{key}: controller --once exited {ran.sample.rc}: {problem}")
         if ran.sample.rc != 0:
             if attempt == 1:
                 results.note_failure(key, len(repo.lanes) - repo.worktree_count())
             results.warn(f"{key}: pass {attempt} exited {ran.sample.rc}: "
-                         f"{_first_problem(ran.output)}")  # fmt: skip
+                         f"{h.first_problem(ran.output)}")  # fmt: skip
             failed_passes += 1
             wait = BACKOFF_SECONDS * 2 ** (failed_passes - 1) + 0.5
             log(f"  waiting {wait:.1f} s for the controller's backoff of the failed lane(s)")
@@ -637,7 +619,7 @@ def bench_noop(results: Results, reps: int) -> None:
                     ran = repo.measure_repeatable(argv)
                     results.add(key, ran.sample)
                     if ran.sample.rc != 0:
-                        results.warn(f"{key}: exit {ran.sample.rc}: {_first_problem(ran.output)}")
+                        results.warn(f"{key}: exit {ran.sample.rc}: {h.first_problem(ran.output)}")
                 if size == NOOP_SIZES[0]:
                     argv = measurements[f"noop/{size}/import-cli"]
                     ran = repo.measure_repeatable(argv, env=environment_bytecode(repo.env))
@@ -647,7 +629,7 @@ def bench_noop(results: Results, reps: int) -> None:
             if count != size or plan.sample.rc != 0:
                 results.warn(f"noop/{size}: after the no-op passes, {count} worktrees and "
                              f"`plan --detailed-exitcode` exited {plan.sample.rc}: "
-                             f"{_first_problem(plan.output)}")  # fmt: skip
+                             f"{h.first_problem(plan.output)}")  # fmt: skip
             log(f"  counting subprocesses of a no-op pass at {size} lanes")
             results.spawns[f"noop/{size}"] = count_spawns(repo, repo.controller())
 
@@ -663,7 +645,7 @@ def warm_up() -> None:
         ):
             ran = repo.measure(argv)
             if ran.sample.rc != 0:
-                raise RuntimeError(f"{shlex.join(argv)} failed: {_first_problem(ran.output)}")
+                raise RuntimeError(f"{shlex.join(argv)} failed: {h.first_problem(ran.output)}")
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -709,24 +691,6 @@ def machine() -> dict[str, Any]:
             k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
         },
     }
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
-def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
-    padded = [
-        cell.ljust(width) if i == 0 else cell.rjust(width)
-        for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-    ]
-    return "  ".join(padded).rstrip()
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    rule = "  ".join("-" * w for w in widths)
-    return [_row(header, widths), rule, *(_row(r, widths) for r in rows)]
 
 
 def _fails(results: Results, key: str) -> str:
@@ -834,12 +798,12 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
                                f"create/{CREATE_LANES}/ctl-p{p}", ratio))  # fmt: skip
     rows.append(create_row("git worktree add, 1 lane", "create/1/git", ""))
     rows.append(create_row("controller, 1 lane (fixed cost)", "create/1/ctl", ""))
-    out += _table(["", "wall s", "cpu s", "peak RSS MiB", "vs git", "failed runs"], rows)
+    out += h.table(["", "wall s", "cpu s", "peak RSS MiB", "vs git", "failed runs"], rows)
     ratio = derived["create_ratio_to_git_loop"][f"p{DEFAULT_PARALLEL}"]
     per_lane = derived["create_per_lane"]
     out += [
-        f"  target <= {TARGET_CREATE_RATIO}x: {_verdict(ratio <= TARGET_CREATE_RATIO)} "
-        f"({ratio:.2f}x); aim <= {AIM_CREATE_RATIO}x: {_verdict(ratio <= AIM_CREATE_RATIO)}",
+        f"  target <= {TARGET_CREATE_RATIO}x: {h.verdict(ratio <= TARGET_CREATE_RATIO)} "
+        f"({ratio:.2f}x); aim <= {AIM_CREATE_RATIO}x: {h.verdict(ratio <= AIM_CREATE_RATIO)}",
         f"  per extra lane ((T{CREATE_LANES} - T1) / {CREATE_LANES - 1}): controller "
         f"{per_lane['controller_ms']:.1f} ms, git loop {per_lane['git_ms']:.1f} ms",
         "",
@@ -858,7 +822,7 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         ])  # fmt: skip
     header = ["", "no-op s", "cpu s", "floor s", "vs floor", "cli floor s", "vs cli floor",
               "ms/lane"]  # fmt: skip
-    out += _table(header, rows)
+    out += h.table(header, rows)
     small = NOOP_SIZES[0]
     settings = ", ".join(f"{k}={v}" for k, v in info["environment_bytecode"].items() if v)
     out += [
@@ -876,7 +840,7 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
     out += [
         f"  marginal cost per extra lane: {slopes}",
         f"  target <= {TARGET_NOOP_SECONDS} s at {TARGET_NOOP_LANES} lanes: "
-        f"{_verdict(noop_target <= TARGET_NOOP_SECONDS)} ({noop_target:.3f} s)",
+        f"{h.verdict(noop_target <= TARGET_NOOP_SECONDS)} ({noop_target:.3f} s)",
         "",
         "(c) peak RSS of the controller process (ru_maxrss, MiB)",
     ]
@@ -888,7 +852,7 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
          mib(f"create/{CREATE_LANES}/ctl-p{DEFAULT_PARALLEL}")],
         ["python -c 'import controller.cli.main' (baseline)", mib(f"noop/{big}/import-cli")],
     ]  # fmt: skip
-    out += _table(["", "MiB"], rows)
+    out += h.table(["", "MiB"], rows)
     out += ["", "(d) programs the controller starts in one pass (counted once, not timed)"]
     rows = []
     for key, spawns in results.spawns.items():
@@ -898,7 +862,7 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         rows.append([key, str(spawns.git), str(adds), str(others), helpers, spawns.method])
     header = ["", "git calls", "of which worktree add", "other programs", "git's own helpers",
               "counted by"]  # fmt: skip
-    out += _table(header, rows)
+    out += h.table(header, rows)
     out += [
         "",
         f"(e) creation at scale, default parallelism, vs the same git loop ({CREATE_LANES}: "
@@ -914,7 +878,7 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         ])  # fmt: skip
     header = ["", "git loop s", "cpu s", "ms/lane", "controller s", "cpu s", "ms/lane", "ratio",
               "failed runs"]  # fmt: skip
-    out += _table(header, rows)
+    out += h.table(header, rows)
     parallel = [k for k in results.samples if k.startswith("create/") and "/ctl-p" in k]
     parallel = [k for k in parallel if not k.endswith("-p1") and int(k.split("/")[1]) > 1]
     runs = sum(len(results.samples[k]) for k in parallel)
