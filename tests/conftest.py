@@ -223,3 +223,28 @@ def alive_with(marker: str) -> list[int]:
         if any(marker in part for part in cmdline):
             found.append(proc.pid)
     return found
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[int]:
+    """Busy-loop neighbours, one per core, for the test's whole length (reaped after).
+
+    Races between concurrent programs hide on an idle machine; a loaded one shows them.
+    """
+    count = os.cpu_count() or 2
+    busy = [
+        subprocess.Popen(
+            (sys.executable, "-c", "while True: pass"),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield count
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -21,13 +21,19 @@ from controller.core import actions, phases, world
 from controller.core.phases import Phase
 from controller.executors import rescue, signals
 from controller.executors.context import Context, Outcome
-from controller.system import paths
+from controller.system import clock, paths, proc
 
 GIT_TIMEOUT = 120.0
 ADD_ATTEMPTS = 5
-# Concurrent `git worktree add`s read each other's half-written admin folders and die before
-# creating anything (reproduced with plain git: 13 of 60 parallel adds); those are retried.
-TRANSIENT = re.compile(r"failed to read .*worktrees/|unable to create .*\.lock|cannot lock ref")
+# Every `git worktree` command first reads the admin folder of *every* worktree, and dies when
+# a concurrent add half-wrote one (13 of 60 parallel adds, with plain git) or a concurrent
+# removal deleted one between two reads (`Invalid path '.git/worktrees/x'`, from realpath in
+# get_common_dir_noenv). Both happen before the command changes anything, so it is retried.
+TRANSIENT = re.compile(
+    r"failed to read .*worktrees/|Invalid path '.*worktrees/|unable to create .*\.lock"
+    r"|cannot lock ref",
+    re.IGNORECASE,
+)
 GITIGNORE = (
     "# Created by the lane controller: lane worktrees are not part of the main checkout.\n*\n"
 )
@@ -308,9 +314,22 @@ async def _remove_tree(
     argv = ["git", "-C", str(ctx.repo), "worktree", "remove"]
     if force:
         argv.append("--force")  # only ever after the work was saved to a rescue ref
-    done = await ctx.runner.run((*argv, str(path)), timeout=GIT_TIMEOUT)
+    done = await run_worktree_command(ctx.runner, ctx.clock, (*argv, str(path)))
     if not done.ok and await _exists(path):
         raise errors.CommandFailed(tuple(argv), done.rc, done.stderr)
+
+
+async def run_worktree_command(
+    runner: proc.Runner, clk: clock.Clock, argv: tuple[str, ...]
+) -> proc.Completed:
+    """Run a ``git worktree`` command, again after a race with a concurrent one (TRANSIENT)."""
+    attempt = 1
+    while True:
+        done = await runner.run(argv, timeout=GIT_TIMEOUT)
+        if done.ok or attempt == ADD_ATTEMPTS or not TRANSIENT.search(done.stderr):
+            return done
+        await clk.sleep(0.05 * attempt)
+        attempt += 1
 
 
 async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
@@ -318,7 +337,8 @@ async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
     path = paths.inside(ctx.root_of(action.path), action.path)
     if await _exists(path):
         return Outcome(action, "refused", f"{path} exists again; not pruning")
-    done = await ctx.runner.run(("git", "-C", str(ctx.repo), "worktree", "remove", str(path)))
+    argv = ("git", "-C", str(ctx.repo), "worktree", "remove", str(path))
+    done = await run_worktree_command(ctx.runner, ctx.clock, argv)
     if not done.ok and "is not a working tree" not in done.stderr:
         return Outcome(action, "failed", done.stderr.strip())
     await ctx.emit("WorktreeRecordPruned", action.reason, lane=action.lane, path=str(path))
@@ -333,7 +353,7 @@ async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) 
     """
     path = paths.child_of(ctx.root_of(action.path), action.path)
     argv = ("git", "-C", str(ctx.repo), "worktree", "remove", "--force", "--force", str(path))
-    done = await ctx.runner.run(argv, timeout=GIT_TIMEOUT)
+    done = await run_worktree_command(ctx.runner, ctx.clock, argv)
     if not done.ok and await _exists(path):
         return Outcome(action, "failed", done.stderr.strip())
     await ctx.emit("InterruptedWorktreeDiscarded", action.reason, lane=action.lane, path=str(path))

@@ -37,6 +37,7 @@ _TAG = "tag:yaml.org,2002:"
 _SCALARS = {_TAG + name for name in ("str", "int", "float", "bool", "null")}
 _TIMESTAMP = _TAG + "timestamp"  # an unquoted date stays the text the user wrote
 _MERGE = _TAG + "merge"
+_TOKEN_START = frozenset(" \t[{,:")  # where a quoted scalar may begin
 _READS_AS = {"int": "an integer", "float": "a number", "bool": "a boolean", "null": "null"}
 
 
@@ -119,7 +120,13 @@ def _parse_file(path: str, text: str) -> tuple[list[_Parsed], list[Problem]]:
 
 def _scan(path: str, text: str) -> Problem | None:
     # libyaml's composer recurses in C: deep enough nesting crashes the interpreter, so the
-    # depth is checked on the (iterative) event stream before anything is composed.
+    # depth is checked on the (iterative) event stream before anything is composed. The
+    # scanner reads a whole line ahead of the events, though (a simple key cannot span lines),
+    # and PyYAML 6.0.4 stops at 1000 levels of its own: one line is measured first, so our
+    # bound acts before PyYAML's whatever its version.
+    line = _deepest_line(text)
+    if line is not None:
+        return Problem(path, line, f"nesting deeper than {MAX_DEPTH} levels")
     depth = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
@@ -135,6 +142,46 @@ def _scan(path: str, text: str) -> Problem | None:
     return None
 
 
+def _deepest_line(text: str) -> int | None:
+    """The first line that alone opens more than ``MAX_DEPTH`` levels.
+
+    Brackets outside quotes and comments count, plus the ``- `` and ``? `` indicators that
+    start the line. Levels opened on earlier lines are the event stream's to count: the
+    scanner never runs further ahead than one line, so PyYAML never sees more than twice our
+    bound. (Should this lexer ever count too few, PyYAML's own limit is reported in our words.)
+    """
+    for number, row in enumerate(text.splitlines(), start=1):
+        if row.count("[") + row.count("{") + row.count("- ") + row.count("? ") <= MAX_DEPTH:
+            continue  # the common case, decided without a loop over the characters
+        if _opens(row) > MAX_DEPTH:
+            return number
+    return None
+
+
+def _opens(row: str) -> int:
+    body = row.lstrip(" ")
+    depth = 0
+    while body[:2] in ("- ", "? "):
+        depth += 1
+        body = body[2:].lstrip(" ")
+    deepest = current = 0
+    quote, previous = "", " "
+    for char in body:
+        if quote:
+            quote = "" if char == quote and previous != "\\" else quote
+        elif char in "'\"" and previous in _TOKEN_START:
+            quote = char
+        elif char == "#" and previous in " \t":
+            break  # a comment
+        elif char in "[{":
+            current += 1
+            deepest = max(deepest, current)
+        elif char in "]}":
+            current = max(0, current - 1)
+        previous = char
+    return depth + deepest
+
+
 def _yaml_problem(error: yaml.YAMLError | UnicodeError, *, path: str, text: str) -> Problem:
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
@@ -142,6 +189,8 @@ def _yaml_problem(error: yaml.YAMLError | UnicodeError, *, path: str, text: str)
         # libyaml may point past the last line (at the end of the stream): clamp to the text.
         last = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
         line = 1 if mark is None else min(int(mark.line) + 1, last)
+        if "nesting depth" in str(error.problem):  # PyYAML's own, lower-level bound
+            return Problem(path, line, f"nesting deeper than {MAX_DEPTH} levels")
         return Problem(path, line, f"invalid YAML: {error.problem}{context}")
     if isinstance(error, yaml.reader.ReaderError):
         line = text.count("\n", 0, error.position) + 1

@@ -84,7 +84,9 @@ def test_sigkill_while_removing_dirty_lanes_loses_nothing(repo: Repo) -> None:
         assert f"lane/{name}" in repo.branches()
 
 
-def test_50_lanes_created_and_removed_leave_nothing(repo: Repo) -> None:
+def test_50_lanes_created_and_removed_leave_nothing(repo: Repo, cpu_load: int) -> None:
+    # Under load, concurrent `git worktree remove`s race in git's admin folder (one dies on
+    # another's half-deleted record): the product must retry, not fail the pass.
     names = [f"l{i:03d}" for i in range(50)]
     repo.lanes(*names)
     assert repo.ctl("--once").returncode == 0

@@ -103,12 +103,31 @@ HOSTILE = [
     ("[" * 65 + "]" * 65, "1: nesting deeper than 64 levels"),
     ("x: 1\ny: " + "[" * 100_000 + "]" * 100_000, "2: nesting deeper than 64 levels"),
     ("- " * 70 + "x\n", "1: nesting deeper than 64 levels"),
+    # Deeper than PyYAML's own bound (1000 levels since 6.0.4): still the product's message.
+    ("a: 1\nb: " + "{c: " * 2000 + "d" + "}" * 2000 + "\n", "2: nesting deeper than 64 levels"),
+    ("a: 1\n" + "- " * 3000 + "x\n", "2: nesting deeper than 64 levels"),
+    ("a: [\n" + "[" * 1500 + "]" * 1500 + "]\n", "2: nesting deeper than 64 levels"),
+    ("".join(" " * i + "- \n" for i in range(2000)), "65: nesting deeper than 64 levels"),
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), HOSTILE)
 def test_hostile_or_broken_yaml_is_a_problem(text: str, expected: str) -> None:
     assert problems(text) == [f"{PATH}:{expected}"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"' + "[" * 100 + '"',  # brackets in quoted text are text
+        "'" + "{" * 100 + "'",
+        "x # " + "[" * 100,  # and in a comment
+        "[" + "[], " * 100 + "[]]",  # many collections, shallow
+    ],
+)
+def test_brackets_that_do_not_nest_are_not_depth(value: str) -> None:
+    text = docs(doc("Lane", "l"), f"x: {value}\n")
+    assert all("nesting" not in p for p in problems(text))
 
 
 def test_billion_laughs_stops_at_the_node_limit() -> None:
