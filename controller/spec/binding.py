@@ -18,6 +18,15 @@ RESERVED_ENV_PREFIX = "LANE_"
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def check_env(env: dict[str, str]) -> dict[str, str]:
+    """Return `env` if every name is valid and not reserved and no value has a NUL byte."""
+    for key, value in env.items():
+        _check_env_key(key)
+        if "\x00" in value:
+            raise ValueError(f"env value of {key!r} contains a NUL byte")
+    return env
+
+
 class CrashLoop(meta.SpecModel):
     """When repeated deaths mean the binding is crash-looping (blocked until unblocked)."""
 
@@ -75,11 +84,7 @@ class BindingSpec(meta.SpecModel):
     @field_validator("env")
     @classmethod
     def _check_env(cls, env: dict[str, str]) -> dict[str, str]:
-        for key, value in env.items():
-            _check_env_key(key)
-            if "\x00" in value:
-                raise ValueError(f"env value of {key!r} contains a NUL byte")
-        return env
+        return check_env(env)
 
 
 class Binding(meta.Document):

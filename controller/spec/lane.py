@@ -49,7 +49,8 @@ def check_branch(branch: str) -> str:
     return branch
 
 
-def _check_base(base: str) -> str:
+def check_base(base: str) -> str:
+    """Return `base` if it can be a git revision passed in argv, else raise `ValueError`."""
     # Any revision git understands (a branch, a tag, a SHA, HEAD~2); only what could be
     # mistaken for an option or could not travel through argv is refused.
     if not base or base.startswith("-") or re.search(r"[\x00-\x20\x7f]", base):
@@ -62,7 +63,7 @@ class LaneSpec(meta.SpecModel):
 
     branch: Annotated[str, AfterValidator(check_branch)] | None = None
     """Branch checked out in the worktree; default `lane/<name>`. An existing branch is reused."""
-    base: Annotated[str, AfterValidator(_check_base)] | None = None
+    base: Annotated[str, AfterValidator(check_base)] | None = None
     """Revision a missing branch is created from; default the repository's current HEAD."""
     on_dirty_cleanup: Literal["preserve", "refuse"] = "preserve"
     """On removal with unsaved work: `preserve` saves it to a rescue ref, `refuse` blocks."""

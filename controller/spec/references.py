@@ -32,6 +32,7 @@ def check(state: DesiredState, *, fields: FieldLines | None = None) -> tuple[Pro
         *_policy_problems(state, at),
         *_catalog_problems(state, at),
         *_workflow_problems(state, at),
+        *_run_problems(state, at),
         *_host_problems(state, at),
     ]
     return tuple(sorted(set(found)))
@@ -120,6 +121,22 @@ def _catalog_problems(state: DesiredState, at: _Locator) -> Iterator[Problem]:
                 message += f"{declared[model.name]!r} and {catalog.name!r}; declare it once"
                 yield at(catalog, message, field=("spec", "models", index, "name"))
             declared.setdefault(model.name, catalog.name)
+    yield from _alias_problems(state, at, declared)
+
+
+def _alias_problems(
+    state: DesiredState, at: _Locator, names: Mapping[str, str]
+) -> Iterator[Problem]:
+    owner: dict[str, str] = {}
+    for catalog in state.catalogs.values():
+        for index, model in enumerate(catalog.spec.models):
+            for position, alias in enumerate(model.aliases):
+                taken = owner.get(alias) or (alias if alias in names else None)
+                if taken is not None and taken != model.name:
+                    message = f"alias {alias!r} of model {model.name!r} already names model "
+                    message += f"{taken!r}; a name or alias means one model"
+                    yield at(catalog, message, field=("spec", "models", index, "aliases", position))
+                owner.setdefault(alias, model.name)
 
 
 def _workflow_problems(state: DesiredState, at: _Locator) -> Iterator[Problem]:
@@ -127,11 +144,19 @@ def _workflow_problems(state: DesiredState, at: _Locator) -> Iterator[Problem]:
     for workflow in state.workflows.values():
         yield from _dependency_problems(workflow, at)
         for index, task in enumerate(workflow.spec.tasks):
-            if task.model not in models:
+            if state.model_named(task.model) is None:
                 message = f"workflow {workflow.name!r}: task {task.name!r} uses model "
                 message += f"{task.model!r}, which no ModelCatalog declares; "
                 message += _listing("models", models)
                 yield at(workflow, message, field=("spec", "tasks", index, "model"))
+
+
+def _run_problems(state: DesiredState, at: _Locator) -> Iterator[Problem]:
+    for run in state.runs.values():
+        if run.spec.workflow not in state.workflows:
+            message = f"workflow run {run.name!r} names workflow {run.spec.workflow!r}, which is "
+            message += "not declared; " + _listing("workflows", state.workflows)
+            yield at(run, message, field=("spec", "workflow"))
 
 
 def _dependency_problems(workflow: Workflow, at: _Locator) -> Iterator[Problem]:

@@ -16,13 +16,24 @@ from controller.spec.meta import Document, Metadata
 from controller.spec.modelcatalog import ModelCatalog, ModelPrice
 from controller.spec.thread import Thread
 from controller.spec.triggerpolicy import TriggerPolicy
-from controller.spec.workflow import Workflow
+from controller.spec.workflow import Workflow, WorkflowRun
 from controller.spec.workspace import Workspace
 
-AnyDocument = Workspace | Lane | Binding | Thread | TriggerPolicy | Workflow | ModelCatalog
+AnyDocument = (
+    Workspace | Lane | Binding | Thread | TriggerPolicy | Workflow | WorkflowRun | ModelCatalog
+)
 KINDS: Mapping[str, type[AnyDocument]] = {
     model.model_fields["kind"].default: model
-    for model in (Workspace, Lane, Binding, Thread, TriggerPolicy, Workflow, ModelCatalog)
+    for model in (
+        Workspace,
+        Lane,
+        Binding,
+        Thread,
+        TriggerPolicy,
+        Workflow,
+        WorkflowRun,
+        ModelCatalog,
+    )
 }
 DEFAULT_WORKSPACE = "default"
 
@@ -57,6 +68,7 @@ class DesiredState:
     workflows: Mapping[str, Workflow]
     catalogs: Mapping[str, ModelCatalog]
     locations: Mapping[tuple[str, str], Location] = field(default_factory=dict)
+    runs: Mapping[str, WorkflowRun] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> DesiredState:
@@ -87,6 +99,7 @@ class DesiredState:
             workflows=_by_name(documents, Workflow),
             catalogs=_by_name(documents, ModelCatalog),
             locations=dict(locations or {}),
+            runs=_by_name(documents, WorkflowRun),
         )
 
     def managed_participants(self) -> Mapping[str, Binding]:
@@ -104,3 +117,10 @@ class DesiredState:
         """Model name to its price and context window, across every catalog, sorted by name."""
         found = {m.name: m for c in self.catalogs.values() for m in c.spec.models}
         return dict(sorted(found.items()))
+
+    def model_named(self, name: str) -> ModelPrice | None:
+        """The model called ``name``, by its name or one of its aliases."""
+        for model in self.models().values():
+            if name == model.name or name in model.aliases:
+                return model
+        return None

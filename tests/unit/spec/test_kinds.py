@@ -519,6 +519,71 @@ FIELD_ERRORS = [
         "6: Workflow spec.tasks[0].name: must be a lowercase DNS label: at most 63 characters "
         "of a-z, 0-9 and '-', starting and ending with a letter or digit (got 'A')",
     ),
+    (
+        doc("Workflow", "w", "tasks:\n- name: a\n  model: m\n  command: [x, '{promt}']"),
+        "8: Workflow spec.tasks[0].command: unknown placeholder {promt} in command; allowed: "
+        "{prompt}, {promptFile}, {sessionId}, {taskBudgetUsd}",
+    ),
+    (
+        doc("Workflow", "w", "tasks:\n- name: a\n  model: m\n  command: [x, '{oops']"),
+        "8: Workflow spec.tasks[0].command: command item 1 ('{oops'): expected '}' before end "
+        "of string; write {{ and }} for literal braces",
+    ),
+    (
+        doc("Workflow", "w", "tasks:\n- name: a\n  model: m\n  command: [x]\n  prompt: hi"),
+        "6: Workflow spec.tasks[0]: task 'a' has a prompt but its command has no {prompt} or "
+        "{promptFile} to pass it",
+    ),
+    (
+        doc("Workflow", "w", "tasks:\n- name: a\n  model: m\n  command: [x, '{taskBudgetUsd}']"),
+        "4: Workflow spec: task 'a' uses {taskBudgetUsd}, which needs budget.maxCostUsd on the "
+        "workflow",
+    ),
+    (
+        doc(
+            "Workflow",
+            "w",
+            "tasks:\n- {name: a, model: m, command: [x]}\n"
+            "- {name: b, model: m, command: [x], dependsOn: [a], base: main}",
+        ),
+        "7: Workflow spec.tasks[1]: task 'b' sets base and dependsOn: a dependent branches from "
+        "the merge of its dependencies' final commits",
+    ),
+    (
+        doc("Workflow", "w", "tasks:\n- {name: a, model: m, command: [x], usage: claude}"),
+        "6: Workflow spec.tasks[0].usage: must be 'auto', 'claude-json', 'claude-stream', "
+        "'codex-jsonl', 'gemini-json', 'opencode-jsonl' or 'manual' (got 'claude')",
+    ),
+    (
+        doc(
+            "Workflow", "w", "tasks:\n- {name: a, model: m, command: [x], env: {CONTROLLER_RUN: x}}"
+        ),
+        "6: Workflow spec.tasks[0].env: env name 'CONTROLLER_RUN' is reserved: the controller "
+        "sets it",
+    ),
+    (
+        doc("Workflow", "w", "tasks:\n- {name: a, model: m, command: [x], retries: {limit: -1}}"),
+        "6: Workflow spec.tasks[0].retries.limit: must be greater than or equal to 0 (got -1)",
+    ),
+    (
+        doc("Workflow", "w", "tasks: []"),
+        "5: Workflow spec.tasks: must have at least 1 item(s)",
+    ),
+    (
+        doc(
+            "ModelCatalog",
+            "c",
+            "models: [{name: m, contextWindow: 100, maxOutputTokens: 100, inputPerMTok: 1, "
+            "outputPerMTok: 1}]",
+        ),
+        "5: ModelCatalog spec.models[0]: model 'm': maxOutputTokens (100) must be smaller than "
+        "contextWindow (100)",
+    ),
+    (
+        doc("WorkflowRun", "r", "workflow: Nope"),
+        "5: WorkflowRun spec.workflow: must be a lowercase DNS label: at most 63 characters of "
+        "a-z, 0-9 and '-', starting and ending with a letter or digit (got 'Nope')",
+    ),
 ]
 
 
@@ -537,6 +602,7 @@ def test_every_kind_is_covered() -> None:
         "TriggerPolicy",
         "ModelCatalog",
         "Workflow",
+        "WorkflowRun",
     }
 
 

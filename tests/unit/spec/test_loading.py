@@ -9,7 +9,10 @@ from tests.unit.spec.factories import PATH, doc, docs, problems, state
 
 LANE_A = doc("Lane", "a")
 ALLOWED = "only strings, numbers, booleans, null, lists and mappings are allowed"
-KINDS = "valid kinds: Binding, Lane, ModelCatalog, Thread, TriggerPolicy, Workflow, Workspace"
+KINDS = (
+    "valid kinds: Binding, Lane, ModelCatalog, Thread, TriggerPolicy, Workflow, WorkflowRun, "
+    "Workspace"
+)
 
 
 def test_problem_reads_as_path_line_message() -> None:

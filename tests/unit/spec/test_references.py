@@ -161,6 +161,44 @@ REFERENCES = [
         ],
         [at(9, "lane 'l' is owned by hosts 'h1', 'h2'; a lane needs exactly one owner")],
     ),
+    (
+        [doc("WorkflowRun", "r", "workflow: nope")],
+        [
+            at(
+                5,
+                "workflow run 'r' names workflow 'nope', which is not declared; no workflows are "
+                "declared",
+            )
+        ],
+    ),
+    (
+        [
+            doc(
+                "ModelCatalog",
+                "c1",
+                "models: [{name: m, contextWindow: 9, inputPerMTok: 1, "
+                "outputPerMTok: 2, aliases: [big]}]",
+            ),
+            doc(
+                "ModelCatalog",
+                "c2",
+                "models: [{name: big, contextWindow: 9, inputPerMTok: 1, "
+                "outputPerMTok: 2}, {name: n, contextWindow: 9, inputPerMTok: 1, outputPerMTok: 2, "
+                "aliases: [big]}]",
+            ),
+        ],
+        [
+            at(
+                5,
+                "alias 'big' of model 'm' already names model 'big'; a name or alias means one "
+                "model",
+            ),
+            at(
+                11,
+                "alias 'big' of model 'n' already names model 'm'; a name or alias means one model",
+            ),
+        ],
+    ),
 ]
 
 
@@ -194,11 +232,22 @@ def test_references_that_hold() -> None:
             "Workflow",
             "w",
             "tasks:\n- {name: a, model: m, command: [x]}\n"
-            "- {name: b, model: m, command: [x], dependsOn: [a]}",
+            "- {name: b, model: m, command: [x], dependsOn: [a]}\n"
+            "- {name: c, model: mm, command: [x], dependsOn: [a]}",
         ),
+        doc(
+            "ModelCatalog",
+            "c2",
+            "models: [{name: n, contextWindow: 9, inputPerMTok: 1, "
+            "outputPerMTok: 2, aliases: [mm]}]",
+        ),
+        doc("WorkflowRun", "r", "workflow: w"),
         doc("Workspace", "ws", "hosts:\n- {name: h1, lanes: [l]}\n- {name: h2, lanes: [m]}"),
     )
     assert [b.name for b in desired.bindings_of("l")] == ["b1", "b2"]
+    model = desired.model_named("mm")
+    assert model is not None and model.name == "n"  # an alias finds its model
+    assert desired.runs["r"].spec.workflow == "w"
 
 
 def test_without_locations_problems_point_nowhere() -> None:

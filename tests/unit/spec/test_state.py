@@ -38,6 +38,7 @@ def test_kinds_table_names_every_kind() -> None:
         "Thread",
         "TriggerPolicy",
         "Workflow",
+        "WorkflowRun",
         "Workspace",
     ]
     assert all(model.model_fields["kind"].default == kind for kind, model in KINDS.items())
