@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The newest migration; opening a store at this revision skips Alembic entirely."""
 
 
@@ -223,3 +223,111 @@ participants = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 """Per participant: auto-block and loop-safeguard counters, and what its last turn started from."""
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("workflow", sa.String(63), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False, server_default=""),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("snapshot", sa.JSON, nullable=False),
+    sa.Column("template_hash", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("max_cost_usd", sa.Float, nullable=True),
+    sa.Column("max_tokens", sa.BigInteger, nullable=True),
+    sa.Column("spent_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("reserved_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("spent_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reserved_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("abort_reason", sa.Text, nullable=True),
+    sa.Column("cleaned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+"""Workflow runs: the snapshot of resolved tasks and prices taken at creation (immutable), the
+phase, and the budget's running totals. The limits are copied out of the snapshot so that one
+guarded ``UPDATE`` can reserve against them (PostgreSQL re-checks the row after a concurrent
+update, SQLite serialises writers): concurrent dispatches never overshoot together."""
+
+run_tasks = sa.Table(
+    "run_tasks",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("run", sa.String(63), primary_key=True),
+    sa.Column("task", sa.String(63), primary_key=True),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at", UTCDateTime, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("lane", sa.String(63), nullable=False),
+    sa.Column("branch", sa.Text, nullable=False),
+    sa.Column("base_commit", sa.String(64), nullable=True),
+    sa.Column("head_commit", sa.String(64), nullable=True),
+    sa.Column("session_id", sa.String(64), nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("final_message", sa.Text, nullable=True),
+    sa.Column("outputs", sa.JSON, nullable=False),
+    sa.Column("usage", sa.JSON, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("reserved_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("reserved_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("log_offset", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("progress", sa.JSON, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_run_tasks_lane", "workspace", "lane", unique=True),
+)
+"""One row per task of a run: its phase across attempts, its lane and branch, its base and final
+commits, its final message and output digests (what routing reads), its usage so far and the
+log offset its usage parser has consumed (so parsing resumes after a crash, never twice)."""
+
+task_attempts = sa.Table(
+    "task_attempts",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("run", sa.String(63), primary_key=True),
+    sa.Column("task", sa.String(63), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("session_id", sa.String(64), nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("estimate_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("estimate_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reservation", sa.String(16), nullable=False),
+    sa.Column("usage", sa.JSON, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+"""Every dispatch of a task, with its budget reservation (``held`` until settled or released)."""
+
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("workspace", sa.String(253), nullable=False),
+    sa.Column("run", sa.String(63), nullable=False),
+    sa.Column("task", sa.String(63), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("catalog_cost_usd", sa.Float, nullable=False),
+    sa.Column("reported_cost_usd", sa.Float, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_usage_run", "workspace", "run", "task"),
+)
+"""Append-only usage increments (parsed from a task's stdout, or `controller usage add`), each
+with the cost charged (reported when given, else catalog) and both costs kept."""
