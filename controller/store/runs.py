@@ -39,6 +39,7 @@ class TaskRow:
     outputs: Mapping[str, Any]
     log_offset: int = 0
     progress: Mapping[str, Any] | None = None
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class Dispatch:
     estimate_tokens: int
     session_id: str
     base_commit: str | None
+    command: tuple[str, ...] = ()  # the resolved argv, fixed for the attempt
 
 
 def create(
@@ -197,6 +199,7 @@ def _open_attempt(conn: sa.Connection, store: Store, d: Dispatch, now: datetime)
             exit_code=None,
             session_id=d.session_id,
             base_commit=d.base_commit,
+            command=list(d.command),
             reserved_usd=d.estimate_usd,
             reserved_tokens=d.estimate_tokens,
             log_offset=0,
@@ -480,6 +483,16 @@ def request_abort(store: Store, run: str, reason: str, now: datetime) -> bool:
     return bool(done.rowcount == 1)
 
 
+def refuse(store: Store, run: str, message: str, now: datetime) -> None:
+    """A dispatch did not fit the budget after all: the next plan ends the run."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(R)
+            .where(*_run_key(store, run), R.c.phase == str(wf.RunPhase.RUNNING))
+            .values(refused=message, updated_at=now)
+        )
+
+
 def reopen(store: Store, run: str, now: datetime) -> None:
     """Put an ended run back to running (``runs retry``); its totals are kept."""
     with store.engine.begin() as conn:
@@ -492,6 +505,7 @@ def reopen(store: Store, run: str, now: datetime) -> None:
                 message="",
                 finished_at=None,
                 abort_reason=None,
+                refused=None,
                 updated_at=now,
             )
         )
@@ -563,6 +577,7 @@ def _run(row: sa.RowMapping) -> RunRow:
         spent_tokens=row["spent_tokens"],
         reserved_tokens=row["reserved_tokens"],
         abort_reason=row["abort_reason"],
+        refused=row["refused"],
     )
     return RunRow(record=record, source=row["source"], cleaned=bool(row["cleaned"]))
 
@@ -594,4 +609,5 @@ def _task(row: sa.RowMapping) -> TaskRow:
         outputs=row["outputs"] or {},
         log_offset=row["log_offset"],
         progress=row["progress"],
+        command=tuple(row["command"] or ()),
     )

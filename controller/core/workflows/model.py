@@ -294,6 +294,7 @@ class RunRecord:
     spent_tokens: int = 0
     reserved_tokens: int = 0
     abort_reason: str | None = None  # set by `controller abort`: the next pass stops the run
+    refused: str | None = None  # a dispatch the store refused for budget: the run fails
 
 
 TaskLife = Literal["running", "exited", "unknown", "absent"]

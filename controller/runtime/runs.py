@@ -1,0 +1,512 @@
+"""The runs step of a pass: read the runs, decide with ``plan_run``, apply, expand into lanes.
+
+Level-triggered like the rest of the pass: every pass reads the runs and their tasks from the
+store (the truth), what the task processes did (agent records, liveness, the new part of their
+stdout), composes the prompts of ready tasks, and lets the pure scheduler decide. The decisions
+become run actions (shown by ``controller plan``), applied one run at a time; the tasks'
+lanes and agents are then the lanes step's business, through the expansion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from controller.core import lifecycle, world
+from controller.core.workflows import actions as run_actions
+from controller.core.workflows import budget, compaction, expansion, model, naming, scheduler
+from controller.core.workflows import snapshots, usage
+from controller.core.workflows.model import TaskObservation, TaskPhase, TaskReason
+from controller.spec.state import DesiredState
+from controller.executors import runs as run_handlers
+from controller.executors.context import Context, Outcome
+from controller.executors.runs import RunPaths
+from controller.store import queries
+from controller.store import runs as runs_store
+from controller.system import git as gitseam
+
+MAX_READ = 16 * 1024 * 1024  # bytes of a task's stdout read per pass
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The new state of a running task's usage parser, and what it adds."""
+
+    progress: usage.Progress
+    offset: int  # bytes of stdout consumed after this pass
+    from_offset: int
+    charged: float  # what the attempt has cost so far, by ``budget.charged``
+    increment: model.Usage
+    cost: float  # charged for the increment
+    catalog_cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """One task as this pass sees it."""
+
+    row: runs_store.TaskRow
+    spec: model.TaskSpec
+    worktree: Path
+    seen: TaskObservation | None = None  # running tasks only
+    parsed: Parsed | None = None
+    composed: compaction.Composed | None = None  # ready tasks only
+    agent_alive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """One run as this pass sees it."""
+
+    row: runs_store.RunRow
+    tasks: Mapping[str, TaskView]
+    drift: bool = False  # the Workflow changed since the run was created
+
+
+@dataclass(frozen=True, slots=True)
+class RunsSeen:
+    """Everything the runs step read this pass."""
+
+    runs: tuple[RunView, ...] = ()
+    names: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RunsPlan:
+    """What the runs step will do this pass."""
+
+    actions: tuple[run_actions.RunAction, ...] = ()
+    notices: tuple[str, ...] = ()
+    next_due: datetime | None = None
+    parsed: tuple[tuple[str, str, int, Parsed], ...] = ()  # (run, task, attempt, Parsed)
+
+
+# --- observe -------------------------------------------------------------------------------
+
+
+async def observe(
+    store: queries.Store,
+    git: gitseam.Git,
+    where: RunPaths,
+    desired: DesiredState,
+    observed: world.Observed,
+) -> RunsSeen:
+    """Read every run that is running or still has lanes, and its tasks."""
+    rows = await anyio.to_thread.run_sync(runs_store.runs, store)
+    names = frozenset(r.record.name for r in rows)
+    active = [r for r in rows if r.record.phase == model.RunPhase.RUNNING or not r.cleaned]
+    tasks = await anyio.to_thread.run_sync(lambda: runs_store.tasks(store))
+    views = [await _view(r, tasks, git, where, desired, observed) for r in active]
+    return RunsSeen(tuple(views), names)
+
+
+async def _view(
+    row: runs_store.RunRow,
+    all_tasks: Mapping[tuple[str, str], runs_store.TaskRow],
+    git: gitseam.Git,
+    where: RunPaths,
+    desired: DesiredState,
+    observed: world.Observed,
+) -> RunView:
+    run = row.record
+    mine = {t.name: all_tasks[(run.name, t.name)] for t in run.snapshot.tasks}
+    views: dict[str, TaskView] = {}
+    for spec in run.snapshot.tasks:
+        task = mine[spec.name]
+        view = TaskView(task, spec, where.worktree(task.lane))
+        if run.phase == model.RunPhase.RUNNING:
+            view = await _look(view, run, mine, git, where, observed)
+        else:
+            view = dataclasses.replace(view, agent_alive=_alive(task.lane, observed))
+        views[spec.name] = view
+    declared = desired.workflows.get(run.workflow)
+    drift = declared is not None and _hash(declared, desired) != run.snapshot.template_hash
+    return RunView(row, views, drift)
+
+
+def _hash(workflow: Any, desired: DesiredState) -> str:
+    try:
+        return snapshots.template_hash(workflow, desired)
+    except KeyError:
+        return ""
+
+
+async def _look(
+    view: TaskView,
+    run: model.RunRecord,
+    tasks: Mapping[str, runs_store.TaskRow],
+    git: gitseam.Git,
+    where: RunPaths,
+    observed: world.Observed,
+) -> TaskView:
+    record = view.row.record
+    alive = _alive(view.row.lane, observed)
+    if record.phase == TaskPhase.RUNNING:
+        seen, parsed = await _running(view, run, where, observed)
+        return dataclasses.replace(view, seen=seen, parsed=parsed, agent_alive=alive)
+    if record.phase == TaskPhase.PENDING and _deps_done(view.spec, tasks):
+        composed = await _compose(view.spec, run, tasks, git)
+        return dataclasses.replace(view, composed=composed, agent_alive=alive)
+    return dataclasses.replace(view, agent_alive=alive)
+
+
+def _alive(lane: str, observed: world.Observed) -> bool:
+    record = observed.agents.get(lane)
+    if record is None:
+        return False
+    return lifecycle.liveness(record, observed).life in (
+        lifecycle.Life.ALIVE,
+        lifecycle.Life.ORPHANED,
+        lifecycle.Life.UNKNOWN,
+        lifecycle.Life.SETTLING,
+    )
+
+
+def _deps_done(spec: model.TaskSpec, tasks: Mapping[str, runs_store.TaskRow]) -> bool:
+    return all(tasks[d].record.phase == TaskPhase.SUCCEEDED for d in spec.depends_on)
+
+
+async def _running(
+    view: TaskView, run: model.RunRecord, where: RunPaths, observed: world.Observed
+) -> tuple[TaskObservation, Parsed | None]:
+    record = view.row.record
+    agent = observed.agents.get(view.row.lane)
+    parsed = await _parse(view, run, where)
+    report = parsed.progress.report if parsed else None
+    stale = (
+        agent is not None
+        and record.started_at is not None
+        and (agent.started_at is None or agent.started_at < record.started_at)
+    )
+    if agent is None or stale:
+        # No agent yet (the lanes step starts it), or only an earlier attempt's record.
+        return TaskObservation("absent", report=report, started_at=record.started_at), parsed
+    seen = lifecycle.liveness(agent, observed)
+    life = {
+        lifecycle.Life.ALIVE: "running",
+        lifecycle.Life.ORPHANED: "running",
+        lifecycle.Life.DEAD: "exited",
+    }.get(seen.life, "unknown")
+    code = seen.exit_code
+    if life == "exited" and code is None and agent.state != world.AgentState.RUNNING:
+        code = agent.last_exit  # recorded by an earlier pass
+    observation = TaskObservation(
+        life,  # type: ignore[arg-type]
+        exit_code=code,
+        report=report,
+        started_at=agent.started_at or record.started_at,
+    )
+    return observation, parsed
+
+
+async def _parse(view: TaskView, run: model.RunRecord, where: RunPaths) -> Parsed | None:
+    spec, row = view.spec, view.row
+    path = where.stdout(row.lane)
+    data = await anyio.to_thread.run_sync(_read_from, path, row.log_offset)
+    stored = dict(row.progress or {})
+    before = (
+        usage.Progress.from_json(stored["parser"])
+        if "parser" in stored
+        else usage.start(spec.usage)
+    )
+    text = data.decode("utf-8", "surrogateescape")
+    after = usage.resume(spec.usage, before, text)
+    used = after.consumed - before.consumed
+    offset = row.log_offset + len(text[:used].encode("utf-8", "surrogateescape"))
+    price = run.snapshot.models[spec.model]
+    charged = budget.charged(price, after.report.usage)
+    old_charged = float(stored.get("charged", 0.0))
+    increment = _minus(after.report.usage, before.report.usage)
+    catalog = budget.cost(price, after.report.usage) - budget.cost(price, before.report.usage)
+    return Parsed(after, offset, row.log_offset, charged, increment, charged - old_charged, catalog)
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(MAX_READ)
+    except OSError:
+        return b""
+
+
+def _minus(a: model.Usage, b: model.Usage) -> model.Usage:
+    reported = None
+    if a.reported_cost_usd is not None:
+        reported = a.reported_cost_usd - (b.reported_cost_usd or 0.0)
+    return model.Usage(
+        input_tokens=a.input_tokens - b.input_tokens,
+        output_tokens=a.output_tokens - b.output_tokens,
+        cache_read_tokens=a.cache_read_tokens - b.cache_read_tokens,
+        cache_write_tokens=a.cache_write_tokens - b.cache_write_tokens,
+        reported_cost_usd=reported,
+    )
+
+
+async def _compose(
+    spec: model.TaskSpec,
+    run: model.RunRecord,
+    tasks: Mapping[str, runs_store.TaskRow],
+    git: gitseam.Git,
+) -> compaction.Composed:
+    upstream = [await _upstream(tasks[d], run.snapshot.task(d), git) for d in spec.depends_on]
+    price = run.snapshot.models[spec.model]
+    window = price.context_window - price.max_output_tokens
+    return compaction.compose(spec.prompt, upstream, budget_tokens=window)
+
+
+async def _upstream(
+    row: runs_store.TaskRow, spec: model.TaskSpec, git: gitseam.Git
+) -> compaction.Upstream:
+    head = row.record.head_commit or ""
+    files, missing = [], []
+    for path in spec.outputs:
+        body = await git.blob(head, path) if head else None
+        if body is None:
+            missing.append(path)
+        else:
+            files.append(compaction.RoutedFile(path, body, len(body), _sha256(body)))
+    return compaction.Upstream(
+        task=spec.name,
+        commit=head,
+        final_message=row.record.final_message,
+        files=tuple(files),
+        missing=tuple(missing),
+    )
+
+
+def _sha256(body: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(body).hexdigest()
+
+
+# --- plan ----------------------------------------------------------------------------------
+
+
+def plan(seen: RunsSeen, desired: DesiredState, now: datetime) -> RunsPlan:
+    """The runs step's actions for this pass: creations, then each running run's decisions."""
+    acts: list[run_actions.RunAction] = []
+    notices: list[str] = []
+    stored = {view.row.record.name: view.row.record for view in seen.runs}
+    for name, declared in desired.runs.items():
+        if name not in seen.names:
+            acts.append(_create(name, declared.spec.workflow, desired))
+        elif name in stored and stored[name].workflow != declared.spec.workflow:
+            notices.append(
+                f"WorkflowRun {name}: spec.workflow is {declared.spec.workflow} but the run "
+                f"was created from {stored[name].workflow}; runs are immutable, use a new name"
+            )
+    dues: list[datetime] = []
+    parsed: list[tuple[str, str, int, Parsed]] = []
+    for view in seen.runs:
+        run_acts, due = _plan_run(view, now)
+        acts.extend(run_acts)
+        dues.extend([due] if due else [])
+        parsed.extend(
+            (view.row.record.name, name, t.row.record.attempt, t.parsed)
+            for name, t in view.tasks.items()
+            if t.parsed is not None
+        )
+    return RunsPlan(tuple(acts), tuple(notices), min(dues, default=None), tuple(parsed))
+
+
+def _create(name: str, workflow: str, desired: DesiredState) -> run_actions.CreateRun:
+    tasks = len(desired.workflows[workflow].spec.tasks)
+    why = "declared by a WorkflowRun document"
+    return run_actions.CreateRun(name, "", why, run=name, workflow=workflow, tasks=tasks)
+
+
+def _plan_run(view: RunView, now: datetime) -> tuple[list[run_actions.RunAction], datetime | None]:
+    run = view.row.record
+    acts: list[run_actions.RunAction] = [*_finalize(view)]
+    if run.phase != model.RunPhase.RUNNING:
+        return acts, None
+    records = {name: t.row.record for name, t in view.tasks.items()}
+    for name, t in view.tasks.items():
+        if t.composed is not None and t.composed.overflow:
+            acts.append(_overflow(run.name, t))
+            records[name] = records[name].moved(
+                phase=TaskPhase.FAILED, reason=TaskReason.CONTEXT_OVERFLOW
+            )
+    observed = {n: t.seen for n, t in view.tasks.items() if t.seen is not None}
+    tokens = {n: t.composed.tokens for n, t in view.tasks.items() if t.composed is not None}
+    decided = scheduler.plan_run(
+        dataclasses.replace(run), records, observed, now, prompt_tokens=tokens
+    )
+    acts.extend(_decision_action(view, d) for d in decided.decisions)
+    if decided.finish is not None:
+        f = decided.finish
+        acts.append(
+            run_actions.FinishRun(
+                run.name, "", f.message, run=run.name, phase=f.phase, reason_code=f.reason,
+                message=f.message,
+            )
+        )  # fmt: skip
+    return acts, decided.next_due
+
+
+def _overflow(run: str, t: TaskView) -> run_actions.FailTask:
+    assert t.composed is not None
+    detail = "; ".join(t.composed.notes) or "the prompt does not fit the model's window"
+    return run_actions.FailTask(
+        t.row.lane,
+        str(t.worktree),
+        "prompt too large for the model even after compaction",
+        run=run,
+        task=t.spec.name,
+        reason_code=TaskReason.CONTEXT_OVERFLOW,
+        detail=detail,
+    )
+
+
+def _finalize(view: RunView) -> list[run_actions.RunAction]:
+    found: list[run_actions.RunAction] = []
+    for name, t in view.tasks.items():
+        r = t.row.record
+        if r.phase in model.ENDED_TASK and r.attempt >= 1 and r.head_commit is None:
+            if not t.agent_alive and not view.row.cleaned:
+                found.append(
+                    run_actions.FinalizeTask(
+                        t.row.lane,
+                        str(t.worktree),
+                        "the task ended; keep what it left",
+                        run=view.row.record.name,
+                        task=name,
+                    )
+                )
+    return found
+
+
+def _decision_action(view: RunView, d: scheduler.Decision) -> run_actions.RunAction:
+    run = view.row.record.name
+    t = view.tasks[d.task]
+    lane, path = t.row.lane, str(t.worktree)
+    common: dict[str, Any] = {"run": run, "task": d.task}
+    if isinstance(d, scheduler.Complete):
+        return run_actions.CompleteTask(
+            lane, path, d.message, attempt=t.row.record.attempt, phase=d.phase,
+            reason_code=d.reason, exit_code=d.exit_code, **common,
+        )  # fmt: skip
+    if isinstance(d, scheduler.Stop):
+        return run_actions.StopTask(
+            lane, path, d.message, attempt=t.row.record.attempt, phase=d.phase,
+            reason_code=d.reason, **common,
+        )  # fmt: skip
+    if isinstance(d, scheduler.Retry):
+        return run_actions.RetryTask(
+            lane, path, d.message, attempt=d.attempt, due_at=d.due_at, **common
+        )
+    if isinstance(d, scheduler.Skip):
+        return run_actions.SkipTask(lane, path, d.message, reason_code=d.reason, **common)
+    assert isinstance(d, scheduler.Dispatch)
+    composed = t.composed
+    return run_actions.DispatchTask(
+        lane, path, d.message, attempt=d.attempt, model=t.spec.model,
+        estimate_usd=d.estimate_usd, estimate_tokens=d.estimate_tokens,
+        remaining_usd=d.remaining_usd, needs=t.spec.depends_on, base=t.spec.base,
+        prompt=composed.text if composed else t.spec.prompt,
+        prompt_tokens=composed.tokens if composed else 0,
+        notes=composed.notes if composed else (), **common,
+    )  # fmt: skip
+
+
+# --- expansion -----------------------------------------------------------------------------
+
+
+def task_lanes(
+    seen: RunsSeen, where: RunPaths, *, workspace: str, plan_: RunsPlan | None = None
+) -> list[expansion.TaskLane]:
+    """The lanes (and running agents) of every run not cleaned, as the store says now.
+
+    With ``plan_`` (``controller plan``: nothing applied), the dispatches it would make are
+    included as they would start.
+    """
+    lanes: list[expansion.TaskLane] = []
+    for view in seen.runs:
+        if view.row.cleaned:
+            continue
+        for name, t in view.tasks.items():
+            r = t.row.record
+            if r.attempt >= 1 and r.base_commit is not None:
+                running = r.phase == TaskPhase.RUNNING and bool(t.row.command)
+                argv = t.row.command if running else None
+                lanes.append(_task_lane(view.row.record.name, name, t, r.base_commit, argv))
+    for act in plan_.actions if plan_ else ():
+        if isinstance(act, run_actions.DispatchTask) and not any(
+            lane.lane == act.lane for lane in lanes
+        ):
+            view = next(v for v in seen.runs if v.row.record.name == act.run)
+            t = view.tasks[act.task]
+            argv = run_handlers.command_for(t.spec, act, where, workspace=workspace)
+            base = act.base if not act.needs else "(merge of " + ", ".join(act.needs) + ")"
+            lanes.append(_task_lane(act.run, act.task, t, base, argv))
+    return lanes
+
+
+def _task_lane(
+    run: str, task: str, t: TaskView, base: str | None, argv: tuple[str, ...] | None
+) -> expansion.TaskLane:
+    return expansion.TaskLane(
+        run=run,
+        task=task,
+        lane=t.row.lane,
+        branch=t.row.branch,
+        base=base,
+        argv=argv,
+        env=t.spec.env,
+        runtime=t.spec.runtime,
+    )
+
+
+# --- apply ---------------------------------------------------------------------------------
+
+
+async def apply(
+    ctx: Context, desired: DesiredState, the_plan: RunsPlan, *, source: str = "document"
+) -> list[Outcome]:
+    """Record usage parsed this pass, then apply each run's actions in plan order."""
+    for run, task, attempt, parsed in the_plan.parsed:
+        await _record_usage(ctx, run, task, attempt, parsed)
+    outcomes: list[Outcome] = []
+    for action in the_plan.actions:
+        outcomes.append(await _apply_one(ctx, desired, action, source=source))
+    return outcomes
+
+
+async def _apply_one(
+    ctx: Context, desired: DesiredState, action: run_actions.RunAction, *, source: str
+) -> Outcome:
+    try:
+        if isinstance(action, run_actions.CreateRun):
+            return await run_handlers.create_run(action, ctx, desired, source=source)
+        return await run_handlers.HANDLERS[type(action)](action, ctx)
+    except Exception as exc:  # one broken run must not stop the pass: record, retry next pass
+        message = f"{type(exc).__name__}: {exc}"
+        await ctx.emit("ActionFailed", message, lane=None, action=action.key, run=action.run)
+        return Outcome(action, "failed", message)
+
+
+async def _record_usage(ctx: Context, run: str, task: str, attempt: int, parsed: Parsed) -> None:
+    progress = {"parser": parsed.progress.to_json(), "charged": parsed.charged}
+    now = ctx.clock.now()
+    nothing = parsed.increment == model.Usage() and abs(parsed.cost) < 1e-12
+    if nothing:
+        if parsed.offset != parsed.from_offset:
+            await ctx.db(runs_store.set_progress, ctx.store, run, task, attempt=attempt,
+                         offset=parsed.offset, progress=progress, now=now)  # fmt: skip
+        return
+    row = await ctx.db(runs_store.get, ctx.store, run)
+    model_name = row.record.snapshot.task(task).model if row else ""
+    inc = runs_store.Increment(
+        run, task, attempt, model_name, parsed.increment, cost_usd=parsed.cost,
+        catalog_cost_usd=parsed.catalog_cost, from_offset=parsed.from_offset,
+        log_offset=parsed.offset, progress=progress,
+    )  # fmt: skip
+    await ctx.db(runs_store.add_usage, ctx.store, inc, now)
