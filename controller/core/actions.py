@@ -50,11 +50,18 @@ class ActionBase:
 
     kind: ClassVar[str] = "action"
     change: ClassVar[Change] = Change.CHANGE
+    backs_off: ClassVar[bool] = True
+    """Applied and planned again means no progress: the lane backs off (``core.memory``)."""
 
     @property
     def key(self) -> str:
         """Stable identity across passes: same kind, lane and path."""
         return f"{self.kind}:{self.lane}:{self.path}"
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When something this action sets up falls due (a restart), if anything does."""
+        return None
 
     def describe(self) -> str:
         """One line for humans, without the reason."""
@@ -174,6 +181,8 @@ class AgentAction(ActionBase):
     participant: str = ""
     runtime: str = "tmux"
 
+    backs_off: ClassVar[bool] = False  # restarts have their own backoff and crash-loop guard
+
     @property
     def key(self) -> str:
         """Stable identity across passes: kind, lane and binding."""
@@ -248,6 +257,11 @@ class RecordExit(AgentAction):
 
     kind: ClassVar[str] = "record-exit"
 
+    @property
+    def due_at(self) -> datetime | None:
+        """When the agent may start again."""
+        return self.exit.next_start_at if self.exit is not None else None
+
     def describe(self) -> str:
         """One line for humans."""
         known = self.exit is not None and self.exit.last_exit is not None
@@ -264,6 +278,7 @@ class KillStray(ActionBase):
 
     kind: ClassVar[str] = "kill-stray"
     change: ClassVar[Change] = Change.DESTROY
+    backs_off: ClassVar[bool] = False
 
     @property
     def key(self) -> str:
@@ -284,6 +299,7 @@ class KillStrayProcess(ActionBase):
 
     kind: ClassVar[str] = "kill-stray-process"
     change: ClassVar[Change] = Change.DESTROY
+    backs_off: ClassVar[bool] = False
 
     @property
     def key(self) -> str:

@@ -20,22 +20,22 @@ from typing import Any
 
 import anyio
 
-from controller.core import actions, lifecycle, memory, planner, world
+from controller.core import lifecycle, planner, world
 from controller.executors import triggers as deliver
 from controller.executors.context import Context, Outcome
 from controller.observers import git, processes
 from controller.observers import tmux as tmux_observer
 from controller.runtime import apply, wakes, wiring
+from controller.runtime import steps as steps_
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
-from controller.store import jobs
 
 NUDGE_WAIT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class PassResult:
-    """What one pass saw, planned and did."""
+    """What one pass saw, planned and did, step by step."""
 
     plan: planner.Plan
     observed: world.Observed
@@ -43,22 +43,16 @@ class PassResult:
     correlation_id: str = ""
     started: datetime | None = None
     wakes: tuple[deliver.Envelope, ...] = ()
-    queue_due: datetime | None = None
+    steps: Mapping[str, steps_.StepResult] = field(default_factory=dict)
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
-        """Outcomes that failed."""
+        """Outcomes that failed, in every step."""
         return tuple(o for o in self.outcomes if o.failed)
 
-    def next_due(self, memories: Mapping[str, memory.LaneMemory] | None = None) -> datetime | None:
-        """The earliest future time something is due (a restart, a retry), if any."""
-        times = [a.next_start_at for a in self.observed.agents.values() if a.next_start_at]
-        times += [m.next_attempt_at for m in (memories or {}).values() if m.next_attempt_at]
-        for action in self.plan.actions:
-            if isinstance(action, actions.RecordExit) and action.exit and action.exit.next_start_at:
-                times.append(action.exit.next_start_at)
-        if self.queue_due is not None:
-            times.append(self.queue_due)
+    def next_due(self) -> datetime | None:
+        """The earliest future time something is due (a restart, a retry, a wake), if any."""
+        times = [r.next_due for r in self.steps.values() if r.next_due is not None]
         future = [t for t in times if self.started is None or t > self.started]
         return min(future, default=None)
 
@@ -67,9 +61,10 @@ class PassResult:
         """Wakes whose attempt failed (queued for a retry) or that died."""
         failing = {"dead", "submit_unconfirmed"}
         return tuple(
-            w for w in self.wakes
+            w
+            for w in self.wakes
             if w.result in failing or (w.result == "queued" and w.reason == "send_failed")
-        )  # fmt: skip
+        )
 
     @property
     def blind(self) -> bool:
@@ -81,12 +76,25 @@ class PassResult:
 
 @dataclass(slots=True)
 class Reconciler:
-    """Runs passes for one workspace; the daemon keeps one for its whole life."""
+    """Runs passes for one workspace; the daemon keeps one for its whole life.
+
+    A pass observes once, then runs its steps in order (lanes and agents, then wakes).
+    """
 
     wiring: Wiring
-    locks: apply.LaneLocks = field(default_factory=apply.LaneLocks)
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    waker: wakes.Waker = field(default_factory=wakes.Waker)
+    lanes: steps_.LanesStep = field(default_factory=steps_.LanesStep)
+    wakes: steps_.WakesStep = field(default_factory=steps_.WakesStep)
+
+    @property
+    def steps(self) -> tuple[steps_.Step, ...]:
+        """The steps of a pass, in order."""
+        return (self.lanes, self.wakes)
+
+    @property
+    def waker(self) -> wakes.Waker:
+        """The trigger queue's worker (one lease owner per reconciler)."""
+        return self.wakes.waker
 
     async def observe(self, desired: DesiredState | None = None) -> world.Observed:
         """Read every source once, concurrently (tmux only when some agent uses it)."""
@@ -148,21 +156,32 @@ class Reconciler:
             return ()
         return await tmux_observer.observe_panes(self.wiring.tmux)
 
-    async def plan(
-        self, desired: DesiredState, *, allow_empty: bool = False
-    ) -> tuple[planner.Plan, world.Observed, datetime]:
-        """Observe and plan, changing nothing."""
+    async def begin(
+        self,
+        desired: DesiredState,
+        *,
+        correlation: str | None = None,
+        allow_empty: bool = False,
+        on_outcome: apply.OnOutcome | None = None,
+    ) -> steps_.Pass:
+        """Observe once and gather what every step plans from."""
         now = self.wiring.clock.now()
         observed = await self.observe(desired)
         memories = await anyio.to_thread.run_sync(self.wiring.store.memories)
-        result = planner.plan(desired, observed, memories, now, allow_empty=allow_empty)
-        if self.wiring.paths.recalled:
-            note = (
-                f"no Workspace is declared; using the last one declared here "
-                f"({self.wiring.paths.workspace}, from .lanes/{wiring.WORKSPACE_MEMORY})"
-            )
-            result = dataclasses.replace(result, notices=(note, *result.notices))
-        return result, observed, now
+        ctx = self.context(correlation or uuid.uuid4().hex[:16])
+        if not isinstance(observed.panes, world.Unknown):
+            ctx.sessions.update({p.session_name: p.session_id for p in observed.panes})
+        return steps_.Pass(
+            desired, observed, now, memories, ctx, allow_empty=allow_empty, on_outcome=on_outcome
+        )
+
+    async def plan(
+        self, desired: DesiredState, *, allow_empty: bool = False
+    ) -> tuple[planner.Plan, world.Observed, datetime]:
+        """Observe and plan every step, changing nothing; the lanes step's plan first."""
+        p = await self.begin(desired, allow_empty=allow_empty)
+        the_plan = await self.lanes.plan(p)
+        return self._noted(the_plan), p.observed, p.now
 
     async def run_pass(
         self,
@@ -171,49 +190,45 @@ class Reconciler:
         allow_empty: bool = False,
         on_outcome: apply.OnOutcome | None = None,
     ) -> PassResult:
-        """One full pass: observe, plan, apply, remember."""
-        correlation = uuid.uuid4().hex[:16]
-        the_plan, observed, now = await self.plan(desired, allow_empty=allow_empty)
-        await self._sync_policies(desired, observed)
-        ctx = self.context(correlation)
-        if not isinstance(observed.panes, world.Unknown):
-            ctx.sessions.update({p.session_name: p.session_id for p in observed.panes})
-        outcomes = await apply.apply(
-            the_plan.actions,
-            ctx,
-            limit=desired.workspace.spec.max_parallel_lanes,
-            locks=self.locks,
-            on_outcome=on_outcome,
-        )
-        await self._remember(the_plan, outcomes, now)
+        """One full pass: observe once, then each step plans and applies in turn."""
+        p = await self.begin(desired, allow_empty=allow_empty, on_outcome=on_outcome)
+        await self._sync_policies(desired, p.observed)
+        the_plan = planner.Plan()
+        results: dict[str, steps_.StepResult] = {}
+        for step in self.steps:
+            step_plan = await step.plan(p)
+            if isinstance(step_plan, planner.Plan):
+                the_plan = step_plan
+            results[step.name] = await step.apply(p, step_plan)
         self._reap()
-        result = PassResult(the_plan, observed, tuple(outcomes), correlation, now)
-        return await self.wake(desired, result, ctx)
+        outcomes = tuple(o for r in results.values() for o in r.outcomes)
+        wakes_ = tuple(w for r in results.values() for w in r.wakes)
+        return PassResult(
+            self._noted(the_plan), p.observed, outcomes, p.ctx.correlation_id, p.now, wakes_,
+            results,
+        )  # fmt: skip
 
-    async def wake(
-        self, desired: DesiredState, result: PassResult, ctx: Context | None = None
-    ) -> PassResult:
-        """The wake step: enqueue what unread messages call for, then work due jobs."""
-        if not desired.threads or result.blind:
-            return result
-        envelopes, due = await self.wake_step(desired, ctx)
-        return dataclasses.replace(result, wakes=tuple(envelopes), queue_due=due)
+    def _noted(self, the_plan: planner.Plan) -> planner.Plan:
+        if not self.wiring.paths.recalled:
+            return the_plan
+        note = (
+            f"no Workspace is declared; using the last one declared here "
+            f"({self.wiring.paths.workspace}, from .lanes/{wiring.WORKSPACE_MEMORY})"
+        )
+        return dataclasses.replace(the_plan, notices=(note, *the_plan.notices))
 
     async def wake_step(
         self, desired: DesiredState, ctx: Context | None = None
     ) -> tuple[list[deliver.Envelope], datetime | None]:
-        """Enqueue wakes due now, work due jobs; return results and the next due time."""
-        ctx = ctx or self.context(uuid.uuid4().hex[:16])
-        await self.waker.enqueue_wanted(ctx, desired)
-        envelopes = await self.waker.work(ctx, desired)
-        due = await anyio.to_thread.run_sync(jobs.next_due, self.wiring.store)
-        return envelopes, due
+        """The wake step alone (the daemon's quick wakes between passes)."""
+        return await self.wakes.work(ctx or self.context(uuid.uuid4().hex[:16]), desired)
 
     def _reap(self) -> None:
         """Collect process-runtime launchers that ended (the daemon outlives them)."""
         self.children[:] = [child for child in self.children if child.poll() is None]
 
     def context(self, correlation: str) -> Context:
+        """The executors' context for one pass."""
         w = self.wiring
         return Context(
             runner=w.runner,
@@ -242,44 +257,6 @@ class Reconciler:
                     self.wiring.store.update_lane, name, now, on_dirty=lane.spec.on_dirty_cleanup
                 )
                 await anyio.to_thread.run_sync(update)
-
-    async def _remember(
-        self, the_plan: planner.Plan, outcomes: list[Outcome], now: datetime
-    ) -> None:
-        store = self.wiring.store
-        before = await anyio.to_thread.run_sync(store.memories)
-        after = remembered(the_plan, outcomes, before, now)
-        if after != {k: v for k, v in before.items() if k in after}:
-            await anyio.to_thread.run_sync(store.put_memories, after)
-
-
-def remembered(
-    the_plan: planner.Plan,
-    outcomes: list[Outcome],
-    before: Mapping[str, memory.LaneMemory],
-    now: datetime,
-) -> dict[str, memory.LaneMemory]:
-    """The memory of every lane after this pass (lanes with nothing to do are reset)."""
-    pending = {a.lane for a in the_plan.pending}
-    after: dict[str, memory.LaneMemory] = {}
-    for lane in set(before) | set(the_plan.lanes):
-        if lane in pending:
-            continue
-        mine = [o for o in outcomes if o.action.lane == lane]
-        failure = next((o.message for o in mine if o.failed), None)
-        # Agent actions are not "no progress" when repeated: restarts have their own backoff
-        # and crash-loop guard (core.lifecycle).
-        applied = tuple(
-            o.action.key
-            for o in mine
-            if o.status == "applied"
-            and not isinstance(
-                o.action, actions.AgentAction | actions.KillStray | actions.KillStrayProcess
-            )
-        )
-        previous = before.get(lane, memory.LaneMemory())
-        after[lane] = memory.remember(previous, applied=applied, error=failure, now=now)
-    return after
 
 
 async def _records(w: Wiring) -> Mapping[str, world.LaneRecord]:

@@ -20,7 +20,7 @@ import anyio
 
 from controller.core import lifecycle, world
 from controller.core.workflows import actions as run_actions
-from controller.core.workflows import budget, compaction, expansion, model, naming, scheduler
+from controller.core.workflows import budget, compaction, decisions, expansion, model, scheduler
 from controller.core.workflows import snapshots, usage
 from controller.core.workflows.model import TaskObservation, TaskPhase, TaskReason
 from controller.spec.state import DesiredState
@@ -328,7 +328,7 @@ def _plan_run(view: RunView, now: datetime) -> tuple[list[run_actions.RunAction]
     acts: list[run_actions.RunAction] = [*_finalize(view)]
     if run.phase != model.RunPhase.RUNNING:
         return acts, None
-    records = {name: t.row.record for name, t in view.tasks.items()}
+    settled, records = _as_scheduled(view)
     for name, t in view.tasks.items():
         if t.composed is not None and t.composed.overflow:
             acts.append(_overflow(run.name, t))
@@ -337,19 +337,60 @@ def _plan_run(view: RunView, now: datetime) -> tuple[list[run_actions.RunAction]
             )
     observed = {n: t.seen for n, t in view.tasks.items() if t.seen is not None}
     tokens = {n: t.composed.tokens for n, t in view.tasks.items() if t.composed is not None}
-    decided = scheduler.plan_run(
-        dataclasses.replace(run), records, observed, now, prompt_tokens=tokens
-    )
+    decided = scheduler.plan_run(settled, records, observed, now, prompt_tokens=tokens)
     acts.extend(_decision_action(view, d) for d in decided.decisions)
     if decided.finish is not None:
         f = decided.finish
-        acts.append(
-            run_actions.FinishRun(
-                run.name, "", f.message, run=run.name, phase=f.phase, reason_code=f.reason,
-                message=f.message,
-            )
-        )  # fmt: skip
+        finish = run_actions.FinishRun(
+            run.name,
+            "",
+            f.message,
+            run=run.name,
+            phase=f.phase,
+            reason_code=f.reason,
+            message=f.message,
+        )
+        acts.append(finish)
     return acts, decided.next_due
+
+
+def _as_scheduled(view: RunView) -> tuple[model.RunRecord, dict[str, model.TaskRecord]]:
+    """The run and tasks as the scheduler counts them: settled spending, and each running
+    attempt at its estimate (its usage so far comes from what this pass parsed).
+
+    The store counts a running attempt's tallied usage as spent and keeps only what its
+    estimate has left as reserved (so one guarded UPDATE can compare); the scheduler wants the
+    settled part and the whole estimates, and adds the parsed usage itself.
+    """
+    run = view.row.record
+    records: dict[str, model.TaskRecord] = {}
+    live_usd, live_tokens, reserved_usd, reserved_tokens = 0.0, 0, 0.0, 0
+    for name, t in view.tasks.items():
+        record = t.row.record
+        if record.phase == TaskPhase.RUNNING:
+            stored = dict(t.row.progress or {})
+            live_usd += float(stored.get("charged", 0.0))
+            live_tokens += _stored_tokens(stored)
+            reserved_usd += t.row.estimate_usd
+            reserved_tokens += t.row.estimate_tokens
+            record = record.moved(
+                reserved_usd=t.row.estimate_usd, reserved_tokens=t.row.estimate_tokens
+            )
+        records[name] = record
+    settled = dataclasses.replace(
+        run,
+        spent_usd=max(0.0, run.spent_usd - live_usd),
+        spent_tokens=max(0, run.spent_tokens - live_tokens),
+        reserved_usd=reserved_usd,
+        reserved_tokens=reserved_tokens,
+    )
+    return settled, records
+
+
+def _stored_tokens(stored: Mapping[str, Any]) -> int:
+    if "parser" not in stored:
+        return 0
+    return usage.Progress.from_json(stored["parser"]).report.usage.tokens
 
 
 def _overflow(run: str, t: TaskView) -> run_actions.FailTask:
@@ -384,28 +425,28 @@ def _finalize(view: RunView) -> list[run_actions.RunAction]:
     return found
 
 
-def _decision_action(view: RunView, d: scheduler.Decision) -> run_actions.RunAction:
+def _decision_action(view: RunView, d: decisions.Decision) -> run_actions.RunAction:
     run = view.row.record.name
     t = view.tasks[d.task]
     lane, path = t.row.lane, str(t.worktree)
     common: dict[str, Any] = {"run": run, "task": d.task}
-    if isinstance(d, scheduler.Complete):
+    if isinstance(d, decisions.Complete):
         return run_actions.CompleteTask(
             lane, path, d.message, attempt=t.row.record.attempt, phase=d.phase,
             reason_code=d.reason, exit_code=d.exit_code, **common,
         )  # fmt: skip
-    if isinstance(d, scheduler.Stop):
+    if isinstance(d, decisions.Stop):
         return run_actions.StopTask(
             lane, path, d.message, attempt=t.row.record.attempt, phase=d.phase,
             reason_code=d.reason, **common,
         )  # fmt: skip
-    if isinstance(d, scheduler.Retry):
+    if isinstance(d, decisions.Retry):
         return run_actions.RetryTask(
             lane, path, d.message, attempt=d.attempt, due_at=d.due_at, **common
         )
-    if isinstance(d, scheduler.Skip):
+    if isinstance(d, decisions.Skip):
         return run_actions.SkipTask(lane, path, d.message, reason_code=d.reason, **common)
-    assert isinstance(d, scheduler.Dispatch)
+    assert isinstance(d, decisions.Dispatch)
     composed = t.composed
     return run_actions.DispatchTask(
         lane, path, d.message, attempt=d.attempt, model=t.spec.model,

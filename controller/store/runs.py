@@ -40,6 +40,8 @@ class TaskRow:
     log_offset: int = 0
     progress: Mapping[str, Any] | None = None
     command: tuple[str, ...] = ()
+    estimate_usd: float = 0.0  # of the current (or last) attempt
+    estimate_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,8 @@ def _open_attempt(conn: sa.Connection, store: Store, d: Dispatch, now: datetime)
             command=list(d.command),
             reserved_usd=d.estimate_usd,
             reserved_tokens=d.estimate_tokens,
+            estimate_usd=d.estimate_usd,
+            estimate_tokens=d.estimate_tokens,
             log_offset=0,
             progress=None,
             updated_at=now,
@@ -244,41 +248,52 @@ class Increment:
 def add_usage(store: Store, inc: Increment, now: datetime) -> bool:
     """Record a usage increment, the run's and task's totals, and the parser's offset, at once.
 
+    The attempt's reservation shrinks to what its estimate has left (never below zero), so the
+    run's ``spent + reserved`` counts each running attempt at the larger of its estimate and
+    its usage: what the dispatch guard needs to compare in one statement.
+
     With ``from_offset`` set, nothing is written unless the stored offset is still the one the
     increment was parsed from: a second writer of the same increment (a rerun after a crash)
     finds the offset moved on. Returns whether anything was written.
     """
     with store.engine.begin() as conn:
-        row = conn.execute(
-            sa.select(T.c.usage, T.c.cost_usd, T.c.attempt, T.c.log_offset).where(
-                *_task_key(store, inc.run, inc.task)
-            )
-        ).first()
+        row = conn.execute(sa.select(T).where(*_task_key(store, inc.run, inc.task))).first()
         if row is None or row.attempt != inc.attempt:
             return False
         if inc.from_offset is not None and row.log_offset != inc.from_offset:
             return False
-        total = wf.Usage.from_json(row.usage) + inc.usage
         _insert_usage(conn, store, inc, now)
+        spent = _add_attempt_usage(conn, store, inc)
+        running = row.phase == str(wf.TaskPhase.RUNNING)
+        headroom = _headroom(row, spent) if running else (row.reserved_usd, row.reserved_tokens)
+        total = wf.Usage.from_json(row.usage) + inc.usage
         changes: dict[str, Any] = {
             "usage": total.to_json(),
             "cost_usd": row.cost_usd + inc.cost_usd,
+            "reserved_usd": headroom[0],
+            "reserved_tokens": headroom[1],
             "updated_at": now,
         }
         if inc.log_offset is not None:
             changes |= {"log_offset": inc.log_offset, "progress": dict(inc.progress or {})}
         conn.execute(sa.update(T).where(*_task_key(store, inc.run, inc.task)).values(**changes))
-        _add_attempt_usage(conn, store, inc)
         conn.execute(
             sa.update(R)
             .where(*_run_key(store, inc.run))
             .values(
                 spent_usd=R.c.spent_usd + inc.cost_usd,
                 spent_tokens=R.c.spent_tokens + inc.usage.tokens,
+                reserved_usd=R.c.reserved_usd + (headroom[0] - row.reserved_usd),
+                reserved_tokens=R.c.reserved_tokens + (headroom[1] - row.reserved_tokens),
                 updated_at=now,
             )
         )
     return True
+
+
+def _headroom(row: sa.Row[Any], spent: tuple[float, int]) -> tuple[float, int]:
+    """What the attempt's estimate has left once ``spent`` is used."""
+    return max(0.0, row.estimate_usd - spent[0]), max(0, row.estimate_tokens - spent[1])
 
 
 def _insert_usage(conn: sa.Connection, store: Store, inc: Increment, now: datetime) -> None:
@@ -303,7 +318,8 @@ def _insert_usage(conn: sa.Connection, store: Store, inc: Increment, now: dateti
     )
 
 
-def _add_attempt_usage(conn: sa.Connection, store: Store, inc: Increment) -> None:
+def _add_attempt_usage(conn: sa.Connection, store: Store, inc: Increment) -> tuple[float, int]:
+    """Add the increment to its attempt; return the attempt's cost and tokens after it."""
     key = (
         A.c.workspace == store.workspace,
         A.c.run == inc.run,
@@ -312,11 +328,11 @@ def _add_attempt_usage(conn: sa.Connection, store: Store, inc: Increment) -> Non
     )
     row = conn.execute(sa.select(A.c.usage, A.c.cost_usd).where(*key)).first()
     if row is None:
-        return
+        return inc.cost_usd, inc.usage.tokens
     total = wf.Usage.from_json(row.usage) + inc.usage
-    conn.execute(
-        sa.update(A).where(*key).values(usage=total.to_json(), cost_usd=row.cost_usd + inc.cost_usd)
-    )
+    cost = row.cost_usd + inc.cost_usd
+    conn.execute(sa.update(A).where(*key).values(usage=total.to_json(), cost_usd=cost))
+    return cost, total.tokens
 
 
 def set_progress(
@@ -610,4 +626,6 @@ def _task(row: sa.RowMapping) -> TaskRow:
         log_offset=row["log_offset"],
         progress=row["progress"],
         command=tuple(row["command"] or ()),
+        estimate_usd=row["estimate_usd"],
+        estimate_tokens=row["estimate_tokens"],
     )

@@ -280,6 +280,8 @@ run_tasks = sa.Table(
     sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
     sa.Column("reserved_usd", sa.Float, nullable=False, server_default="0"),
     sa.Column("reserved_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("estimate_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("estimate_tokens", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("log_offset", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("progress", sa.JSON, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),

@@ -82,6 +82,8 @@ def _tasks() -> None:
         sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
         sa.Column("reserved_usd", sa.Float, nullable=False, server_default="0"),
         sa.Column("reserved_tokens", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("estimate_usd", sa.Float, nullable=False, server_default="0"),
+        sa.Column("estimate_tokens", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("log_offset", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("progress", sa.JSON, nullable=True),
         sa.Column("updated_at", UTCDateTime, nullable=False),
