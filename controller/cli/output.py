@@ -89,7 +89,7 @@ def idle_line(the_plan: planner.Plan) -> str:
     return "No changes. The world matches the desired state."
 
 
-def _action_lines(action: actions.Action) -> list[str]:
+def _action_lines(action: actions.ActionBase) -> list[str]:
     return [
         f"  {SYMBOL[action.change]} {action.lane}: {action.describe()}",
         f"      # {action.reason}",

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from controller.core import actions, agents, memory, world
-from controller.core.actions import Action, Change
+from controller.core.actions import Action, ActionBase, Change
 from controller.core.phases import ACTIVE, Phase
 from controller.spec.lane import Lane
 from controller.spec.state import DesiredState
@@ -27,8 +27,8 @@ INITIALIZING = "initializing"  # the lock reason git writes while `worktree add`
 class Plan:
     """What one pass intends to do, and what it holds back and why."""
 
-    actions: tuple[Action, ...] = ()
-    pending: tuple[Action, ...] = ()
+    actions: tuple[ActionBase, ...] = ()
+    pending: tuple[ActionBase, ...] = ()
     conditions: Mapping[str, tuple[world.Condition, ...]] = field(default_factory=dict)
     notices: tuple[str, ...] = ()
     refused: str | None = None

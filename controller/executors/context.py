@@ -25,7 +25,7 @@ Status = Literal["applied", "unchanged", "refused", "failed"]
 class Outcome:
     """What happened to one action."""
 
-    action: actions.Action
+    action: actions.ActionBase
     status: Status
     message: str
 

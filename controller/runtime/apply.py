@@ -37,16 +37,18 @@ def registry() -> Mapping[type[actions.ActionBase], Handler]:
     return {**worktrees.HANDLERS, **agents.HANDLERS}
 
 
-def chains(plan_actions: Iterable[actions.Action]) -> dict[str, list[actions.Action]]:
+def chains(
+    plan_actions: Iterable[actions.ActionBase],
+) -> dict[str, list[actions.ActionBase]]:
     """Actions grouped by lane, plan order kept."""
-    grouped: dict[str, list[actions.Action]] = {}
+    grouped: dict[str, list[actions.ActionBase]] = {}
     for action in plan_actions:
         grouped.setdefault(action.lane, []).append(action)
     return grouped
 
 
 async def apply(
-    plan_actions: Sequence[actions.Action],
+    plan_actions: Sequence[actions.ActionBase],
     ctx: Context,
     *,
     limit: int,
@@ -58,7 +60,7 @@ async def apply(
     limiter = anyio.CapacityLimiter(max(1, limit))
     outcomes: list[Outcome] = []
 
-    async def run_chain(chain: list[actions.Action]) -> None:
+    async def run_chain(chain: list[actions.ActionBase]) -> None:
         async with limiter, locks(chain[0].lane):
             for action in chain:
                 outcome = await _run_one(handlers, action, ctx)
@@ -75,7 +77,7 @@ async def apply(
 
 
 async def _run_one(
-    handlers: Mapping[type[actions.ActionBase], Handler], action: actions.Action, ctx: Context
+    handlers: Mapping[type[actions.ActionBase], Handler], action: actions.ActionBase, ctx: Context
 ) -> Outcome:
     try:
         outcome: Outcome = await handlers[type(action)](action, ctx)
@@ -91,7 +93,7 @@ async def _run_one(
         return Outcome(action, "failed", message)
 
 
-async def _note_failure(ctx: Context, action: actions.Action, message: str) -> None:
+async def _note_failure(ctx: Context, action: actions.ActionBase, message: str) -> None:
     # The failure itself is returned to the caller; recording it is best effort.
     with contextlib.suppress(Exception):
         await ctx.emit("ActionFailed", message, lane=action.lane, action=action.key)

@@ -208,8 +208,7 @@ class Daemon:
         except Exception as exc:  # one bad pass must not end the daemon
             self.log("pass crashed; the next pass retries", error=repr(exc), exc_info=True)
             return
-        memories = await anyio.to_thread.run_sync(reconciler.wiring.store.memories)
-        self.due = result.next_due(memories)
+        self.due = result.next_due()
         self._report(result)
 
     def _waiting(self, pid: int | None) -> None:

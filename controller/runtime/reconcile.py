@@ -83,18 +83,18 @@ class Reconciler:
 
     wiring: Wiring
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    lanes: steps_.LanesStep = field(default_factory=steps_.LanesStep)
-    wakes: steps_.WakesStep = field(default_factory=steps_.WakesStep)
+    lanes_step: steps_.LanesStep = field(default_factory=steps_.LanesStep)
+    wakes_step: steps_.WakesStep = field(default_factory=steps_.WakesStep)
 
     @property
     def steps(self) -> tuple[steps_.Step, ...]:
         """The steps of a pass, in order."""
-        return (self.lanes, self.wakes)
+        return (self.lanes_step, self.wakes_step)
 
     @property
     def waker(self) -> wakes.Waker:
         """The trigger queue's worker (one lease owner per reconciler)."""
-        return self.wakes.waker
+        return self.wakes_step.waker
 
     async def observe(self, desired: DesiredState | None = None) -> world.Observed:
         """Read every source once, concurrently (tmux only when some agent uses it)."""
@@ -180,7 +180,7 @@ class Reconciler:
     ) -> tuple[planner.Plan, world.Observed, datetime]:
         """Observe and plan every step, changing nothing; the lanes step's plan first."""
         p = await self.begin(desired, allow_empty=allow_empty)
-        the_plan = await self.lanes.plan(p)
+        the_plan = await self.lanes_step.plan(p)
         return self._noted(the_plan), p.observed, p.now
 
     async def run_pass(
@@ -221,7 +221,7 @@ class Reconciler:
         self, desired: DesiredState, ctx: Context | None = None
     ) -> tuple[list[deliver.Envelope], datetime | None]:
         """The wake step alone (the daemon's quick wakes between passes)."""
-        return await self.wakes.work(ctx or self.context(uuid.uuid4().hex[:16]), desired)
+        return await self.wakes_step.work(ctx or self.context(uuid.uuid4().hex[:16]), desired)
 
     def _reap(self) -> None:
         """Collect process-runtime launchers that ended (the daemon outlives them)."""

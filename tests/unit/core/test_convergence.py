@@ -42,7 +42,7 @@ class SimWorld:
             records=dict(self.records),
         )
 
-    def apply(self, action: A.Action) -> None:
+    def apply(self, action: A.ActionBase) -> None:
         name = action.path.rsplit("/", 1)[1]
         match action:
             case A.ProvisionLane():
