@@ -19,7 +19,7 @@ import anyio
 import click
 
 from controller import __version__
-from controller.cli import common, output, threads
+from controller.cli import common, output, runs, threads
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import world
 from controller.runtime import reconcile, wiring
@@ -439,6 +439,7 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
 
 
 threads.register(cli)
+runs.register(cli)
 
 
 def entrypoint() -> None:

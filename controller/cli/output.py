@@ -169,3 +169,13 @@ def event_line(event: events.Event) -> str:
     where = event.lane or (f"@{event.participant}" if event.participant else "-")
     at = event.at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{at} {event.correlation_id[:8]} {where:<20} {event.kind:<24} {event.reason} {data}"
+
+
+def columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as aligned columns (two spaces apart, no trailing spaces); the first is a header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = (
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+    return "\n".join(lines)

@@ -198,6 +198,7 @@ class StartAgent(AgentAction):
     spec_hash: str = ""
     session_id: str | None = None
     grace: float = 10.0
+    split_stderr: bool = False  # a run task: stdout alone is parsed for usage
 
     kind: ClassVar[str] = "start-agent"
     change: ClassVar[Change] = Change.ADD

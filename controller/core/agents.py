@@ -15,6 +15,7 @@ from datetime import datetime
 
 from controller.core import actions, lifecycle, world
 from controller.core.lifecycle import Life
+from controller.core.workflows import expansion
 from controller.spec.binding import Binding
 from controller.spec.state import DesiredState
 
@@ -263,6 +264,7 @@ def start(
         spec_hash=lifecycle.spec_hash(binding),
         session_id=_session_of(observed, s.lane),
         grace=s.stop_grace_seconds,
+        split_stderr=expansion.is_task(binding),
     )
 
 
@@ -276,7 +278,7 @@ def start_from(
         binding=binding.name, participant=s.participant, runtime=s.runtime,
         command=tuple(s.command), env=tuple(sorted(s.env.items())),
         spec_hash=lifecycle.spec_hash(binding), session_id=record.session_id,
-        grace=s.stop_grace_seconds,
+        grace=s.stop_grace_seconds, split_stderr=expansion.is_task(binding),
     )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from controller.core import actions, agents, memory, world
-from controller.core.actions import Action, ActionBase, Change
+from controller.core.actions import ActionBase, Change
 from controller.core.phases import ACTIVE, Phase
 from controller.spec.lane import Lane
 from controller.spec.state import DesiredState

@@ -7,6 +7,7 @@ agents: ready (none), running (one), shared (two or more).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -137,8 +138,9 @@ async def _launch_process(
     def spawn() -> subprocess.Popen[bytes]:
         log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         exit_file.unlink(missing_ok=True)
-        with log.open("ab") as out:
-            return _popen(argv, cwd=worktree, out=out, env=ctx.agent_env)
+        errors_to = log.with_suffix(".err") if action.split_stderr else None
+        with log.open("ab") as out, _maybe_open(errors_to) as err:
+            return _popen(argv, cwd=worktree, out=out, err=err, env=ctx.agent_env)
 
     child = await anyio.to_thread.run_sync(spawn)
     ctx.children.append(child)
@@ -146,13 +148,29 @@ async def _launch_process(
     return replace(base, pid=child.pid, pid_created=born, log_path=str(log))
 
 
+def _maybe_open(path: Path | None) -> contextlib.AbstractContextManager[BinaryIO | None]:
+    """The file to append a task's stderr to, or None (stderr joins stdout in the log)."""
+    return path.open("ab") if path is not None else contextlib.nullcontext()
+
+
 def _popen(
-    argv: tuple[str, ...], *, cwd: Path, out: BinaryIO, env: Mapping[str, str]
+    argv: tuple[str, ...],
+    *,
+    cwd: Path,
+    out: BinaryIO,
+    err: BinaryIO | None,
+    env: Mapping[str, str],
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        env=dict(env), start_new_session=True, close_fds=True,
-    )  # fmt: skip
+        argv,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err if err is not None else subprocess.STDOUT,
+        env=dict(env),
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def _carry_over(record: world.AgentRecord, old: world.AgentRecord | None) -> world.AgentRecord:

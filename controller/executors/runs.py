@@ -9,6 +9,7 @@ task is running and the next pass starts its agent (never a second one).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +20,7 @@ from typing import Any
 import anyio
 
 from controller.core.workflows import actions as run_actions
-from controller.core.workflows import expansion, model, naming, snapshots
+from controller.core.workflows import budget, compaction, expansion, model, naming, snapshots
 from controller.executors import signals
 from controller.executors.context import Context, Outcome
 from controller.spec.state import DesiredState
@@ -122,10 +123,31 @@ async def dispatch(action: run_actions.DispatchTask, ctx: Context) -> Outcome:
         return Outcome(action, "unchanged", "the task is not pending any more")
     if await _previous_attempt_alive(ctx, task.lane):
         return Outcome(action, "refused", "the previous attempt's process is still stopping")
+    if task.record.base_commit is None and await _git(ctx).commit_of(f"refs/heads/{task.branch}"):
+        return Outcome(
+            action,
+            "failed",
+            f"branch {task.branch} exists already (from an earlier run of the same name?); "
+            "the task would not start from its base. Delete the branch, or submit under "
+            "another --name.",
+        )
     base = task.record.base_commit or await _base(ctx, action, rows)
     if isinstance(base, Outcome):
         return base
     spec = row.record.snapshot.task(action.task)
+    composed = await compose_prompt(_git(ctx), row.record, spec, rows)
+    if composed.overflow:
+        return await _overflowed(ctx, action, task.lane, composed)
+    price = row.record.snapshot.models[spec.model]
+    estimate = budget.estimate(price, composed.tokens)
+    action = dataclasses.replace(
+        action,
+        prompt=composed.text,
+        prompt_tokens=composed.tokens,
+        notes=composed.notes,
+        estimate_usd=max(action.estimate_usd, estimate.usd),
+        estimate_tokens=max(action.estimate_tokens, estimate.tokens),
+    )
     argv = await _prepare(ctx, action, spec, task.lane)
     session = naming.session_id(ctx.workspace, action.run, action.task, action.attempt)
     d = runs_store.Dispatch(
@@ -154,6 +176,62 @@ async def dispatch(action: run_actions.DispatchTask, ctx: Context) -> Outcome:
         compaction=list(action.notes),
     )
     return Outcome(action, "applied", f"dispatched {action.task} (attempt {action.attempt})")
+
+
+async def compose_prompt(
+    git: gitseam.Git,
+    run: model.RunRecord,
+    spec: model.TaskSpec,
+    rows: Mapping[tuple[str, str], runs_store.TaskRow],
+) -> compaction.Composed:
+    """The task's prompt with each dependency's final message and output files (read with
+    ``git`` at the dependency's final commit, never from a live worktree), compacted to fit
+    its model's window less the answer's room."""
+    upstream = [
+        await _upstream(rows[(run.name, d)], run.snapshot.task(d), git) for d in spec.depends_on
+    ]
+    price = run.snapshot.models[spec.model]
+    window = price.context_window - price.max_output_tokens
+    return compaction.compose(spec.prompt, upstream, budget_tokens=window)
+
+
+async def _upstream(
+    row: runs_store.TaskRow, spec: model.TaskSpec, git: gitseam.Git
+) -> compaction.Upstream:
+    head = row.record.head_commit or ""
+    files: list[compaction.RoutedFile] = []
+    missing: list[str] = []
+    for path in spec.outputs:
+        body = await git.blob(head, path) if head else None
+        if body is None:
+            missing.append(path)
+        else:
+            digest = hashlib.sha256(body).hexdigest()
+            files.append(compaction.RoutedFile(path, body, len(body), digest))
+    return compaction.Upstream(
+        task=spec.name,
+        commit=head,
+        final_message=row.record.final_message,
+        files=tuple(files),
+        missing=tuple(missing),
+    )
+
+
+async def _overflowed(
+    ctx: Context, action: run_actions.DispatchTask, lane: str, composed: compaction.Composed
+) -> Outcome:
+    detail = "; ".join(composed.notes) or "the prompt does not fit the model's window"
+    failed = run_actions.FailTask(
+        lane,
+        action.path,
+        "prompt too large for the model even after compaction",
+        run=action.run,
+        task=action.task,
+        reason_code=TaskReason.CONTEXT_OVERFLOW,
+        detail=detail,
+    )
+    await fail(failed, ctx)
+    return Outcome(action, "refused", f"{action.task}: context_overflow ({detail})")
 
 
 async def _previous_attempt_alive(ctx: Context, lane: str) -> bool:

@@ -25,7 +25,7 @@ from controller.executors import triggers as deliver
 from controller.executors.context import Context, Outcome
 from controller.observers import git, processes
 from controller.observers import tmux as tmux_observer
-from controller.runtime import apply, wakes, wiring
+from controller.runtime import apply, runs, wakes, wiring
 from controller.runtime import steps as steps_
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
@@ -78,18 +78,20 @@ class PassResult:
 class Reconciler:
     """Runs passes for one workspace; the daemon keeps one for its whole life.
 
-    A pass observes once, then runs its steps in order (lanes and agents, then wakes).
+    A pass observes once, then runs its steps in order: runs (their decisions, and the lanes
+    and agents their tasks need), lanes and agents, wakes.
     """
 
     wiring: Wiring
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    runs_step: runs.RunsStep = field(default_factory=runs.RunsStep)
     lanes_step: steps_.LanesStep = field(default_factory=steps_.LanesStep)
     wakes_step: steps_.WakesStep = field(default_factory=steps_.WakesStep)
 
     @property
     def steps(self) -> tuple[steps_.Step, ...]:
         """The steps of a pass, in order."""
-        return (self.lanes_step, self.wakes_step)
+        return (self.runs_step, self.lanes_step, self.wakes_step)
 
     @property
     def waker(self) -> wakes.Waker:
@@ -180,7 +182,8 @@ class Reconciler:
     ) -> tuple[planner.Plan, world.Observed, datetime]:
         """Observe and plan every step, changing nothing; the lanes step's plan first."""
         p = await self.begin(desired, allow_empty=allow_empty)
-        the_plan = await self.lanes_step.plan(p)
+        runs_plan = await self.runs_step.plan(p)
+        the_plan = _with_runs(await self.lanes_step.plan(p), runs_plan)
         return self._noted(the_plan), p.observed, p.now
 
     async def run_pass(
@@ -194,12 +197,16 @@ class Reconciler:
         p = await self.begin(desired, allow_empty=allow_empty, on_outcome=on_outcome)
         await self._sync_policies(desired, p.observed)
         the_plan = planner.Plan()
+        runs_plan = runs.RunsPlan()
         results: dict[str, steps_.StepResult] = {}
         for step in self.steps:
             step_plan = await step.plan(p)
             if isinstance(step_plan, planner.Plan):
                 the_plan = step_plan
+            elif isinstance(step_plan, runs.RunsPlan):
+                runs_plan = step_plan
             results[step.name] = await step.apply(p, step_plan)
+        the_plan = _with_runs(the_plan, runs_plan)
         self._reap()
         outcomes = tuple(o for r in results.values() for o in r.outcomes)
         wakes_ = tuple(w for r in results.values() for w in r.wakes)
@@ -257,6 +264,17 @@ class Reconciler:
                     self.wiring.store.update_lane, name, now, on_dirty=lane.spec.on_dirty_cleanup
                 )
                 await anyio.to_thread.run_sync(update)
+
+
+def _with_runs(the_plan: planner.Plan, runs_plan: runs.RunsPlan) -> planner.Plan:
+    """One plan to show: the runs' actions first (they come first), then the lanes'."""
+    if not runs_plan.actions and not runs_plan.notices:
+        return the_plan
+    return dataclasses.replace(
+        the_plan,
+        actions=(*runs_plan.actions, *the_plan.actions),
+        notices=(*the_plan.notices, *runs_plan.notices),
+    )
 
 
 async def _records(w: Wiring) -> Mapping[str, world.LaneRecord]:

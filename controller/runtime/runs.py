@@ -10,6 +10,7 @@ lanes and agents are then the lanes step's business, through the expansion.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,13 +21,22 @@ import anyio
 
 from controller.core import lifecycle, world
 from controller.core.workflows import actions as run_actions
-from controller.core.workflows import budget, compaction, decisions, expansion, model, scheduler
-from controller.core.workflows import snapshots, usage
+from controller.core.workflows import (
+    budget,
+    compaction,
+    decisions,
+    expansion,
+    model,
+    scheduler,
+    snapshots,
+    usage,
+)
 from controller.core.workflows.model import TaskObservation, TaskPhase, TaskReason
-from controller.spec.state import DesiredState
 from controller.executors import runs as run_handlers
 from controller.executors.context import Context, Outcome
 from controller.executors.runs import RunPaths
+from controller.runtime.steps import Pass, StepResult, with_agents
+from controller.spec.state import DesiredState
 from controller.store import queries
 from controller.store import runs as runs_store
 from controller.system import git as gitseam
@@ -151,7 +161,8 @@ async def _look(
         seen, parsed = await _running(view, run, where, observed)
         return dataclasses.replace(view, seen=seen, parsed=parsed, agent_alive=alive)
     if record.phase == TaskPhase.PENDING and _deps_done(view.spec, tasks):
-        composed = await _compose(view.spec, run, tasks, git)
+        rows = {(run.name, name): row for name, row in tasks.items()}
+        composed = await run_handlers.compose_prompt(git, run, view.spec, rows)
         return dataclasses.replace(view, composed=composed, agent_alive=alive)
     return dataclasses.replace(view, agent_alive=alive)
 
@@ -247,44 +258,6 @@ def _minus(a: model.Usage, b: model.Usage) -> model.Usage:
         cache_write_tokens=a.cache_write_tokens - b.cache_write_tokens,
         reported_cost_usd=reported,
     )
-
-
-async def _compose(
-    spec: model.TaskSpec,
-    run: model.RunRecord,
-    tasks: Mapping[str, runs_store.TaskRow],
-    git: gitseam.Git,
-) -> compaction.Composed:
-    upstream = [await _upstream(tasks[d], run.snapshot.task(d), git) for d in spec.depends_on]
-    price = run.snapshot.models[spec.model]
-    window = price.context_window - price.max_output_tokens
-    return compaction.compose(spec.prompt, upstream, budget_tokens=window)
-
-
-async def _upstream(
-    row: runs_store.TaskRow, spec: model.TaskSpec, git: gitseam.Git
-) -> compaction.Upstream:
-    head = row.record.head_commit or ""
-    files, missing = [], []
-    for path in spec.outputs:
-        body = await git.blob(head, path) if head else None
-        if body is None:
-            missing.append(path)
-        else:
-            files.append(compaction.RoutedFile(path, body, len(body), _sha256(body)))
-    return compaction.Upstream(
-        task=spec.name,
-        commit=head,
-        final_message=row.record.final_message,
-        files=tuple(files),
-        missing=tuple(missing),
-    )
-
-
-def _sha256(body: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(body).hexdigest()
 
 
 # --- plan ----------------------------------------------------------------------------------
@@ -411,17 +384,17 @@ def _finalize(view: RunView) -> list[run_actions.RunAction]:
     found: list[run_actions.RunAction] = []
     for name, t in view.tasks.items():
         r = t.row.record
-        if r.phase in model.ENDED_TASK and r.attempt >= 1 and r.head_commit is None:
-            if not t.agent_alive and not view.row.cleaned:
-                found.append(
-                    run_actions.FinalizeTask(
-                        t.row.lane,
-                        str(t.worktree),
-                        "the task ended; keep what it left",
-                        run=view.row.record.name,
-                        task=name,
-                    )
+        ended = r.phase in model.ENDED_TASK and r.attempt >= 1 and r.head_commit is None
+        if ended and not t.agent_alive and not view.row.cleaned:
+            found.append(
+                run_actions.FinalizeTask(
+                    t.row.lane,
+                    str(t.worktree),
+                    "the task ended; keep what it left",
+                    run=view.row.record.name,
+                    task=name,
                 )
+            )
     return found
 
 
@@ -431,15 +404,22 @@ def _decision_action(view: RunView, d: decisions.Decision) -> run_actions.RunAct
     lane, path = t.row.lane, str(t.worktree)
     common: dict[str, Any] = {"run": run, "task": d.task}
     if isinstance(d, decisions.Complete):
+        attempt = t.row.record.attempt
         return run_actions.CompleteTask(
-            lane, path, d.message, attempt=t.row.record.attempt, phase=d.phase,
-            reason_code=d.reason, exit_code=d.exit_code, **common,
-        )  # fmt: skip
+            lane,
+            path,
+            d.message,
+            attempt=attempt,
+            phase=d.phase,
+            reason_code=d.reason,
+            exit_code=d.exit_code,
+            **common,
+        )
     if isinstance(d, decisions.Stop):
+        attempt = t.row.record.attempt
         return run_actions.StopTask(
-            lane, path, d.message, attempt=t.row.record.attempt, phase=d.phase,
-            reason_code=d.reason, **common,
-        )  # fmt: skip
+            lane, path, d.message, attempt=attempt, phase=d.phase, reason_code=d.reason, **common
+        )
     if isinstance(d, decisions.Retry):
         return run_actions.RetryTask(
             lane, path, d.message, attempt=d.attempt, due_at=d.due_at, **common
@@ -447,15 +427,29 @@ def _decision_action(view: RunView, d: decisions.Decision) -> run_actions.RunAct
     if isinstance(d, decisions.Skip):
         return run_actions.SkipTask(lane, path, d.message, reason_code=d.reason, **common)
     assert isinstance(d, decisions.Dispatch)
+    return _dispatch_action(t, d, lane, path, common)
+
+
+def _dispatch_action(
+    t: TaskView, d: decisions.Dispatch, lane: str, path: str, common: dict[str, Any]
+) -> run_actions.DispatchTask:
     composed = t.composed
     return run_actions.DispatchTask(
-        lane, path, d.message, attempt=d.attempt, model=t.spec.model,
-        estimate_usd=d.estimate_usd, estimate_tokens=d.estimate_tokens,
-        remaining_usd=d.remaining_usd, needs=t.spec.depends_on, base=t.spec.base,
+        lane,
+        path,
+        d.message,
+        attempt=d.attempt,
+        model=t.spec.model,
+        estimate_usd=d.estimate_usd,
+        estimate_tokens=d.estimate_tokens,
+        remaining_usd=d.remaining_usd,
+        needs=t.spec.depends_on,
+        base=t.spec.base,
         prompt=composed.text if composed else t.spec.prompt,
-        prompt_tokens=composed.tokens if composed else 0,
-        notes=composed.notes if composed else (), **common,
-    )  # fmt: skip
+        prompt_tokens=composed.tokens if composed else compaction.estimate_tokens(t.spec.prompt),
+        notes=composed.notes if composed else (),
+        **common,
+    )
 
 
 # --- expansion -----------------------------------------------------------------------------
@@ -486,7 +480,7 @@ def task_lanes(
             view = next(v for v in seen.runs if v.row.record.name == act.run)
             t = view.tasks[act.task]
             argv = run_handlers.command_for(t.spec, act, where, workspace=workspace)
-            base = act.base if not act.needs else "(merge of " + ", ".join(act.needs) + ")"
+            base = act.base if not act.needs else "merge(" + ",".join(act.needs) + ")"
             lanes.append(_task_lane(act.run, act.task, t, base, argv))
     return lanes
 
@@ -540,14 +534,93 @@ async def _record_usage(ctx: Context, run: str, task: str, attempt: int, parsed:
     nothing = parsed.increment == model.Usage() and abs(parsed.cost) < 1e-12
     if nothing:
         if parsed.offset != parsed.from_offset:
-            await ctx.db(runs_store.set_progress, ctx.store, run, task, attempt=attempt,
-                         offset=parsed.offset, progress=progress, now=now)  # fmt: skip
+            keep = functools.partial(
+                runs_store.set_progress,
+                ctx.store,
+                run,
+                task,
+                attempt=attempt,
+                offset=parsed.offset,
+                progress=progress,
+                now=now,
+            )
+            await anyio.to_thread.run_sync(keep)
         return
     row = await ctx.db(runs_store.get, ctx.store, run)
     model_name = row.record.snapshot.task(task).model if row else ""
     inc = runs_store.Increment(
-        run, task, attempt, model_name, parsed.increment, cost_usd=parsed.cost,
-        catalog_cost_usd=parsed.catalog_cost, from_offset=parsed.from_offset,
-        log_offset=parsed.offset, progress=progress,
-    )  # fmt: skip
+        run,
+        task,
+        attempt,
+        model_name,
+        parsed.increment,
+        cost_usd=parsed.cost,
+        catalog_cost_usd=parsed.catalog_cost,
+        from_offset=parsed.from_offset,
+        log_offset=parsed.offset,
+        progress=progress,
+    )
     await ctx.db(runs_store.add_usage, ctx.store, inc, now)
+
+
+# --- the step ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RunsStep:
+    """Runs first: their decisions, then the expansion the lanes step reconciles.
+
+    On a blind pass (a source could not be read) runs wait: nothing is completed, dispatched
+    or stopped on the strength of an unknown observation.
+    """
+
+    name: str = "runs"
+
+    async def plan(self, p: Pass) -> RunsPlan:
+        """Read the runs, decide, and leave the expansion (with this plan's dispatches)."""
+        if p.blind:
+            return RunsPlan()
+        paths = run_handlers.paths_of(p.ctx)
+        seen = await observe(p.ctx.store, _git_of(p.ctx), paths, p.desired, p.observed)
+        the_plan = plan(seen, p.desired, p.now)
+        lanes = task_lanes(seen, paths, workspace=p.ctx.workspace, plan_=the_plan)
+        p.expanded, problems = expansion.expand(p.desired, lanes)
+        return dataclasses.replace(the_plan, notices=(*the_plan.notices, *problems))
+
+    async def apply(self, p: Pass, the_plan: RunsPlan) -> StepResult:
+        """Apply the decisions, then expand from what the store now says."""
+        if p.blind:
+            return StepResult()
+        outcomes = await apply(p.ctx, p.desired, the_plan)
+        if outcomes or the_plan.parsed:
+            await self._expand_again(p)
+        return StepResult(tuple(outcomes), the_plan.next_due)
+
+    async def _expand_again(self, p: Pass) -> None:
+        store = p.ctx.store
+        paths = run_handlers.paths_of(p.ctx)
+        rows = await anyio.to_thread.run_sync(runs_store.runs, store)
+        tasks = await anyio.to_thread.run_sync(lambda: runs_store.tasks(store))
+        views = [_bare_view(r, tasks, paths) for r in rows if not r.cleaned]
+        lanes = task_lanes(RunsSeen(tuple(views)), paths, workspace=p.ctx.workspace)
+        p.expanded, _ = expansion.expand(p.desired, lanes)
+        with_agents(p, await anyio.to_thread.run_sync(store.agent_records))
+
+
+def _bare_view(
+    row: runs_store.RunRow,
+    tasks: Mapping[tuple[str, str], runs_store.TaskRow],
+    paths: RunPaths,
+) -> RunView:
+    run = row.record
+    views = {
+        t.name: TaskView(
+            tasks[(run.name, t.name)], t, paths.worktree(tasks[(run.name, t.name)].lane)
+        )
+        for t in run.snapshot.tasks
+    }
+    return RunView(row, views)
+
+
+def _git_of(ctx: Context) -> gitseam.Git:
+    return gitseam.Git(ctx.runner, ctx.repo)

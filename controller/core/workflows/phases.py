@@ -27,8 +27,9 @@ RUN_ALLOWED: Mapping[RunPhase, frozenset[RunPhase]] = {
 
 TASK_ALLOWED: Mapping[TaskPhase, frozenset[TaskPhase]] = {
     # Dispatched; skipped (upstream failed, or the run ended); aborted; blocked when the merge
-    # of its dependencies' commits conflicts while its dispatch is applied.
-    _T.PENDING: frozenset({_T.RUNNING, _T.SKIPPED, _T.ABORTED, _T.BLOCKED}),
+    # of its dependencies' commits conflicts while its dispatch is applied; failed when its
+    # composed prompt cannot fit its model's window (context_overflow), before it ever runs.
+    _T.PENDING: frozenset({_T.RUNNING, _T.SKIPPED, _T.ABORTED, _T.BLOCKED, _T.FAILED}),
     # Its process exits or is stopped. Never straight back to pending: a retry records the
     # failed attempt first (running -> failed -> pending).
     _T.RUNNING: frozenset({_T.SUCCEEDED, _T.FAILED, _T.ABORTED}),
