@@ -184,6 +184,32 @@ def test_process_runtime(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
     assert alive_with(str(tmp_path)) == []
 
 
+def test_process_runtime_status_shows_the_agents_own_pid(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    """`kill <pid from status>` reaches the agent, not its supervising launcher."""
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    rec = tmp_path / "rec.jsonl"
+    bind(repo, {"lane": "a", "participant": "bg", "args": ["--record", str(rec), str(tmp_path)],
+                "spec": {"runtime": "process"}})  # fmt: skip
+    once(repo)
+    wait_until(lambda: records(rec) and agents(repo)["bg"]["pid"] is not None)
+    bg = agents(repo)["bg"]
+    assert bg["pid"] == records(rec)[0]["pid"]  # the agent itself
+    assert bg["launcherPid"] not in (None, bg["pid"])
+    assert psutil.Process(bg["pid"]).ppid() == bg["launcherPid"]
+    os.kill(bg["pid"], signal.SIGTERM)
+    wait_until(lambda: agents(repo)["bg"]["state"] == "dead")
+    assert agents(repo)["bg"]["pid"] is None  # no agent runs; the launcher has ended
+    assert "started bg" in once(repo)  # restart policy on-failure: 143 is a failure
+    again = agents(repo)["bg"]
+    assert again["state"] == "running" and again["restarts"] == 1
+    assert again["lastExit"] == 128 + signal.SIGTERM
+    (exited,) = [e for e in events(repo) if e["kind"] == "AgentExited"]
+    assert exited["data"]["status"] == 143
+
+
 def test_stale_agent_is_replaced_and_heartbeat_counts(
     repo: Repo, tmux_socket: str, tmp_path: Path
 ) -> None:
@@ -346,7 +372,7 @@ def test_unrecorded_process_agent_is_stopped(repo: Repo, tmux_socket: str, tmp_p
     bind(repo, {"lane": "a", "participant": "bg", "args": [str(tmp_path)],
                 "spec": {"runtime": "process"}})  # fmt: skip
     once(repo)
-    first = agents(repo)["bg"]["pid"]
+    first = agents(repo)["bg"]["launcherPid"]
     with sqlite3.connect(repo.path / ".lanes" / "state.db") as conn:
         conn.execute("DELETE FROM agents")  # as if the record had never been written
     out = once(repo)
