@@ -151,7 +151,8 @@ def _popen(
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        env=dict(env), start_new_session=True, close_fds=True,
+        env={k: v for k, v in env.items() if k != launch.AGENT_ID},  # the launcher sets its own
+        start_new_session=True, close_fds=True,
     )  # fmt: skip
 
 

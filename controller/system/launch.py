@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
+
+# A random id per start, in the agent's environment: every process the agent starts inherits
+# it, so a stop finds helpers that left its process group, session and parentage.
+AGENT_ID = "LANE_AGENT_ID"
 
 
 def _read_env(path: Path) -> dict[str, str]:
@@ -61,7 +66,7 @@ def main(args: list[str]) -> int:
         return 2
     split = args.index("--")
     head, argv = args[:split], args[split + 1 :]
-    env = _read_env(Path(head[0]))
+    env = {**_read_env(Path(head[0])), AGENT_ID: secrets.token_hex(16)}
     if len(head) == 3 and head[1] == "--supervise":
         return _supervise(argv, env, Path(head[2]))
     try:

@@ -21,6 +21,7 @@ import anyio
 import anyio.abc
 
 from controller import errors
+from controller.system import launch
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -84,6 +85,9 @@ class SubprocessRunner:
         if self.keep_history:
             self.history.append(args)
         merged = {**self.base_env, **(env or {})}
+        # A controller run by an agent must not pass the agent's id on: a tmux server it starts
+        # would otherwise count as one of that agent's helpers, and be stopped with it.
+        merged.pop(launch.AGENT_ID, None)
         try:
             rc, out, err = await _run_in_session(args, cwd=cwd, env=merged, timeout=timeout)
         except TimeoutError as exc:

@@ -272,6 +272,34 @@ def test_lane_removal_stops_agent_before_worktree(
     assert repo.worktrees() == [str(repo.root / "b")] and panes(repo, tmux_socket) == []
 
 
+def helpers(marker: str) -> list[psutil.Process]:
+    """The stub agent's ``--helpers`` that are still alive."""
+    found = [psutil.Process(pid) for pid in alive_with(marker)]
+    return [p for p in found if "time.sleep(3600)" in " ".join(p.cmdline())]
+
+
+@pytest.mark.parametrize("runtime", ["tmux", "process"])
+def test_lane_removal_stops_helpers_that_left_the_group(
+    repo: Repo, tmux_socket: str, tmp_path: Path, runtime: str
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a", "b")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--helpers", str(tmp_path)],
+                "spec": {"runtime": runtime}})  # fmt: skip
+    once(repo)
+    wait_until(lambda: len(helpers(str(tmp_path))) == 2 and agents(repo)["one"]["pid"])
+    agent = psutil.Process(agents(repo)["one"]["pid"])
+    assert all(
+        os.getsid(h.pid) not in (agent.pid, os.getsid(agent.pid)) for h in helpers(str(tmp_path))
+    )
+    assert len(agent.children()) == 1  # the setsid helper; the other one was re-parented
+    repo.lanes("b")
+    (repo.desired / "bindings.yaml").unlink()
+    out = once(repo)
+    assert "stopped one" in out and "removed" in out
+    wait_until(lambda: alive_with(str(tmp_path)) == [], timeout=10)
+
+
 def test_tmux_server_killed_from_outside_is_recreated(
     repo: Repo, tmux_socket: str, tmp_path: Path
 ) -> None:

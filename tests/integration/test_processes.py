@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from controller import errors
-from controller.system import proc
+from controller.system import launch, proc
 from tests.conftest import Repo, alive_with, reap, wait_until
 
 pytestmark = pytest.mark.integration
@@ -87,3 +87,12 @@ async def test_tmux_server_leaves_its_clients_session(repo: Repo, tmux_socket: s
         await runner.run((*tmux, "wait-for", "never"), timeout=1.0)
     assert psutil.Process(server).status() != psutil.STATUS_ZOMBIE
     assert (await runner.run((*tmux, "list-sessions"))).ok
+
+
+@pytest.mark.anyio
+async def test_an_agents_id_is_not_passed_on(tmp_path: Path) -> None:
+    """A controller run inside an agent does not hand the agent's id to what it starts (a tmux
+    server carrying it would be stopped with that agent)."""
+    runner = proc.SubprocessRunner({**os.environ, launch.AGENT_ID: "outer-agent"})
+    done = await runner.run(["env"], env={launch.AGENT_ID: "given"})
+    assert launch.AGENT_ID not in done.stdout
