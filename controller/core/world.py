@@ -147,6 +147,8 @@ class Observed:
     agents: Mapping[str, AgentRecord] = field(default_factory=dict)
     exits: Mapping[str, int] = field(default_factory=dict)  # process runtime: binding -> status
     launched: Mapping[int, Proc] = field(default_factory=dict)  # live process-runtime launchers
+    # process runtime: binding -> the agent its (recorded, live) launcher runs
+    supervised: Mapping[str, Proc] = field(default_factory=dict)
     log_activity: Mapping[str, datetime] = field(default_factory=dict)  # binding -> log mtime
 
     def worktree_at(self, path: str) -> GitWorktree | None:

@@ -167,7 +167,7 @@ def _popen(
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=err if err is not None else subprocess.STDOUT,
-        env=dict(env),
+        env={k: v for k, v in env.items() if k != launch.AGENT_ID},  # the launcher sets its own
         start_new_session=True,
         close_fds=True,
     )
@@ -194,7 +194,8 @@ async def stop_agent(action: actions.StopAgent, ctx: Context) -> Outcome:
         await ctx.tmux.kill_window(action.window_id)
     if isinstance(action, actions.RemoveAgent):
         await ctx.db(ctx.store.delete_agent, action.binding)
-        await anyio.Path(ctx.run_dir / f"{action.binding}.exit").unlink(missing_ok=True)
+        for suffix in (".exit", ".pid"):  # a launcher that was killed leaves its pid file
+            await anyio.Path(ctx.run_dir / f"{action.binding}{suffix}").unlink(missing_ok=True)
     else:
         await ctx.db(
             ctx.store.update_agents, ctx.clock.now(), where={"binding": action.binding},

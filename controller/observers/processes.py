@@ -1,5 +1,5 @@
-"""Observe processes with one scan of the process table per pass (psutil), plus the exit files
-and log times the process runtime leaves in ``.lanes/run`` and ``.lanes/logs``.
+"""Observe processes with one scan of the process table per pass (psutil), plus the exit files,
+agent pid files and log times the process runtime leaves in ``.lanes/run`` and ``.lanes/logs``.
 """
 
 from __future__ import annotations
@@ -74,6 +74,34 @@ def _read_exits(run_dir: Path) -> dict[str, int]:
 async def observe_exits(run_dir: Path) -> Mapping[str, int]:
     """Exit statuses the supervising launcher wrote, by binding."""
     return await anyio.to_thread.run_sync(_read_exits, run_dir)
+
+
+def _supervised(run_dir: Path, launchers: Mapping[str, int]) -> dict[str, world.Proc]:
+    found: dict[str, world.Proc] = {}
+    for binding, launcher in launchers.items():
+        try:
+            pid = int(json.loads((run_dir / f"{binding}.pid").read_text())["pid"])
+            child = psutil.Process(pid)
+            # Its launcher's child, not yet reaped by it: the pid cannot have been reused.
+            if child.ppid() != launcher or child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            found[binding] = world.Proc(pid, child.create_time())
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            continue  # not written yet, or the agent is gone: nothing to show
+    return found
+
+
+async def observe_supervised(
+    run_dir: Path, launchers: Mapping[str, int]
+) -> Mapping[str, world.Proc]:
+    """The agents that process-runtime launchers (binding -> launcher pid) run right now.
+
+    Each launcher writes its agent's pid to ``<binding>.pid``; a pid counts only while it is
+    still that launcher's live child.
+    """
+    if not launchers:
+        return {}
+    return await anyio.to_thread.run_sync(_supervised, run_dir, launchers)
 
 
 def _mtimes(logs: Mapping[str, str]) -> dict[str, datetime]:

@@ -117,9 +117,13 @@ class Reconciler:
             marker = str(w.paths.state_dir / "run" / "env-")
             group.start_soon(read, "scan", functools.partial(
                 processes.observe_processes, pids, launcher_marker=marker))  # fmt: skip
-            group.start_soon(read, "exits", processes.observe_exits, w.paths.state_dir / "run")
+            run_dir = w.paths.state_dir / "run"
+            group.start_soon(read, "exits", processes.observe_exits, run_dir)
             logs = {a.binding: a.log_path for a in agents.values() if a.log_path}
             group.start_soon(read, "activity", processes.observe_log_activity, logs)
+            supervising = (a for a in agents.values() if a.runtime == "process")
+            launchers = {a.binding: a.pid for a in supervising if a.pid is not None}
+            group.start_soon(read, "supervised", processes.observe_supervised, run_dir, launchers)
         if _settling(agents, results["panes"], results["scan"][0]):
             # tmux (built with libutempter, as Debian does) can miss a SIGCHLD and never reap
             # an agent (tmux#311, #4559); a second SIGCHLD makes it collect the status.
@@ -138,6 +142,7 @@ class Reconciler:
             agents=agents,
             exits=results["exits"],
             log_activity=results["activity"],
+            supervised=results["supervised"],
         )
 
     async def _nudge(self, panes: tuple[world.Pane, ...]) -> None:

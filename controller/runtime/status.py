@@ -93,8 +93,9 @@ def _agent(
         assert binding is not None
         return {
             "binding": name, "participant": binding.spec.participant,
-            "runtime": binding.spec.runtime, "pid": None, "pane": None, "window": None,
-            "state": "pending", "restarts": 0, "lastExit": None, "heartbeatAge": None,
+            "runtime": binding.spec.runtime, "pid": None, "launcherPid": None, "pane": None,
+            "window": None, "state": "pending", "restarts": 0, "lastExit": None,
+            "heartbeatAge": None,
             "blocked": None, "declared": True, "log": None, "nextStartAt": None,
         }  # fmt: skip
     seen = lifecycle.liveness(record, observed)
@@ -105,12 +106,23 @@ def _agent(
     beat = lifecycle.last_heartbeat(record, binding, observed) if binding and running else None
     return {
         "binding": name, "participant": record.participant, "runtime": record.runtime,
-        "pid": record.pid, "pane": record.pane_id, "window": record.window_id, "state": state,
+        "pid": _agent_pid(record, observed),
+        "launcherPid": record.pid if record.runtime == "process" else None,
+        "pane": record.pane_id, "window": record.window_id, "state": state,
         "restarts": record.restarts, "lastExit": record.last_exit,
         "heartbeatAge": round((now - beat).total_seconds(), 1) if beat else None,
         "blocked": record.blocked, "declared": binding is not None, "log": record.log_path,
         "nextStartAt": record.next_start_at.isoformat() if record.next_start_at else None,
     }  # fmt: skip
+
+
+def _agent_pid(record: world.AgentRecord, observed: world.Observed) -> int | None:
+    """The agent's own pid: a tmux pane runs it directly; a process-runtime launcher runs it
+    as its child (known while it runs), and ``kill`` must reach the agent, not the launcher."""
+    if record.runtime != "process":
+        return record.pid
+    child = observed.supervised.get(record.binding)
+    return child.pid if child is not None else None
 
 
 async def _participants(

@@ -3,16 +3,23 @@
 It reads the agent's environment from a private file (0600, deleted at once) so secrets never
 appear in a process listing or tmux's argv, then either replaces itself with the agent
 (``exec``: tmux keeps the exit status) or, for the process runtime, runs the agent as a child
-and writes its exit status to ``EXITFILE`` so the controller can see how it ended.
+and writes its exit status to ``EXITFILE`` so the controller can see how it ended. While the
+agent runs, its pid is in ``<binding>.pid`` next to ``EXITFILE``, so that ``status`` can show the
+agent's own pid rather than this launcher's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
+
+# A random id per start, in the agent's environment: every process the agent starts inherits
+# it, so a stop finds helpers that left its process group, session and parentage.
+AGENT_ID = "LANE_AGENT_ID"
 
 
 def _read_env(path: Path) -> dict[str, str]:
@@ -35,11 +42,21 @@ def _supervise(argv: list[str], env: dict[str, str], exit_file: Path) -> int:
     except OSError as exc:
         exit_file.write_text(json.dumps({"status": 127, "error": str(exc)}))
         return 127
+    pid_file = exit_file.with_suffix(".pid")
+    _write_atomically(pid_file, {"pid": pid})
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells report
+    pid_file.unlink(missing_ok=True)  # reaped: from now on its pid may be reused
     exit_file.write_text(json.dumps({"status": code}))
     return 0
+
+
+def _write_atomically(path: Path, data: dict[str, int]) -> None:
+    """A reader sees the whole file or none (never a half-written pid)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data))
+    temporary.replace(path)
 
 
 def main(args: list[str]) -> int:
@@ -49,7 +66,7 @@ def main(args: list[str]) -> int:
         return 2
     split = args.index("--")
     head, argv = args[:split], args[split + 1 :]
-    env = _read_env(Path(head[0]))
+    env = {**_read_env(Path(head[0])), AGENT_ID: secrets.token_hex(16)}
     if len(head) == 3 and head[1] == "--supervise":
         return _supervise(argv, env, Path(head[2]))
     try:

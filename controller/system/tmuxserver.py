@@ -3,15 +3,25 @@
 Every call goes through the ``Runner`` (argv, timeout, counted), not libtmux: libtmux's
 ``tmux_cmd`` waits without a timeout, and a hung server must become *unknown*, not a hung
 controller. Objects are addressed by id (``$1``, ``@2``, ``%3``), never by name: tmux matches
-names by prefix and rewrites ``.`` and ``:``.
+names by prefix and rewrites ``.`` and ``:``. The server's pid, create time and socket file are
+recorded in ``.lanes/tmux-server.json``, so that a server whose socket file was deleted is
+found again (and never replaced by a second one).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import anyio
+import psutil
+
+from controller import errors
+from controller.core import lifecycle
 from controller.system import proc
 
 TIMEOUT = 10.0
@@ -34,6 +44,9 @@ PANE_FIELDS = (
 )  # fmt: skip
 NO_SERVER = "no server running"
 NO_SOCKET = "No such file or directory"
+RECORD = "tmux-server.json"  # next to the configuration file, in .lanes/
+RESTORE_WAIT = 2.0  # seconds for the server to recreate its socket after SIGUSR1
+RESTORE_POLL = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,17 @@ class Created:
     window_id: str
     pane_id: str
     pid: int
+    server_pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRecord:
+    """The workspace's tmux server as last seen: its socket, its pid and create time."""
+
+    socket: str  # the ``-L`` name
+    path: str  # the socket file, as the server reported it
+    pid: int
+    created: float
 
 
 @dataclass(slots=True)
@@ -106,15 +130,17 @@ class TmuxServer:
         argv: Sequence[str],
     ) -> Created:
         """A window running ``argv`` (no shell), in a new or existing session."""
-        fmt = SEP.join(("#{session_id}", "#{window_id}", "#{pane_id}", "#{pane_pid}"))
+        fmt = SEP.join(("#{session_id}", "#{window_id}", "#{pane_id}", "#{pane_pid}", "#{pid}"))
         head: tuple[str, ...]
         if session_id is None:
+            await self._reach_recorded()  # new-session would start a second server
             head = ("new-session", "-d", "-s", session, "-n", name, "-x", "200", "-y", "50")
         else:
             head = ("new-window", "-d", "-t", f"{session_id}:", "-n", name)
         done = (await self.run(*head, "-c", cwd, "-P", "-F", fmt, "--", *argv)).check()
-        sid, wid, pid_, ppid = done.stdout.strip().split(SEP, 3)
-        return Created(sid, wid, pid_, int(ppid))
+        sid, wid, pid_, ppid, server = done.stdout.strip().split(SEP, 4)
+        await self.remember(int(server))
+        return Created(sid, wid, pid_, int(ppid), int(server))
 
     async def kill_window(self, window_id: str) -> bool:
         """Close a window by id; False if it was already gone."""
@@ -157,6 +183,106 @@ class TmuxServer:
     async def kill_server(self) -> None:
         """Stop the whole server (tests, and `controller` teardown)."""
         await self.run("kill-server")
+
+    @property
+    def record_path(self) -> Path:
+        """Where the server's identity is recorded (next to its configuration)."""
+        return self.config.with_name(RECORD)
+
+    def recorded(self) -> ServerRecord | None:
+        """The recorded server of this socket name, if any (alive or not)."""
+        try:
+            data = json.loads(self.record_path.read_text())
+            record = ServerRecord(
+                str(data["socket"]), str(data["path"]), int(data["pid"]), float(data["created"])
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return record if record.socket == self.socket else None
+
+    async def recorded_alive(self) -> ServerRecord | None:
+        """The recorded server, if that very process (pid and create time) still runs."""
+        record = await anyio.to_thread.run_sync(self.recorded)
+        if record is None or not await anyio.to_thread.run_sync(is_running, record):
+            return None
+        return record
+
+    async def remember(self, pid: int) -> None:
+        """Record ``pid`` as the server (once per server: it asks tmux for its socket file)."""
+        known = await anyio.to_thread.run_sync(self.recorded)
+        if known is not None and known.pid == pid:
+            return
+        done = await self.run("display-message", "-p", "#{socket_path}")
+        created = await anyio.to_thread.run_sync(_create_time, pid)
+        if done.ok and created is not None:
+            record = ServerRecord(self.socket, done.stdout.strip(), pid, created)
+            await anyio.to_thread.run_sync(_write_record, self.record_path, record)
+
+    async def restore_socket(self, record: ServerRecord) -> bool:
+        """Make a live server recreate its deleted socket file (tmux does on SIGUSR1).
+
+        True once the file is back. The signal goes only to the recorded process (pid and
+        create time checked): SIGUSR1 ends most other programs.
+        """
+        if not await anyio.to_thread.run_sync(_send_usr1, record):
+            return False
+        socket = anyio.Path(record.path)
+        for _ in range(int(RESTORE_WAIT / RESTORE_POLL)):
+            if await socket.exists():
+                return True
+            await anyio.sleep(RESTORE_POLL)
+        return await socket.exists()
+
+    async def _reach_recorded(self) -> None:
+        """Before starting a server: a recorded one that runs without its socket is revived,
+        or nothing is started (a second server would take the socket and orphan its agents)."""
+        record = await self.recorded_alive()
+        if record is None or await anyio.Path(record.path).exists():
+            return
+        if not await self.restore_socket(record):
+            raise errors.CommandFailed(self.argv("new-session"), 1, lost_socket(record))
+
+
+def is_running(record: ServerRecord) -> bool:
+    """Whether the recorded tmux server still runs (the same process: pid and create time)."""
+    try:
+        server = psutil.Process(record.pid)
+        same = abs(server.create_time() - record.created) <= lifecycle.CREATE_TIME_TOLERANCE
+        return same and server.status() != psutil.STATUS_ZOMBIE and "tmux" in server.name()
+    except psutil.Error:
+        return False
+
+
+def lost_socket(record: ServerRecord) -> str:
+    """Why a server that runs cannot be reached, and what to do about it."""
+    return (
+        f"tmux server pid {record.pid} is alive but its socket {record.path} is gone, and "
+        "SIGUSR1 did not bring it back; nothing is started or stopped until it answers. Check "
+        "that every command runs with the same TMUX_TMPDIR, or stop the server (its agents "
+        f"with it) with `kill {record.pid}`"
+    )
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _send_usr1(record: ServerRecord) -> bool:
+    # tmux recreates the socket but not the folders above it.
+    Path(record.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not is_running(record):
+        return False
+    os.kill(record.pid, signal.SIGUSR1)
+    return True
+
+
+def _write_record(path: Path, record: ServerRecord) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(asdict(record)))
+    temporary.replace(path)
 
 
 def no_server(stderr: str) -> bool:

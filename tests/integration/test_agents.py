@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -11,10 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import libtmux
 import psutil
 import pytest
 
+from controller import errors
+from controller.system import proc, tmuxserver
 from tests.conftest import Repo, alive_with, wait_until
 
 pytestmark = pytest.mark.integration
@@ -184,6 +188,32 @@ def test_process_runtime(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
     assert alive_with(str(tmp_path)) == []
 
 
+def test_process_runtime_status_shows_the_agents_own_pid(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    """`kill <pid from status>` reaches the agent, not its supervising launcher."""
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    rec = tmp_path / "rec.jsonl"
+    bind(repo, {"lane": "a", "participant": "bg", "args": ["--record", str(rec), str(tmp_path)],
+                "spec": {"runtime": "process"}})  # fmt: skip
+    once(repo)
+    wait_until(lambda: records(rec) and agents(repo)["bg"]["pid"] is not None)
+    bg = agents(repo)["bg"]
+    assert bg["pid"] == records(rec)[0]["pid"]  # the agent itself
+    assert bg["launcherPid"] not in (None, bg["pid"])
+    assert psutil.Process(bg["pid"]).ppid() == bg["launcherPid"]
+    os.kill(bg["pid"], signal.SIGTERM)
+    wait_until(lambda: agents(repo)["bg"]["state"] == "dead")
+    assert agents(repo)["bg"]["pid"] is None  # no agent runs; the launcher has ended
+    assert "started bg" in once(repo)  # restart policy on-failure: 143 is a failure
+    again = agents(repo)["bg"]
+    assert again["state"] == "running" and again["restarts"] == 1
+    assert again["lastExit"] == 128 + signal.SIGTERM
+    (exited,) = [e for e in events(repo) if e["kind"] == "AgentExited"]
+    assert exited["data"]["status"] == 143
+
+
 def test_stale_agent_is_replaced_and_heartbeat_counts(
     repo: Repo, tmux_socket: str, tmp_path: Path
 ) -> None:
@@ -246,6 +276,34 @@ def test_lane_removal_stops_agent_before_worktree(
     assert repo.worktrees() == [str(repo.root / "b")] and panes(repo, tmux_socket) == []
 
 
+def helpers(marker: str) -> list[psutil.Process]:
+    """The stub agent's ``--helpers`` that are still alive."""
+    found = [psutil.Process(pid) for pid in alive_with(marker)]
+    return [p for p in found if "time.sleep(3600)" in " ".join(p.cmdline())]
+
+
+@pytest.mark.parametrize("runtime", ["tmux", "process"])
+def test_lane_removal_stops_helpers_that_left_the_group(
+    repo: Repo, tmux_socket: str, tmp_path: Path, runtime: str
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a", "b")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--helpers", str(tmp_path)],
+                "spec": {"runtime": runtime}})  # fmt: skip
+    once(repo)
+    wait_until(lambda: len(helpers(str(tmp_path))) == 2 and agents(repo)["one"]["pid"])
+    agent = psutil.Process(agents(repo)["one"]["pid"])
+    assert all(
+        os.getsid(h.pid) not in (agent.pid, os.getsid(agent.pid)) for h in helpers(str(tmp_path))
+    )
+    assert len(agent.children()) == 1  # the setsid helper; the other one was re-parented
+    repo.lanes("b")
+    (repo.desired / "bindings.yaml").unlink()
+    out = once(repo)
+    assert "stopped one" in out and "removed" in out
+    wait_until(lambda: alive_with(str(tmp_path)) == [], timeout=10)
+
+
 def test_tmux_server_killed_from_outside_is_recreated(
     repo: Repo, tmux_socket: str, tmp_path: Path
 ) -> None:
@@ -258,6 +316,78 @@ def test_tmux_server_killed_from_outside_is_recreated(
     once(repo)
     assert agents(repo)["one"]["state"] == "running"
     assert len(panes(repo, tmux_socket)) == 1
+
+
+def tmux_servers(socket: str) -> list[int]:
+    """Live tmux server processes of ``socket`` (a server's argv is its first client's)."""
+    found = []
+    for process in psutil.process_iter(["pid", "name", "cmdline", "status"]):
+        info = process.info
+        if info["status"] == psutil.STATUS_ZOMBIE or info["name"] != "tmux: server":
+            continue
+        if socket in (info["cmdline"] or ()):
+            found.append(info["pid"])
+    return found
+
+
+def socket_of(repo: Repo, socket: str) -> tuple[Path, int]:
+    """The server's socket file and pid, asked of the server itself."""
+    done = subprocess.run(
+        ("tmux", "-L", socket, "display-message", "-p", "#{socket_path}|#{pid}"),
+        env=repo.env, capture_output=True, text=True, check=True, timeout=10,
+    )  # fmt: skip
+    path, pid = done.stdout.strip().split("|")
+    return Path(path), int(pid)
+
+
+def test_deleted_tmux_socket_is_recreated_not_replaced(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    pid = agents(repo)["one"]["pid"]
+    path, server = socket_of(repo, tmux_socket)
+    path.unlink()
+    assert "No changes" in once(repo)  # the server is asked to recreate its socket (SIGUSR1)
+    assert path.exists() and socket_of(repo, tmux_socket) == (path, server)
+    assert tmux_servers(tmux_socket) == [server]
+    one = agents(repo)["one"]
+    assert one["pid"] == pid and one["state"] == "running" and psutil.pid_exists(pid)
+    assert [e for e in events(repo) if e["kind"] == "AgentStarted"].__len__() == 1
+
+
+def test_tmux_server_without_its_socket_is_unknown_not_empty(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
+    once(repo)
+    pid = agents(repo)["one"]["pid"]
+    path, server = socket_of(repo, tmux_socket)
+    stopped = psutil.Process(server)
+    stopped.suspend()  # it cannot act on SIGUSR1 until it runs again
+    try:
+        path.unlink()
+        out = once(repo, code=2)
+        assert f"tmux server pid {server} is alive but its socket" in out
+        assert agents(repo)["one"]["state"] == "unknown"
+        tmux = tmuxserver.TmuxServer(
+            proc.SubprocessRunner(repo.env), tmux_socket, repo.path / ".lanes" / "tmux.conf"
+        )
+        with pytest.raises(errors.CommandFailed, match="is alive but its socket"):
+            anyio.run(functools.partial(
+                tmux.new_window, session="b", session_id=None, name="x", cwd=str(tmp_path),
+                argv=("sleep", "1000"),
+            ))  # fmt: skip
+        assert tmux_servers(tmux_socket) == [server]  # no second server
+    finally:
+        stopped.resume()
+    wait_until(path.exists)  # the pending SIGUSR1 is handled now
+    assert "No changes" in once(repo)
+    assert agents(repo)["one"]["pid"] == pid and tmux_servers(tmux_socket) == [server]
 
 
 def test_unreachable_tmux_changes_nothing(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
@@ -346,7 +476,7 @@ def test_unrecorded_process_agent_is_stopped(repo: Repo, tmux_socket: str, tmp_p
     bind(repo, {"lane": "a", "participant": "bg", "args": [str(tmp_path)],
                 "spec": {"runtime": "process"}})  # fmt: skip
     once(repo)
-    first = agents(repo)["bg"]["pid"]
+    first = agents(repo)["bg"]["launcherPid"]
     with sqlite3.connect(repo.path / ".lanes" / "state.db") as conn:
         conn.execute("DELETE FROM agents")  # as if the record had never been written
     out = once(repo)
