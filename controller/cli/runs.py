@@ -351,8 +351,10 @@ def runs_clean(ctx: click.Context, /, run: str, **given: Any) -> None:
         await runops.clean(rec, run, lock_timeout=settings.lock_timeout)
         async with locks.workspace_lock(rec.wiring.paths.lock, wait=settings.lock_timeout):
             result = await rec.run_pass(desired)
-        if result.failed:
-            common.fail("; ".join(o.message for o in result.failed), EXIT_FAILED)
+        problems = [o.message for o in result.failed]
+        problems += [result.plan.refused] if result.plan.refused else []
+        if problems:
+            common.fail("; ".join(problems), EXIT_FAILED)
         return runops.Done(run, f"removed the lanes of run {run}")
 
     _done(settings, _with_reconciler(settings, go))
@@ -387,16 +389,26 @@ def abort(ctx: click.Context, /, run: str, reason: str, **given: Any) -> None:
 # -- usage --------------------------------------------------------------------------------------
 
 
-@click.group("usage", invoke_without_command=True)
+class _RunOrCommand(click.Group):
+    """``usage [RUN]`` beside ``usage add``: a first word that names no subcommand is RUN."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            ctx.meta["run"] = args[0]
+            args = args[1:]
+        return super().parse_args(ctx, args)
+
+
+@click.group("usage", cls=_RunOrCommand, invoke_without_command=True)
 @common.global_options
-@click.argument("run", required=False)
 @click.pass_context
 @common.handle_errors
-def usage_group(ctx: click.Context, /, run: str | None, **given: Any) -> None:
-    """Tokens and cost by run, task and model (of RUN, or of every run)."""
+def usage_group(ctx: click.Context, /, **given: Any) -> None:
+    """Tokens and cost by run, task and model: `usage [RUN]`, or `usage add` for a task."""
     settings = common.merge(ctx, **given)
     if ctx.invoked_subcommand is not None:
         return
+    run: str | None = ctx.meta.get("run")
 
     async def go(rec: reconcile.Reconciler, desired: DesiredState) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(runviews.usage_view, rec.wiring.store, run)

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from controller.core import actions, agents, memory, world
 from controller.core.actions import ActionBase, Change
 from controller.core.phases import ACTIVE, Phase
+from controller.core.workflows import expansion
 from controller.spec.lane import Lane
 from controller.spec.state import DesiredState
 
@@ -69,6 +70,7 @@ def plan(
     now: datetime,
     *,
     allow_empty: bool = False,
+    released: frozenset[str] = frozenset(),
 ) -> Plan:
     """Compute the actions that bring the world to the desired state, and nothing else.
 
@@ -88,7 +90,9 @@ def plan(
             _plan_undesired(draft, record, observed)
     _note_strays(draft, desired, observed)
     _add_agents(draft, desired, observed, now)
-    return _finish(draft, desired, observed, memories, now, allow_empty=allow_empty)
+    return _finish(
+        draft, desired, observed, memories, now, allow_empty=allow_empty, released=released
+    )
 
 
 def _add_agents(
@@ -338,11 +342,12 @@ def _finish(
     now: datetime,
     *,
     allow_empty: bool,
+    released: frozenset[str],
 ) -> Plan:
     steps = {name: draft.steps[name] for name in sorted(draft.steps)}
-    refused = _empty_guard(desired, observed, allow_empty=allow_empty)
+    refused = _empty_guard(desired, observed, allow_empty=allow_empty, released=released)
     if refused is not None:
-        steps = {n: s for n, s in steps.items() if n in desired.lanes}
+        steps = {n: s for n, s in steps.items() if n in desired.lanes or n in released}
     pending: list[actions.Action] = []
     _hold_backoffs(draft, steps, pending, memories, now)
     _hold_deletions(draft, steps, pending, desired.workspace.spec.max_deletions_per_pass)
@@ -356,10 +361,23 @@ def _finish(
 
 
 def _empty_guard(
-    desired: DesiredState, observed: world.Observed, *, allow_empty: bool
+    desired: DesiredState,
+    observed: world.Observed,
+    *,
+    allow_empty: bool,
+    released: frozenset[str],
 ) -> str | None:
-    live = sorted(n for n, r in observed.records.items() if r.phase != Phase.CLOSED)
-    if desired.lanes or not live or allow_empty or desired.workspace.spec.allow_empty:
+    """Refuse a pass that would remove every lane the user declared (an empty desired/).
+
+    Lanes of workflow runs do not count either way: a run's lanes are not the user's
+    declaration, and ``runs clean`` releases them on purpose.
+    """
+    runs = released | {n for n, lane in desired.lanes.items() if expansion.is_run_lane(lane)}
+    declared = [n for n in desired.lanes if n not in runs]
+    live = sorted(
+        n for n, r in observed.records.items() if r.phase != Phase.CLOSED and n not in runs
+    )
+    if declared or not live or allow_empty or desired.workspace.spec.allow_empty:
         return None
     shown = ", ".join(live[:10]) + (", ..." if len(live) > 10 else "")
     return (

@@ -85,6 +85,7 @@ class RunsSeen:
 
     runs: tuple[RunView, ...] = ()
     names: frozenset[str] = frozenset()
+    released: frozenset[str] = frozenset()  # the lanes of cleaned runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,14 @@ async def observe(
     active = [r for r in rows if r.record.phase == model.RunPhase.RUNNING or not r.cleaned]
     tasks = await anyio.to_thread.run_sync(lambda: runs_store.tasks(store))
     views = [await _view(r, tasks, git, where, desired, observed) for r in active]
-    return RunsSeen(tuple(views), names)
+    return RunsSeen(tuple(views), names, _released(rows, tasks))
+
+
+def _released(
+    rows: list[runs_store.RunRow], tasks: Mapping[tuple[str, str], runs_store.TaskRow]
+) -> frozenset[str]:
+    cleaned = {r.record.name for r in rows if r.cleaned}
+    return frozenset(t.lane for (run, _), t in tasks.items() if run in cleaned)
 
 
 async def _view(
@@ -585,6 +593,7 @@ class RunsStep:
         the_plan = plan(seen, p.desired, p.now)
         lanes = task_lanes(seen, paths, workspace=p.ctx.workspace, plan_=the_plan)
         p.expanded, problems = expansion.expand(p.desired, lanes)
+        p.released = seen.released
         return dataclasses.replace(the_plan, notices=(*the_plan.notices, *problems))
 
     async def apply(self, p: Pass, the_plan: RunsPlan) -> StepResult:
@@ -602,8 +611,10 @@ class RunsStep:
         rows = await anyio.to_thread.run_sync(runs_store.runs, store)
         tasks = await anyio.to_thread.run_sync(lambda: runs_store.tasks(store))
         views = [_bare_view(r, tasks, paths) for r in rows if not r.cleaned]
-        lanes = task_lanes(RunsSeen(tuple(views)), paths, workspace=p.ctx.workspace)
+        seen = RunsSeen(tuple(views), released=_released(rows, tasks))
+        lanes = task_lanes(seen, paths, workspace=p.ctx.workspace)
         p.expanded, _ = expansion.expand(p.desired, lanes)
+        p.released = seen.released
         with_agents(p, await anyio.to_thread.run_sync(store.agent_records))
 
 

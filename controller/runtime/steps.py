@@ -35,6 +35,7 @@ class Pass:
     ctx: Context
     allow_empty: bool = False
     expanded: DesiredState | None = None  # desired plus the runs' lanes and agents
+    released: frozenset[str] = frozenset()  # lanes of cleaned runs: removed, never guarded
     notices: list[str] = field(default_factory=list)
     on_outcome: apply.OnOutcome | None = None
 
@@ -88,7 +89,14 @@ class LanesStep:
 
     async def plan(self, p: Pass) -> planner.Plan:
         """The lane and agent actions."""
-        return planner.plan(p.effective, p.observed, p.memories, p.now, allow_empty=p.allow_empty)
+        return planner.plan(
+            p.effective,
+            p.observed,
+            p.memories,
+            p.now,
+            allow_empty=p.allow_empty,
+            released=p.released,
+        )
 
     async def apply(self, p: Pass, plan: planner.Plan) -> StepResult:
         """Apply per lane (lanes in parallel), then remember failures for backoff."""

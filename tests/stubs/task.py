@@ -58,6 +58,7 @@ def _record(opts: dict[str, list[str]]) -> None:
     prompt_file = _one(opts, "--prompt-file")
     env = {k: v for k, v in os.environ.items() if k.startswith(("LANE_", "CONTROLLER_", "TEST_"))}
     entry = {
+        "start": time.time(),
         "pid": os.getpid(),
         "cwd": str(Path.cwd()),
         "argv": sys.argv[1:],
@@ -237,6 +238,9 @@ def main(args: list[str]) -> int:
     else:
         print(_report(opts, final=True).splitlines()[-1], flush=True)
     print("stand-in task finished", file=sys.stderr)
+    if _one(opts, "--record"):
+        with Path(_one(opts, "--record")).open("a") as out:
+            out.write(json.dumps({"end": time.time(), "pid": os.getpid()}) + "\n")
     return int(_one(opts, "--exit", "0"))
 
 

@@ -53,6 +53,11 @@ def resolve(argv: Sequence[str], values: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(resolved)
 
 
+def is_run_lane(lane: Lane) -> bool:
+    """Whether a lane is a run task's lane (made here, never declared by a user)."""
+    return RUN_LABEL in lane.metadata.labels
+
+
 def is_task(binding: Binding) -> bool:
     """Whether a binding is a run task's agent (made here, never declared by a user)."""
     return RUN_LABEL in binding.metadata.labels
