@@ -28,7 +28,7 @@ EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
 class Settings:
     """Global options, merged from before and after the command name."""
 
-    desired: Path = Path("desired")
+    desired_given: Path | None = None
     state: str | None = None
     output: str = "text"
     verbose: int = 0
@@ -39,14 +39,20 @@ class Settings:
         """Whether output is JSON."""
         return self.output == "json"
 
+    @property
+    def desired(self) -> Path:
+        """``--desired``, else ``./desired`` (inside a lane: the main checkout's)."""
+        return self.desired_given or wiring.default_desired(Path.cwd())
+
 
 def global_options(func: F) -> F:
     """Add the global options to a command so they may follow its name too."""
     options = [
-        click.option("--desired", type=click.Path(path_type=Path), default=None,
-                     envvar="CONTROLLER_DESIRED",
+        click.option("--desired", "desired_given", type=click.Path(path_type=Path),
+                     default=None, envvar="CONTROLLER_DESIRED",
                      help="Folder of desired-state YAML (default ./desired, or "
-                          "$CONTROLLER_DESIRED, which agents are given)."),
+                          "$CONTROLLER_DESIRED, which agents are given; inside a linked "
+                          "worktree such as a lane, the main checkout's desired/)."),
         click.option("--state", default=None, metavar="URL",
                      help="Store URL (default sqlite:///.lanes/state.db in the repo)."),
         click.option("--output", "-o", type=click.Choice(["text", "json"]), default=None,

@@ -6,6 +6,7 @@ built at import time or in default arguments.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -22,8 +24,11 @@ from controller.store import queries
 from controller.system import clock, proc, tmuxserver
 
 STATE_DIR = ".lanes"
+DEFAULT_DESIRED = Path("desired")
 DEFAULT_STATE = f"sqlite:///{STATE_DIR}/state.db"
 WORKSPACE_MEMORY = "workspace.json"
+GIT_TIMEOUT = 20.0
+_WHERE = ("--path-format=absolute", "--git-dir", "--git-common-dir")  # a linked worktree?
 GIT_ENV = {
     "LC_ALL": "C",  # git's messages (and lock reasons) in one language, for parsing
     "GIT_TERMINAL_PROMPT": "0",  # never wait for a password
@@ -170,19 +175,78 @@ def _repo(desired_dir: Path, declared: str | None) -> Path:
 
 
 def _toplevel(start: Path) -> Path:
+    """The main checkout's top level, also from a linked worktree (a lane) of the repository.
+
+    From inside a lane, git's own top level is the lane: the workspace found there would be a
+    new, empty one with its own `.lanes/`. git's common directory leads to the main checkout.
+    """
+    try:
+        git_dir, common, top = _git(start, "rev-parse", *_WHERE, "--show-toplevel").splitlines()
+    except GitFailed as exc:
+        raise errors.ControllerError(
+            f"{start} is not inside a git repository ({exc}); run the controller from a "
+            "checkout or set spec.repo in the Workspace"
+        ) from exc
+    except ValueError as exc:  # fewer lines than asked for: a git that does not know them
+        raise errors.ControllerError(f"git rev-parse answered unexpectedly in {start}") from exc
+    if Path(git_dir) == Path(common):  # the main checkout itself (or a submodule)
+        return Path(top).resolve()
+    return _main_checkout(start) or Path(top).resolve()
+
+
+def _main_checkout(start: Path) -> Path | None:
+    """The repository's main worktree (listed first by git), or None for a bare repository."""
+    records = _git(start, "worktree", "list", "--porcelain", "-z").split("\0\0")
+    fields = records[0].split("\0")
+    if "bare" in fields or not fields[0].startswith("worktree "):
+        return None
+    return Path(fields[0].removeprefix("worktree ")).resolve()
+
+
+@functools.lru_cache(maxsize=8)
+def default_desired(cwd: Path) -> Path:
+    """``./desired``; inside a linked worktree of a repository, the main checkout's ``desired/``.
+
+    A person who `cd`s into a lane means the workspace's desired state, not the copy of
+    `desired/` on the lane's branch (which may be older).
+    """
+    try:
+        git_dir, common = _git(cwd, "rev-parse", *_WHERE).splitlines()
+        main = None if Path(git_dir) == Path(common) else _main_checkout(cwd)
+    except (errors.ControllerError, ValueError):
+        return DEFAULT_DESIRED  # not a repository (or no git): `validate` works without one
+    return DEFAULT_DESIRED if main is None else main / DEFAULT_DESIRED
+
+
+class GitFailed(errors.ControllerError):
+    """git ran and exited non-zero; the message is its error output."""
+
+
+def run_git(start: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    """One git call outside the Runner: before the event loop exists, or in a worker thread
+    with input on stdin (which the Runner does not pass). An argv list, a timeout, a clean
+    environment, as for every other program.
+    """
+    argv = ("git", "-C", str(start), *args)
+    feed: dict[str, Any] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
     try:
         done = subprocess.run(
-            ("git", "-C", str(start), "rev-parse", "--show-toplevel"),
-            capture_output=True, text=True, timeout=20, env=base_env(), check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise errors.ControllerError(f"cannot run git to find the repository: {exc}") from exc
-    if done.returncode != 0:
-        raise errors.ControllerError(
-            f"{start} is not inside a git repository ({done.stderr.strip()}); run the "
-            "controller from a checkout or set spec.repo in the Workspace"
+            argv, capture_output=True, timeout=GIT_TIMEOUT, env=base_env(), check=False, **feed
         )
-    return Path(done.stdout.strip()).resolve()
+    except subprocess.TimeoutExpired as exc:
+        raise errors.ControllerError(
+            f"git {args[0]} gave no answer within {GIT_TIMEOUT:g}s"
+        ) from exc
+    except OSError as exc:
+        raise errors.ControllerError(f"cannot run git: {exc}") from exc
+    if done.returncode != 0:
+        error = done.stderr.decode("utf-8", "replace").strip()
+        raise GitFailed(error or f"git {args[0]} exited {done.returncode}")
+    return bytes(done.stdout)
+
+
+def _git(start: Path, *args: str) -> str:
+    return run_git(start, *args).decode("utf-8", "replace")
 
 
 def _absolute_sqlite(url: str, repo: Path) -> str:
