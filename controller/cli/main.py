@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import click
 from controller import __version__
 from controller.cli import common, output, threads
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
-from controller.core import world
+from controller.core import drift, world
 from controller.runtime import reconcile, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
@@ -80,29 +81,32 @@ async def _once_async(
         click.echo(output.plan_text(the_plan) + "\n")
     async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=waiting):
         result = await reconciler.run_pass(desired, allow_empty=allow_empty, on_outcome=progress)
-    code = _exit_code(result)
+        # After the pass: a cleanup refused in it is on the lane's record now.
+        records = await anyio.to_thread.run_sync(reconciler.wiring.store.lane_records)
+    found = drift.find_drift(result.plan.conditions, _recorded(records))
+    code = _exit_code(result, found)
     if settings.json:
-        click.echo(output.to_json(_pass_json(result, code)))
+        click.echo(output.to_json(_pass_json(result, code, found)))
     else:
-        click.echo(_pass_text(result))
+        click.echo(_pass_text(result, found))
     return code
 
 
-def _exit_code(result: reconcile.PassResult) -> int:
+def _recorded(records: Mapping[str, world.LaneRecord]) -> dict[str, tuple[world.Condition, ...]]:
+    """The conditions the inventory holds (a refused cleanup), by lane."""
+    return {name: record.conditions for name, record in records.items()}
+
+
+def _exit_code(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> int:
+    """1 refused; 2 not converged: an action or wake failed, a source was unreadable, drift."""
     if result.plan.refused:
         return EXIT_INVALID
-    if result.failed or result.blind or _failing(result.plan) or threads.exit_for(result):
+    if result.failed or result.blind or found or threads.exit_for(result):
         return EXIT_FAILED
     return EXIT_OK
 
 
-def _failing(the_plan: Any) -> bool:
-    """A lane still backing off after a failure is not converged, even if it waits now."""
-    kinds = {"BackingOff", "Stalled"}
-    return any(c.type in kinds for cs in the_plan.conditions.values() for c in cs)
-
-
-def _pass_text(result: reconcile.PassResult) -> str:
+def _pass_text(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> str:
     p = result.plan
     lines: list[str] = []
     if p.refused:
@@ -115,15 +119,19 @@ def _pass_text(result: reconcile.PassResult) -> str:
         lines.append(output.apply_summary(result.outcomes))
     elif not result.wakes:
         lines.append(output.idle_line(p))
+    lines += output.drift_text(found)
     return "\n".join(lines)
 
 
-def _pass_json(result: reconcile.PassResult, code: int) -> dict[str, Any]:
+def _pass_json(
+    result: reconcile.PassResult, code: int, found: tuple[drift.Drift, ...]
+) -> dict[str, Any]:
     return {
         "correlationId": result.correlation_id,
         "plan": output.plan_json(result.plan),
         "outcomes": [output.outcome_json(o) for o in result.outcomes],
         "wakes": [w.to_json() for w in result.wakes],
+        "drift": [d.to_json() for d in found],
         "exitCode": code,
     }
 
@@ -172,7 +180,8 @@ def run(
 @cli.command()
 @common.global_options
 @click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 with no changes, 2 with changes, 1 on error.")  # fmt: skip
+              help="Exit 0 converged, 2 not converged (changes, or drift that needs you), "
+                   "1 on error.")  # fmt: skip
 @click.option("--allow-empty", is_flag=True, help="Plan as if --allow-empty were given.")
 @click.pass_context
 @common.handle_errors
@@ -182,19 +191,23 @@ def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **gi
     desired = common.load_or_exit(settings)
     reconciler = common.reconciler(settings, desired)
     try:
-        the_plan, _, _ = anyio.run(
+        the_plan, observed, _ = anyio.run(
             functools.partial(reconciler.plan, desired, allow_empty=allow_empty)
         )
     finally:
         reconciler.wiring.close()
+    found = drift.find_drift(the_plan.conditions, _recorded(observed.records))
     if settings.json:
-        click.echo(output.to_json(output.plan_json(the_plan)))
+        view = output.plan_json(the_plan)
+        click.echo(output.to_json({**view, "drift": [d.to_json() for d in found]}))
     else:
-        click.echo(output.plan_text(the_plan))
+        lines = [output.plan_text(the_plan)]
+        lines += output.drift_text(found) if detailed_exitcode else []
+        click.echo("\n".join(lines))
     if the_plan.refused or (detailed_exitcode and output.blind(the_plan)):
         ctx.exit(EXIT_INVALID)
-    if detailed_exitcode and (the_plan.actions or the_plan.pending):
-        ctx.exit(2)
+    if detailed_exitcode and (the_plan.actions or the_plan.pending or found):
+        ctx.exit(EXIT_FAILED)
 
 
 @cli.command()
