@@ -23,7 +23,7 @@ from controller import __version__
 from controller.cli import common, output, threads
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import drift, world
-from controller.runtime import reconcile, wiring
+from controller.runtime import reconcile, sources, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import events as event_log
@@ -57,16 +57,20 @@ def cli(ctx: click.Context, /, once: bool, allow_empty: bool, **given: Any) -> N
 
 @common.handle_errors
 def _once(settings: Settings, *, allow_empty: bool) -> int:
-    desired = common.load_or_exit(settings)
-    reconciler = common.reconciler(settings, desired)
+    desired, origin = common.load_origin_or_exit(settings)
+    reconciler = common.reconciler(settings, desired, origin)
     try:
-        return anyio.run(_once_async, settings, reconciler, desired, allow_empty)
+        return anyio.run(_once_async, settings, reconciler, desired, origin, allow_empty)
     finally:
         reconciler.wiring.close()
 
 
 async def _once_async(
-    settings: Settings, reconciler: reconcile.Reconciler, desired: DesiredState, allow_empty: bool
+    settings: Settings,
+    reconciler: reconcile.Reconciler,
+    desired: DesiredState,
+    origin: sources.Origin,
+    allow_empty: bool,
 ) -> int:
     def waiting(pid: int | None) -> None:
         click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
@@ -76,6 +80,8 @@ async def _once_async(
             click.echo(output.outcome_line(outcome))
 
     lock = reconciler.wiring.paths.lock
+    if not settings.json and origin.describe():
+        click.echo(origin.describe())
     if settings.verbose and not settings.json:
         the_plan, _, _ = await reconciler.plan(desired, allow_empty=allow_empty)
         click.echo(output.plan_text(the_plan) + "\n")
@@ -86,7 +92,7 @@ async def _once_async(
     found = drift.find_drift(result.plan.conditions, _recorded(records))
     code = _exit_code(result, found)
     if settings.json:
-        click.echo(output.to_json(_pass_json(result, code, found)))
+        click.echo(output.to_json(_pass_json(result, code, found, origin)))
     else:
         click.echo(_pass_text(result, found))
     return code
@@ -124,10 +130,14 @@ def _pass_text(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> 
 
 
 def _pass_json(
-    result: reconcile.PassResult, code: int, found: tuple[drift.Drift, ...]
+    result: reconcile.PassResult,
+    code: int,
+    found: tuple[drift.Drift, ...],
+    origin: sources.Origin,
 ) -> dict[str, Any]:
     return {
         "correlationId": result.correlation_id,
+        "desired": origin.to_json(),
         "plan": output.plan_json(result.plan),
         "outcomes": [output.outcome_json(o) for o in result.outcomes],
         "wakes": [w.to_json() for w in result.wakes],
@@ -168,6 +178,7 @@ def run(
     log = logs.configure(json_output=settings.json, verbose=settings.verbose)
     config = daemon.Settings(
         desired=settings.desired.resolve(),
+        desired_ref=settings.desired_ref,
         state=settings.state,
         allow_empty=allow_empty,
         debounce=debounce,
@@ -188,8 +199,8 @@ def run(
 def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **given: Any) -> None:
     """Print what a pass would do, changing nothing."""
     settings = common.merge(ctx, **given)
-    desired = common.load_or_exit(settings)
-    reconciler = common.reconciler(settings, desired)
+    desired, origin = common.load_origin_or_exit(settings)
+    reconciler = common.reconciler(settings, desired, origin)
     try:
         the_plan, observed, _ = anyio.run(
             functools.partial(reconciler.plan, desired, allow_empty=allow_empty)
@@ -198,12 +209,12 @@ def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **gi
         reconciler.wiring.close()
     found = drift.find_drift(the_plan.conditions, _recorded(observed.records))
     if settings.json:
-        view = output.plan_json(the_plan)
+        view = {**output.plan_json(the_plan), "desired": origin.to_json()}
         click.echo(output.to_json({**view, "drift": [d.to_json() for d in found]}))
     else:
-        lines = [output.plan_text(the_plan)]
+        lines = [origin.describe(), output.plan_text(the_plan)]
         lines += output.drift_text(found) if detailed_exitcode else []
-        click.echo("\n".join(lines))
+        click.echo("\n".join(line for line in lines if line))
     if the_plan.refused or (detailed_exitcode and output.blind(the_plan)):
         ctx.exit(EXIT_INVALID)
     if detailed_exitcode and (the_plan.actions or the_plan.pending or found):
@@ -216,27 +227,37 @@ def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **gi
 def validate(ctx: click.Context, /, **given: Any) -> None:
     """Check desired state: schema and cross-references, every problem as path:line."""
     settings = common.merge(ctx, **given)
-    if not settings.desired.is_dir():
+    if settings.desired_ref is None and not settings.desired.is_dir():
         message = f"{settings.desired}: no such folder (pass --desired DIR)"
         if settings.json:
             problem = {"path": str(settings.desired), "line": 0, "message": message}
             click.echo(output.to_json({"valid": False, "problems": [problem]}))
             ctx.exit(EXIT_INVALID)
         common.fail(message)
-    loaded = common.load(settings)
-    if isinstance(loaded, DesiredState):
-        counts = _counts(loaded)
+    # The working tree as it is (you validate before you commit), or the revision asked for:
+    # a Workspace's desiredRef is not followed here.
+    loaded = _validated(settings)
+    where = loaded.origin.describe()
+    if isinstance(loaded.result, DesiredState):
+        counts = _counts(loaded.result)
         if settings.json:
             click.echo(output.to_json({"valid": True, "problems": [], "counts": counts}))
         else:
             shown = ", ".join(_plural(n, k) for k, n in counts.items() if n)
-            click.echo(f"{settings.desired}: valid ({shown or 'empty'}).")
+            at = f" at {loaded.origin.ref} ({(loaded.origin.commit or '')[:12]})" if where else ""
+            click.echo(f"{settings.desired}{at}: valid ({shown or 'empty'}).")
         return
     if settings.json:
-        click.echo(output.to_json({"valid": False, "problems": output.problems_json(loaded)}))
+        problems = output.problems_json(loaded.result)
+        click.echo(output.to_json({"valid": False, "problems": problems}))
     else:
-        click.echo(output.problems_text(loaded), err=True)
+        click.echo(output.problems_text(loaded.result, origin=where), err=True)
     ctx.exit(EXIT_INVALID)
+
+
+@common.handle_errors
+def _validated(settings: Settings) -> sources.Loaded:
+    return sources.load(settings.desired, ref=settings.desired_ref, follow=False)
 
 
 def _plural(n: int, noun: str) -> str:
@@ -266,15 +287,15 @@ def status(ctx: click.Context, /, **given: Any) -> None:
     from controller.runtime import status as status_view
 
     settings = common.merge(ctx, **given)
-    loaded = common.load(settings)
-    problems: tuple[Problem, ...] = ()
-    if not isinstance(loaded, DesiredState):
-        problems, loaded = loaded, DesiredState.empty()
-    reconciler = common.reconciler(settings, loaded)
+    loaded = sources.load(settings.desired, ref=settings.desired_ref)
+    desired = loaded.result if isinstance(loaded.result, DesiredState) else DesiredState.empty()
+    problems: tuple[Problem, ...] = () if isinstance(loaded.result, DesiredState) else loaded.result
+    reconciler = common.reconciler(settings, desired, loaded.origin)
     try:
-        view = anyio.run(status_view.build, reconciler, loaded, problems)
+        view = anyio.run(status_view.build, reconciler, desired, problems)
     finally:
         reconciler.wiring.close()
+    view["desired"] = loaded.origin.to_json()
     if settings.json:
         click.echo(output.to_json(view))
     else:
@@ -296,8 +317,7 @@ def events(ctx: click.Context, /, lane: str | None, follow: bool, limit: int, **
     settings = common.merge(ctx, **given)
     loaded = common.load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
-    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
-    store = wiring.open_store(paths)
+    store = wiring.open_store(common.paths(settings, desired))
     try:
         last = _print_events(store.read_events(lane=lane, limit=limit), settings)
         while follow:
@@ -426,7 +446,7 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
     """Attach this terminal to the lane's tmux window (detach with the tmux prefix, then d)."""
     settings = common.merge(ctx, **given)
     desired = common.load_or_exit(settings)
-    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
+    paths = common.paths(settings, desired)
     store = wiring.open_store(paths)
     try:
         agents = [a for a in store.agent_records().values() if a.lane == lane]

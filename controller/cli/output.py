@@ -26,10 +26,12 @@ def to_json(value: Any) -> str:
 # -- problems ---------------------------------------------------------------------------------
 
 
-def problems_text(problems: Sequence[Problem]) -> str:
-    """``path:line: message`` lines and a summary."""
+def problems_text(problems: Sequence[Problem], *, origin: str | None = None) -> str:
+    """``path:line: message`` lines and a summary (saying which commit, if read from git)."""
     lines = [str(p) for p in problems]
     lines.append(f"{len(problems)} problem(s) in desired state; nothing was applied.")
+    if origin:
+        lines.append(origin)
     return "\n".join(lines)
 
 
