@@ -157,6 +157,7 @@ class Reconciler:
         self, desired: DesiredState, *, allow_empty: bool = False
     ) -> tuple[planner.Plan, world.Observed, datetime]:
         """Observe and plan, changing nothing."""
+        desired = wiring.effective(self.wiring.paths, desired)
         now = self.wiring.clock.now()
         observed = await self.observe(desired)
         memories = await anyio.to_thread.run_sync(self.wiring.store.memories)
@@ -177,6 +178,7 @@ class Reconciler:
         on_outcome: apply.OnOutcome | None = None,
     ) -> PassResult:
         """One full pass: observe, plan, apply, remember."""
+        desired = wiring.effective(self.wiring.paths, desired)
         correlation = uuid.uuid4().hex[:16]
         the_plan, observed, now = await self.plan(desired, allow_empty=allow_empty)
         await self._sync_policies(desired, observed)
