@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 from controller import errors
 from controller.cli import output
 from controller.runtime import reconcile, sources, wiring
+from controller.spec import workspace
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import queries
@@ -28,25 +29,37 @@ EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
 class Settings:
     """Global options, merged from before and after the command name."""
 
-    desired: Path = Path("desired")
+    desired_given: Path | None = None
     state: str | None = None
     output: str = "text"
     verbose: int = 0
     lock_timeout: float = 60.0
+    desired_ref: str | None = None
 
     @property
     def json(self) -> bool:
         """Whether output is JSON."""
         return self.output == "json"
 
+    @property
+    def desired(self) -> Path:
+        """``--desired``, else ``./desired`` (inside a lane: the main checkout's)."""
+        return self.desired_given or wiring.default_desired(Path.cwd())
+
 
 def global_options(func: F) -> F:
     """Add the global options to a command so they may follow its name too."""
     options = [
-        click.option("--desired", type=click.Path(path_type=Path), default=None,
-                     envvar="CONTROLLER_DESIRED",
+        click.option("--desired", "desired_given", type=click.Path(path_type=Path),
+                     default=None, envvar="CONTROLLER_DESIRED",
                      help="Folder of desired-state YAML (default ./desired, or "
-                          "$CONTROLLER_DESIRED, which agents are given)."),
+                          "$CONTROLLER_DESIRED, which agents are given; inside a linked "
+                          "worktree such as a lane, the main checkout's desired/)."),
+        click.option("--desired-ref", default=None, metavar="REF",
+                     envvar=wiring.DESIRED_REF_ENV, callback=_check_ref,
+                     help="Read the desired folder as committed at this git revision "
+                          "instead of the working tree (wins over the Workspace's "
+                          "desiredRef)."),
         click.option("--state", default=None, metavar="URL",
                      help="Store URL (default sqlite:///.lanes/state.db in the repo)."),
         click.option("--output", "-o", type=click.Choice(["text", "json"]), default=None,
@@ -58,6 +71,15 @@ def global_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _check_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return workspace.check_ref(value, what="REF")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def merge(ctx: click.Context, /, **given: Any) -> Settings:
@@ -91,23 +113,42 @@ def handle_errors(func: F) -> F:
 
 
 def load(settings: Settings) -> DesiredState | tuple[Problem, ...]:
-    return sources.load(settings.desired)
+    return sources.load(settings.desired, ref=settings.desired_ref).result
 
 
 def load_or_exit(settings: Settings) -> DesiredState:
-    loaded = load(settings)
-    if isinstance(loaded, DesiredState):
-        return loaded
+    return load_origin_or_exit(settings)[0]
+
+
+def load_origin_or_exit(settings: Settings) -> tuple[DesiredState, sources.Origin]:
+    """Desired state and where it was read, or every problem printed and exit 1."""
+    loaded = sources.load(settings.desired, ref=settings.desired_ref)
+    if isinstance(loaded.result, DesiredState):
+        return loaded.result, loaded.origin
+    problems = loaded.result
     if settings.json:
-        click.echo(output.to_json({"valid": False, "problems": output.problems_json(loaded)}))
+        found = output.problems_json(problems)
+        desired = loaded.origin.to_json()
+        click.echo(output.to_json({"valid": False, "problems": found, "desired": desired}))
     else:
-        click.echo(output.problems_text(loaded), err=True)
+        click.echo(output.problems_text(problems, origin=loaded.origin.describe()), err=True)
     sys.exit(EXIT_INVALID)
 
 
-def reconciler(settings: Settings, desired: DesiredState) -> reconcile.Reconciler:
-    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
-    return reconcile.Reconciler(wiring.build(paths))
+def reconciler(
+    settings: Settings, desired: DesiredState, origin: sources.Origin | None = None
+) -> reconcile.Reconciler:
+    return reconcile.Reconciler(wiring.build(paths(settings, desired, origin)))
+
+
+def paths(
+    settings: Settings, desired: DesiredState, origin: sources.Origin | None = None
+) -> wiring.Paths:
+    """Where the workspace lives; agents started on it read desired state at ``origin``'s ref."""
+    ref = origin.ref if origin is not None else settings.desired_ref
+    return wiring.resolve_paths(
+        settings.desired, desired, state_override=settings.state, desired_ref=ref
+    )
 
 
 def store_for_agent(settings: Settings, me: wiring.LaneIdentity) -> queries.Store:
@@ -116,5 +157,4 @@ def store_for_agent(settings: Settings, me: wiring.LaneIdentity) -> queries.Stor
         return queries.Store.open(me.state_url, me.workspace)
     loaded = load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
-    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
-    return wiring.open_store(paths)
+    return wiring.open_store(paths(settings, desired))

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ import click
 from controller import __version__
 from controller.cli import common, output, runs, threads
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
-from controller.core import world
-from controller.runtime import reconcile, wiring
+from controller.core import drift, world
+from controller.runtime import reconcile, sources, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import events as event_log
@@ -56,16 +57,20 @@ def cli(ctx: click.Context, /, once: bool, allow_empty: bool, **given: Any) -> N
 
 @common.handle_errors
 def _once(settings: Settings, *, allow_empty: bool) -> int:
-    desired = common.load_or_exit(settings)
-    reconciler = common.reconciler(settings, desired)
+    desired, origin = common.load_origin_or_exit(settings)
+    reconciler = common.reconciler(settings, desired, origin)
     try:
-        return anyio.run(_once_async, settings, reconciler, desired, allow_empty)
+        return anyio.run(_once_async, settings, reconciler, desired, origin, allow_empty)
     finally:
         reconciler.wiring.close()
 
 
 async def _once_async(
-    settings: Settings, reconciler: reconcile.Reconciler, desired: DesiredState, allow_empty: bool
+    settings: Settings,
+    reconciler: reconcile.Reconciler,
+    desired: DesiredState,
+    origin: sources.Origin,
+    allow_empty: bool,
 ) -> int:
     def waiting(pid: int | None) -> None:
         click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
@@ -75,34 +80,39 @@ async def _once_async(
             click.echo(output.outcome_line(outcome))
 
     lock = reconciler.wiring.paths.lock
+    if not settings.json and origin.describe():
+        click.echo(origin.describe())
     if settings.verbose and not settings.json:
         the_plan, _, _ = await reconciler.plan(desired, allow_empty=allow_empty)
         click.echo(output.plan_text(the_plan) + "\n")
     async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=waiting):
         result = await reconciler.run_pass(desired, allow_empty=allow_empty, on_outcome=progress)
-    code = _exit_code(result)
+        # After the pass: a cleanup refused in it is on the lane's record now.
+        records = await anyio.to_thread.run_sync(reconciler.wiring.store.lane_records)
+    found = drift.find_drift(result.plan.conditions, _recorded(records))
+    code = _exit_code(result, found)
     if settings.json:
-        click.echo(output.to_json(_pass_json(result, code)))
+        click.echo(output.to_json(_pass_json(result, code, found, origin)))
     else:
-        click.echo(_pass_text(result))
+        click.echo(_pass_text(result, found))
     return code
 
 
-def _exit_code(result: reconcile.PassResult) -> int:
+def _recorded(records: Mapping[str, world.LaneRecord]) -> dict[str, tuple[world.Condition, ...]]:
+    """The conditions the inventory holds (a refused cleanup), by lane."""
+    return {name: record.conditions for name, record in records.items()}
+
+
+def _exit_code(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> int:
+    """1 refused; 2 not converged: an action or wake failed, a source was unreadable, drift."""
     if result.plan.refused:
         return EXIT_INVALID
-    if result.failed or result.blind or _failing(result.plan) or threads.exit_for(result):
+    if result.failed or result.blind or found or threads.exit_for(result):
         return EXIT_FAILED
     return EXIT_OK
 
 
-def _failing(the_plan: Any) -> bool:
-    """A lane still backing off after a failure is not converged, even if it waits now."""
-    kinds = {"BackingOff", "Stalled"}
-    return any(c.type in kinds for cs in the_plan.conditions.values() for c in cs)
-
-
-def _pass_text(result: reconcile.PassResult) -> str:
+def _pass_text(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> str:
     p = result.plan
     lines: list[str] = []
     if p.refused:
@@ -115,15 +125,23 @@ def _pass_text(result: reconcile.PassResult) -> str:
         lines.append(output.apply_summary(result.outcomes))
     elif not result.wakes:
         lines.append(output.idle_line(p))
+    lines += output.drift_text(found)
     return "\n".join(lines)
 
 
-def _pass_json(result: reconcile.PassResult, code: int) -> dict[str, Any]:
+def _pass_json(
+    result: reconcile.PassResult,
+    code: int,
+    found: tuple[drift.Drift, ...],
+    origin: sources.Origin,
+) -> dict[str, Any]:
     return {
         "correlationId": result.correlation_id,
+        "desired": origin.to_json(),
         "plan": output.plan_json(result.plan),
         "outcomes": [output.outcome_json(o) for o in result.outcomes],
         "wakes": [w.to_json() for w in result.wakes],
+        "drift": [d.to_json() for d in found],
         "exitCode": code,
     }
 
@@ -160,6 +178,7 @@ def run(
     log = logs.configure(json_output=settings.json, verbose=settings.verbose)
     config = daemon.Settings(
         desired=settings.desired.resolve(),
+        desired_ref=settings.desired_ref,
         state=settings.state,
         allow_empty=allow_empty,
         debounce=debounce,
@@ -172,29 +191,34 @@ def run(
 @cli.command()
 @common.global_options
 @click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 with no changes, 2 with changes, 1 on error.")  # fmt: skip
+              help="Exit 0 converged, 2 not converged (changes, or drift that needs you), "
+                   "1 on error.")  # fmt: skip
 @click.option("--allow-empty", is_flag=True, help="Plan as if --allow-empty were given.")
 @click.pass_context
 @common.handle_errors
 def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **given: Any) -> None:
     """Print what a pass would do, changing nothing."""
     settings = common.merge(ctx, **given)
-    desired = common.load_or_exit(settings)
-    reconciler = common.reconciler(settings, desired)
+    desired, origin = common.load_origin_or_exit(settings)
+    reconciler = common.reconciler(settings, desired, origin)
     try:
-        the_plan, _, _ = anyio.run(
+        the_plan, observed, _ = anyio.run(
             functools.partial(reconciler.plan, desired, allow_empty=allow_empty)
         )
     finally:
         reconciler.wiring.close()
+    found = drift.find_drift(the_plan.conditions, _recorded(observed.records))
     if settings.json:
-        click.echo(output.to_json(output.plan_json(the_plan)))
+        view = {**output.plan_json(the_plan), "desired": origin.to_json()}
+        click.echo(output.to_json({**view, "drift": [d.to_json() for d in found]}))
     else:
-        click.echo(output.plan_text(the_plan))
+        lines = [origin.describe(), output.plan_text(the_plan)]
+        lines += output.drift_text(found) if detailed_exitcode else []
+        click.echo("\n".join(line for line in lines if line))
     if the_plan.refused or (detailed_exitcode and output.blind(the_plan)):
         ctx.exit(EXIT_INVALID)
-    if detailed_exitcode and (the_plan.actions or the_plan.pending):
-        ctx.exit(2)
+    if detailed_exitcode and (the_plan.actions or the_plan.pending or found):
+        ctx.exit(EXIT_FAILED)
 
 
 @cli.command()
@@ -203,27 +227,37 @@ def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **gi
 def validate(ctx: click.Context, /, **given: Any) -> None:
     """Check desired state: schema and cross-references, every problem as path:line."""
     settings = common.merge(ctx, **given)
-    if not settings.desired.is_dir():
+    if settings.desired_ref is None and not settings.desired.is_dir():
         message = f"{settings.desired}: no such folder (pass --desired DIR)"
         if settings.json:
             problem = {"path": str(settings.desired), "line": 0, "message": message}
             click.echo(output.to_json({"valid": False, "problems": [problem]}))
             ctx.exit(EXIT_INVALID)
         common.fail(message)
-    loaded = common.load(settings)
-    if isinstance(loaded, DesiredState):
-        counts = _counts(loaded)
+    # The working tree as it is (you validate before you commit), or the revision asked for:
+    # a Workspace's desiredRef is not followed here.
+    loaded = _validated(settings)
+    where = loaded.origin.describe()
+    if isinstance(loaded.result, DesiredState):
+        counts = _counts(loaded.result)
         if settings.json:
             click.echo(output.to_json({"valid": True, "problems": [], "counts": counts}))
         else:
             shown = ", ".join(_plural(n, k) for k, n in counts.items() if n)
-            click.echo(f"{settings.desired}: valid ({shown or 'empty'}).")
+            at = f" at {loaded.origin.ref} ({(loaded.origin.commit or '')[:12]})" if where else ""
+            click.echo(f"{settings.desired}{at}: valid ({shown or 'empty'}).")
         return
     if settings.json:
-        click.echo(output.to_json({"valid": False, "problems": output.problems_json(loaded)}))
+        problems = output.problems_json(loaded.result)
+        click.echo(output.to_json({"valid": False, "problems": problems}))
     else:
-        click.echo(output.problems_text(loaded), err=True)
+        click.echo(output.problems_text(loaded.result, origin=where), err=True)
     ctx.exit(EXIT_INVALID)
+
+
+@common.handle_errors
+def _validated(settings: Settings) -> sources.Loaded:
+    return sources.load(settings.desired, ref=settings.desired_ref, follow=False)
 
 
 def _plural(n: int, noun: str) -> str:
@@ -253,15 +287,15 @@ def status(ctx: click.Context, /, **given: Any) -> None:
     from controller.runtime import status as status_view
 
     settings = common.merge(ctx, **given)
-    loaded = common.load(settings)
-    problems: tuple[Problem, ...] = ()
-    if not isinstance(loaded, DesiredState):
-        problems, loaded = loaded, DesiredState.empty()
-    reconciler = common.reconciler(settings, loaded)
+    loaded = sources.load(settings.desired, ref=settings.desired_ref)
+    desired = loaded.result if isinstance(loaded.result, DesiredState) else DesiredState.empty()
+    problems: tuple[Problem, ...] = () if isinstance(loaded.result, DesiredState) else loaded.result
+    reconciler = common.reconciler(settings, desired, loaded.origin)
     try:
-        view = anyio.run(status_view.build, reconciler, loaded, problems)
+        view = anyio.run(status_view.build, reconciler, desired, problems)
     finally:
         reconciler.wiring.close()
+    view["desired"] = loaded.origin.to_json()
     if settings.json:
         click.echo(output.to_json(view))
     else:
@@ -283,8 +317,7 @@ def events(ctx: click.Context, /, lane: str | None, follow: bool, limit: int, **
     settings = common.merge(ctx, **given)
     loaded = common.load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
-    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
-    store = wiring.open_store(paths)
+    store = wiring.open_store(common.paths(settings, desired))
     try:
         last = _print_events(store.read_events(lane=lane, limit=limit), settings)
         while follow:
@@ -413,7 +446,7 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
     """Attach this terminal to the lane's tmux window (detach with the tmux prefix, then d)."""
     settings = common.merge(ctx, **given)
     desired = common.load_or_exit(settings)
-    paths = wiring.resolve_paths(settings.desired, desired, state_override=settings.state)
+    paths = common.paths(settings, desired)
     store = wiring.open_store(paths)
     try:
         agents = [a for a in store.agent_records().values() if a.lane == lane]

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from controller.core import actions, planner, world
+from controller.core import actions, drift, planner, world
 from controller.executors.context import Outcome
 from controller.spec.loading import Problem
 from controller.store import events
@@ -26,10 +26,12 @@ def to_json(value: Any) -> str:
 # -- problems ---------------------------------------------------------------------------------
 
 
-def problems_text(problems: Sequence[Problem]) -> str:
-    """``path:line: message`` lines and a summary."""
+def problems_text(problems: Sequence[Problem], *, origin: str | None = None) -> str:
+    """``path:line: message`` lines and a summary (saying which commit, if read from git)."""
     lines = [str(p) for p in problems]
     lines.append(f"{len(problems)} problem(s) in desired state; nothing was applied.")
+    if origin:
+        lines.append(origin)
     return "\n".join(lines)
 
 
@@ -123,6 +125,15 @@ def plan_json(the_plan: planner.Plan) -> dict[str, Any]:
         "refused": the_plan.refused,
         "summary": {str(k): v for k, v in counts.items()},
     }
+
+
+def drift_text(found: Sequence[drift.Drift]) -> list[str]:
+    """The closing line when lanes cannot converge without a person (the exit code is 2)."""
+    if not found:
+        return []
+    shown = ", ".join(f"{d.lane} ({d.type})" for d in found[:10])
+    more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+    return [f"Not converged: {len(found)} condition(s) need you: {shown}{more}."]
 
 
 def condition_json(condition: world.Condition) -> dict[str, str]:

@@ -15,6 +15,10 @@ def print_status(view: Mapping[str, Any]) -> None:
     # Piped output is read by tools and people with wide screens: do not squeeze it to 80.
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     console.print(f"workspace {view['workspace']}  repo {view['repo']}")
+    desired = view.get("desired") or {}
+    if desired.get("ref"):
+        at = f"{desired['ref']} ({str(desired['commit'])[:12]})"
+        console.print(f"desired {desired['folder']} as committed at {at}", markup=False)
     if not view["desiredValid"]:
         console.print("[bold red]desired state is invalid[/]; showing the inventory only:")
         for problem in view["problems"]:

@@ -1,5 +1,9 @@
 """The daemon: a pass on start, on every change under desired/ (debounced), and every resync.
 
+With a desired ref (`--desired-ref`, or the Workspace's `desiredRef`) it also polls the commit
+the ref names, in a worker thread, and runs a pass when the ref moves; with the option, the
+working tree is not watched at all.
+
 It keeps running on the last valid desired state when an edit is invalid (and says so), takes
 the workspace lock for each pass only (so a ``--once`` can run between passes), and shuts
 down gracefully on SIGINT/SIGTERM: the pass under way finishes, then it exits 0. A second
@@ -9,6 +13,7 @@ signal stops at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ class Settings:
     """How the daemon runs."""
 
     desired: Path
+    desired_ref: str | None = None  # --desired-ref: read desired state at this revision
     state: str | None = None
     allow_empty: bool = False
     debounce: float = 0.5
@@ -43,6 +49,7 @@ class Settings:
     lock_timeout: float = 60.0
     max_passes: int | None = None  # for tests: stop after this many passes
     wake_poll: float = 0.25  # how often new messages and due wakes are looked for
+    ref_poll: float = 2.0  # how often a desired ref is checked for a new commit
 
 
 class _Changes(FileSystemEventHandler):
@@ -66,6 +73,8 @@ class Daemon:
         self.settings = settings
         self.log = log
         self.desired: DesiredState | None = None
+        self.origin: sources.Origin | None = None  # where self.desired was read
+        self.seen: sources.Origin | None = None  # where the last load read (valid or not)
         self.reconciler: reconcile.Reconciler | None = None
         self.wake = anyio.Event()
         self.stopping = False
@@ -85,6 +94,7 @@ class Daemon:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._signals, group.cancel_scope)
                 group.start_soon(self._wake_loop)
+                group.start_soon(self._ref_loop)
                 await self._loop()
                 group.cancel_scope.cancel()
         finally:
@@ -104,6 +114,8 @@ class Daemon:
 
     def _watch(self) -> Any:
         folder = self.settings.desired
+        if self.settings.desired_ref is not None:
+            return None  # the working tree does not matter: the ref is polled instead
         if not folder.is_dir():
             self.log("not watching: desired folder missing", folder=str(folder))
             return None
@@ -154,9 +166,24 @@ class Daemon:
     def _resync(self) -> float:
         if self.settings.resync is not None:
             return self.settings.resync
+        if self.reconciler is not None:  # the remembered Workspace's, when none is declared
+            return self.reconciler.wiring.paths.spec.resync_seconds
         if self.desired is not None:
             return self.desired.workspace.spec.resync_seconds
         return 30.0
+
+    async def _ref_loop(self) -> None:
+        """Between passes: a pass as soon as the desired ref names another commit."""
+        while not self.stopping:
+            await anyio.sleep(self.settings.ref_poll)
+            seen = self.seen
+            if seen is None or seen.ref is None:
+                continue
+            # git runs in a worker thread: a slow repository must not stall the event loop.
+            commit = await anyio.to_thread.run_sync(sources.commit_of, seen)
+            if commit is not None and commit != seen.commit and not self.wake.is_set():
+                self.log("desired ref moved", ref=seen.ref, commit=commit)
+                self.notify()
 
     async def _wake_loop(self) -> None:
         """Between passes: work wakes as soon as a message arrives or a deferral falls due."""
@@ -187,7 +214,7 @@ class Daemon:
                      reason=w.reason)  # fmt: skip
 
     async def _pass(self) -> None:
-        self._reload()
+        await self._reload()
         if self.desired is None:
             return
         try:
@@ -234,22 +261,44 @@ class Daemon:
                 message=outcome.message,
             )
 
-    def _reload(self) -> None:
-        loaded = sources.load(self.settings.desired)
-        if isinstance(loaded, DesiredState):
-            if self.desired is not None and loaded != self.desired:
-                self.log("desired state changed", lanes=len(loaded.lanes))
-            self.desired = loaded
+    async def _reload(self) -> None:
+        load = functools.partial(sources.load, self.settings.desired, ref=self.settings.desired_ref)
+        try:
+            loaded = await anyio.to_thread.run_sync(load)
+        except errors.ControllerError as exc:  # a ref that does not resolve, git missing
+            self.log(_keeping("desired state unreadable", self.desired), error=str(exc))
             return
-        keeping = "the last valid desired state" if self.desired else "nothing (no valid state)"
-        self.log("desired state invalid; keeping " + keeping, problems=[str(p) for p in loaded])
+        self.seen = loaded.origin
+        if isinstance(loaded.result, DesiredState):
+            if self.desired is not None and loaded.result != self.desired:
+                self._changed(loaded.result, loaded.origin)
+            self.desired, self.origin = loaded.result, loaded.origin
+            return
+        problems = [str(p) for p in loaded.result]
+        self.log(_keeping("desired state invalid", self.desired), problems=problems)
+
+    def _changed(self, desired: DesiredState, origin: sources.Origin) -> None:
+        if origin.commit is None:
+            self.log("desired state changed", lanes=len(desired.lanes))
+        else:
+            self.log("desired state changed", lanes=len(desired.lanes), commit=origin.commit)
 
     def _reconciler(self, desired: DesiredState) -> reconcile.Reconciler:
         paths = wiring.resolve_paths(
-            self.settings.desired, desired, state_override=self.settings.state
+            self.settings.desired,
+            desired,
+            state_override=self.settings.state,
+            desired_ref=self.origin.ref if self.origin is not None else None,
         )
-        if self.reconciler is None or self.reconciler.wiring.paths != paths:
-            if self.reconciler is not None:
-                self.reconciler.wiring.close()
-            self.reconciler = reconcile.Reconciler(wiring.build(paths))
+        if self.reconciler is not None and not self.reconciler.wiring.moved(paths):
+            self.reconciler.wiring.adopt(paths)  # new guards or desired ref, same workspace
+            return self.reconciler
+        if self.reconciler is not None:
+            self.reconciler.wiring.close()
+        self.reconciler = reconcile.Reconciler(wiring.build(paths))
         return self.reconciler
+
+
+def _keeping(what: str, desired: DesiredState | None) -> str:
+    keeping = "the last valid desired state" if desired else "nothing (no valid state)"
+    return f"{what}; keeping {keeping}"

@@ -172,6 +172,7 @@ class Reconciler:
         on_outcome: apply.OnOutcome | None = None,
     ) -> steps_.Pass:
         """Observe once and gather what every step plans from."""
+        desired = wiring.effective(self.wiring.paths, desired)
         now = self.wiring.clock.now()
         observed = await self.observe(desired)
         memories = await anyio.to_thread.run_sync(self.wiring.store.memories)
@@ -200,7 +201,7 @@ class Reconciler:
     ) -> PassResult:
         """One full pass: observe once, then each step plans and applies in turn."""
         p = await self.begin(desired, allow_empty=allow_empty, on_outcome=on_outcome)
-        await self._sync_policies(desired, p.observed)
+        await self._sync_policies(p.desired, p.observed)
         the_plan = planner.Plan()
         runs_plan = runs.RunsPlan()
         results: dict[str, steps_.StepResult] = {}
@@ -216,9 +217,14 @@ class Reconciler:
         outcomes = tuple(o for r in results.values() for o in r.outcomes)
         wakes_ = tuple(w for r in results.values() for w in r.wakes)
         return PassResult(
-            self._noted(the_plan), p.observed, outcomes, p.ctx.correlation_id, p.now, wakes_,
+            self._noted(the_plan),
+            p.observed,
+            outcomes,
+            p.ctx.correlation_id,
+            p.now,
+            wakes_,
             results,
-        )  # fmt: skip
+        )
 
     def _noted(self, the_plan: planner.Plan) -> planner.Plan:
         if not self.wiring.paths.recalled:

@@ -6,24 +6,34 @@ built at import time or in default arguments.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import pydantic
 from sqlalchemy.engine import make_url
 
 from controller import errors
+from controller.spec import meta
 from controller.spec.state import DesiredState
+from controller.spec.workspace import Workspace, WorkspaceSpec
 from controller.store import queries
 from controller.system import clock, proc, tmuxserver
 
 STATE_DIR = ".lanes"
+DEFAULT_DESIRED = Path("desired")
 DEFAULT_STATE = f"sqlite:///{STATE_DIR}/state.db"
 WORKSPACE_MEMORY = "workspace.json"
+DESIRED_REF_ENV = "CONTROLLER_DESIRED_REF"
+GIT_TIMEOUT = 20.0
+_WHERE = ("--path-format=absolute", "--git-dir", "--git-common-dir")  # a linked worktree?
 GIT_ENV = {
     "LC_ALL": "C",  # git's messages (and lock reasons) in one language, for parsing
     "GIT_TERMINAL_PROMPT": "0",  # never wait for a password
@@ -44,6 +54,8 @@ class Paths:
     tmux_socket: str = ""
     declared: bool = False  # a Workspace document names this workspace
     recalled: bool = False  # no Workspace document: the last declared one is used
+    spec: WorkspaceSpec = field(default_factory=WorkspaceSpec)  # declared, or recalled
+    desired_ref: str | None = None  # the git revision desired state is read from, if any
 
     @property
     def lock(self) -> Path:
@@ -67,6 +79,29 @@ class Wiring:
         """Release the store."""
         self.store.close()
 
+    def moved(self, paths: Paths) -> bool:
+        """Whether ``paths`` is another workspace (rebuild) rather than new settings of this one."""
+        same = replace(
+            self.paths,
+            spec=paths.spec,
+            desired_ref=paths.desired_ref,
+            declared=paths.declared,
+            recalled=paths.recalled,
+        )
+        return same != paths
+
+    def adopt(self, paths: Paths) -> None:
+        """Take new settings of the same workspace (see ``moved``) without a rebuild.
+
+        The daemon keeps its wiring (store, lane locks, launchers to reap) across edits of the
+        Workspace's guards; the memory and the agents' desired ref must follow them.
+        """
+        self.paths = paths
+        remember_workspace(paths)
+        self.agent_env.pop(DESIRED_REF_ENV, None)
+        if paths.desired_ref:
+            self.agent_env[DESIRED_REF_ENV] = paths.desired_ref
+
 
 def base_env() -> dict[str, str]:
     """The environment external programs run with."""
@@ -77,7 +112,11 @@ def base_env() -> dict[str, str]:
 
 
 def resolve_paths(
-    desired_dir: Path, desired: DesiredState, *, state_override: str | None = None
+    desired_dir: Path,
+    desired: DesiredState,
+    *,
+    state_override: str | None = None,
+    desired_ref: str | None = None,
 ) -> Paths:
     """Work out repo, worktree root and store URL from the Workspace and the desired folder."""
     desired_dir = desired_dir.resolve()
@@ -97,6 +136,8 @@ def resolve_paths(
         workspace=desired.workspace.name,
         tmux_socket=spec.tmux_socket or default_socket(repo),
         declared=("Workspace", desired.workspace.name) in desired.locations,
+        spec=spec,
+        desired_ref=desired_ref,
     )
     return paths if paths.declared else _recalled(paths, state_override=state_override)
 
@@ -104,13 +145,12 @@ def resolve_paths(
 def _recalled(paths: Paths, *, state_override: str | None) -> Paths:
     """Without a Workspace document, keep using the last one declared in this repository.
 
-    Deleting every YAML file (the Workspace included) must not silently switch to another
-    inventory: the lanes of the old one would never be cleaned up.
+    Deleting every YAML file (the Workspace included), a `git stash -u` or a checkout of an
+    older `desired/` must neither silently switch to another inventory (the lanes of the old
+    one would never be cleaned up) nor drop its guards (`maxDeletionsPerPass`, `allowEmpty`).
     """
-    memory = paths.state_dir / WORKSPACE_MEMORY
-    try:
-        last = json.loads(memory.read_text())
-    except (OSError, ValueError):
+    last = _read_memory(paths.state_dir / WORKSPACE_MEMORY)
+    if last is None:
         return paths
     return replace(
         paths,
@@ -118,12 +158,38 @@ def _recalled(paths: Paths, *, state_override: str | None) -> Paths:
         state_url=state_override or env_state() or last.get("stateUrl", paths.state_url),
         workspace=last.get("workspace", paths.workspace),
         tmux_socket=last.get("tmuxSocket", paths.tmux_socket),
+        spec=last["spec"],
         recalled=True,
     )
 
 
+def _read_memory(memory: Path) -> dict[str, Any] | None:
+    """The remembered Workspace, its spec validated; None if none was ever declared here.
+
+    A file that cannot be understood is an error, not "nothing remembered": passing over it
+    would drop the guards it holds.
+    """
+    try:
+        text = memory.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise errors.ControllerError(f"cannot read {memory}: {exc}") from exc
+    fix = f"declare a Workspace in desired state, or delete {memory} to forget the old one"
+    try:
+        last = json.loads(text)
+        meta.check_name(last.get("workspace", "default"))
+        # Written by an older release: identity only, no spec (its guards were not kept).
+        spec = WorkspaceSpec.model_validate_json(json.dumps(last.get("spec", {})))
+    except (ValueError, AttributeError, pydantic.ValidationError) as exc:
+        detail = str(exc).splitlines()[0]
+        message = f"{memory} is not a valid Workspace memory ({detail}); {fix}"
+        raise errors.ControllerError(message) from exc
+    return {**last, "spec": spec}
+
+
 def remember_workspace(paths: Paths) -> None:
-    """Record the declared workspace's identity for ``_recalled`` (0600: it may hold a URL)."""
+    """Record the declared workspace for ``_recalled``: identity and whole spec (0600: a URL)."""
     if not paths.declared:
         return
     data = {
@@ -131,14 +197,39 @@ def remember_workspace(paths: Paths) -> None:
         "root": str(paths.root),
         "stateUrl": paths.state_url,
         "tmuxSocket": paths.tmux_socket,
+        "spec": json.loads(paths.spec.model_dump_json(by_alias=True, exclude_defaults=True)),
     }
     target = paths.state_dir / WORKSPACE_MEMORY
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     if target.exists() and target.read_text() == text:
         return
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as out:
+    # Written aside and renamed: a crash half way must not leave a memory that cannot be read.
+    fd, temporary = tempfile.mkstemp(dir=paths.state_dir, prefix=".workspace-", suffix=".json")
+    with os.fdopen(fd, "w") as out:  # mkstemp creates it 0600
         out.write(text)
+    Path(temporary).replace(target)
+
+
+def remembered_spec(desired_dir: Path) -> WorkspaceSpec | None:
+    """The spec of the last Workspace declared in the desired folder's repository, if any."""
+    try:
+        repo = _repo(desired_dir.resolve(), None)
+    except errors.ControllerError:
+        return None  # no repository, no memory: `validate` works without git
+    last = _read_memory(repo / STATE_DIR / WORKSPACE_MEMORY)
+    return None if last is None else last["spec"]
+
+
+def effective(paths: Paths, desired: DesiredState) -> DesiredState:
+    """``desired`` with the Workspace its paths were resolved for.
+
+    Without a Workspace document that is the remembered one, so its guards
+    (`maxDeletionsPerPass`, `allowEmpty`, `maxParallelLanes`, ...) apply to the pass.
+    """
+    if not paths.recalled:
+        return desired
+    workspace = Workspace(metadata=meta.Metadata(name=paths.workspace), spec=paths.spec)
+    return replace(desired, workspace=workspace)
 
 
 def default_socket(repo: Path) -> str:
@@ -149,7 +240,7 @@ def default_socket(repo: Path) -> str:
 def agents_env() -> dict[str, str]:
     """The environment agents inherit: the controller's, minus what would confuse them."""
     env = dict(os.environ)
-    for key in ("TMUX", "TMUX_PANE", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+    for key in ("TMUX", "TMUX_PANE", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", DESIRED_REF_ENV):
         env.pop(key, None)
     return env
 
@@ -170,19 +261,78 @@ def _repo(desired_dir: Path, declared: str | None) -> Path:
 
 
 def _toplevel(start: Path) -> Path:
+    """The main checkout's top level, also from a linked worktree (a lane) of the repository.
+
+    From inside a lane, git's own top level is the lane: the workspace found there would be a
+    new, empty one with its own `.lanes/`. git's common directory leads to the main checkout.
+    """
+    try:
+        git_dir, common, top = _git(start, "rev-parse", *_WHERE, "--show-toplevel").splitlines()
+    except GitFailed as exc:
+        raise errors.ControllerError(
+            f"{start} is not inside a git repository ({exc}); run the controller from a "
+            "checkout or set spec.repo in the Workspace"
+        ) from exc
+    except ValueError as exc:  # fewer lines than asked for: a git that does not know them
+        raise errors.ControllerError(f"git rev-parse answered unexpectedly in {start}") from exc
+    if Path(git_dir) == Path(common):  # the main checkout itself (or a submodule)
+        return Path(top).resolve()
+    return _main_checkout(start) or Path(top).resolve()
+
+
+def _main_checkout(start: Path) -> Path | None:
+    """The repository's main worktree (listed first by git), or None for a bare repository."""
+    records = _git(start, "worktree", "list", "--porcelain", "-z").split("\0\0")
+    fields = records[0].split("\0")
+    if "bare" in fields or not fields[0].startswith("worktree "):
+        return None
+    return Path(fields[0].removeprefix("worktree ")).resolve()
+
+
+@functools.lru_cache(maxsize=8)
+def default_desired(cwd: Path) -> Path:
+    """``./desired``; inside a linked worktree of a repository, the main checkout's ``desired/``.
+
+    A person who `cd`s into a lane means the workspace's desired state, not the copy of
+    `desired/` on the lane's branch (which may be older).
+    """
+    try:
+        git_dir, common = _git(cwd, "rev-parse", *_WHERE).splitlines()
+        main = None if Path(git_dir) == Path(common) else _main_checkout(cwd)
+    except (errors.ControllerError, ValueError):
+        return DEFAULT_DESIRED  # not a repository (or no git): `validate` works without one
+    return DEFAULT_DESIRED if main is None else main / DEFAULT_DESIRED
+
+
+class GitFailed(errors.ControllerError):
+    """git ran and exited non-zero; the message is its error output."""
+
+
+def run_git(start: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    """One git call outside the Runner: before the event loop exists, or in a worker thread
+    with input on stdin (which the Runner does not pass). An argv list, a timeout, a clean
+    environment, as for every other program.
+    """
+    argv = ("git", "-C", str(start), *args)
+    feed: dict[str, Any] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
     try:
         done = subprocess.run(
-            ("git", "-C", str(start), "rev-parse", "--show-toplevel"),
-            capture_output=True, text=True, timeout=20, env=base_env(), check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise errors.ControllerError(f"cannot run git to find the repository: {exc}") from exc
-    if done.returncode != 0:
-        raise errors.ControllerError(
-            f"{start} is not inside a git repository ({done.stderr.strip()}); run the "
-            "controller from a checkout or set spec.repo in the Workspace"
+            argv, capture_output=True, timeout=GIT_TIMEOUT, env=base_env(), check=False, **feed
         )
-    return Path(done.stdout.strip()).resolve()
+    except subprocess.TimeoutExpired as exc:
+        raise errors.ControllerError(
+            f"git {args[0]} gave no answer within {GIT_TIMEOUT:g}s"
+        ) from exc
+    except OSError as exc:
+        raise errors.ControllerError(f"cannot run git: {exc}") from exc
+    if done.returncode != 0:
+        error = done.stderr.decode("utf-8", "replace").strip()
+        raise GitFailed(error or f"git {args[0]} exited {done.returncode}")
+    return bytes(done.stdout)
+
+
+def _git(start: Path, *args: str) -> str:
+    return run_git(start, *args).decode("utf-8", "replace")
 
 
 def _absolute_sqlite(url: str, repo: Path) -> str:
@@ -202,13 +352,17 @@ def build(paths: Paths) -> Wiring:
     runner = proc.SubprocessRunner(base_env())
     tmux = tmuxserver.TmuxServer(runner, paths.tmux_socket, paths.state_dir / "tmux.conf")
     tmux.write_config()
+    agent_env = agents_env()
+    if paths.desired_ref:
+        # An agent's `controller post` must check membership against the same desired state.
+        agent_env[DESIRED_REF_ENV] = paths.desired_ref
     return Wiring(
         paths=paths,
         runner=runner,
         clock=clock.SystemClock(),
         store=store,
         tmux=tmux,
-        agent_env=agents_env(),
+        agent_env=agent_env,
     )
 
 

@@ -21,6 +21,19 @@ DEFAULT_STATE_URL = "sqlite:///.lanes/state.db"
 STATE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 _SOCKET_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,251}[A-Za-z0-9])?$")
+# A revision git can resolve (a branch, tag, remote-tracking branch, `HEAD`, a commit id,
+# `main~1`), but never an option (a leading `-`) nor a `REV:path` (a `:`), and no white space.
+_REF_RE = re.compile(r"^[^-\s:\x00-\x1f\x7f][^\s:\x00-\x1f\x7f]{0,254}$")
+
+
+def check_ref(value: str, *, what: str = "desiredRef") -> str:
+    """Return `value` if it can name a git revision (not an option, no `:`), else raise."""
+    if not _REF_RE.fullmatch(value):
+        raise ValueError(
+            f"{what} must be a git revision such as main or origin/main, without white space, "
+            f"':' or a leading '-' (got {value!r})"
+        )
+    return value
 
 
 def _check_hostname(value: str) -> str:
@@ -71,6 +84,8 @@ class WorkspaceSpec(meta.SpecModel):
     """The daemon's periodic full pass, on top of reacting to file changes."""
     hosts: tuple[HostSelector, ...] = ()
     """Multi-host ownership. Empty: this host owns every lane."""
+    desired_ref: Annotated[str, AfterValidator(check_ref)] | None = None
+    """Read the desired folder as committed at this git revision, not from the working tree."""
 
     @field_validator("repo")
     @classmethod

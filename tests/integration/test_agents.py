@@ -246,12 +246,12 @@ def test_crash_loop_blocks_until_unblocked(repo: Repo, tmux_socket: str, tmp_pat
     wait_until(lambda: agents(repo)["crashy"]["state"] == "dead")
     once(repo)  # first death: recorded, restarted at once
     wait_until(lambda: agents(repo)["crashy"]["state"] == "dead")
-    once(repo)  # second death within 10m: blocked
+    once(repo, code=2)  # second death within 10m: blocked, and not converged until unblocked
     crashy = agents(repo)["crashy"]
     assert crashy["state"] == "blocked" and "crash loop" in crashy["blocked"]
     (who,) = [p for p in status(repo)["participants"] if p["name"] == "crashy"]
     assert who["blocked"] is True
-    assert "CrashLoop" in once(repo)  # stays blocked, nothing restarted
+    assert "CrashLoop" in once(repo, code=2)  # stays blocked, nothing restarted
     done = repo.ctl("unblock", "crashy", "--reason", "fixed the config")
     assert done.returncode == 0 and "unblocked crashy" in done.stdout
     audit = [e for e in events(repo) if e["kind"] == "ParticipantUnblocked"]

@@ -51,6 +51,7 @@ DEFAULTS: list[tuple[str, str, object]] = [
     ("workspace", "spec.max_parallel_lanes", 8),
     ("workspace", "spec.resync_seconds", 30.0),
     ("workspace", "spec.hosts", ()),
+    ("workspace", "spec.desired_ref", None),
     ("workspace", "metadata.labels", {}),
     ("workspace", "api_version", "lanes/v1"),
     ("lane", "spec.branch", None),
@@ -127,6 +128,14 @@ def test_python_callers_use_snake_case_names_and_defaults() -> None:
     assert (lane.kind, lane.spec.on_dirty_cleanup, lane.branch) == ("Lane", "refuse", "lane/a")
     assert binding.spec.stop_grace_seconds == 3.0
     assert Workspace(metadata=meta.Metadata(name="w")).spec.max_parallel_lanes == 8
+
+
+@pytest.mark.parametrize(
+    "ref", ["main", "origin/main", "refs/heads/deploy", "v1.2", "HEAD", "HEAD~1", "a" * 40]
+)
+def test_valid_desired_refs(ref: str) -> None:
+    desired = state(doc("Workspace", "w", f"desiredRef: {ref}"))
+    assert desired.workspace.spec.desired_ref == ref
 
 
 def test_explicit_branch_wins() -> None:
@@ -234,6 +243,26 @@ FIELD_ERRORS = [
     (
         doc("Workspace", "w", "hosts:\n- {name: a}\n- {name: A}"),
         "5: Workspace spec.hosts: host 'a' is listed more than once",
+    ),
+    (
+        doc("Workspace", "w", "desiredRef: --output=x"),
+        "5: Workspace spec.desiredRef: desiredRef must be a git revision such as main or "
+        "origin/main, without white space, ':' or a leading '-' (got '--output=x')",
+    ),
+    (
+        doc("Workspace", "w", "desiredRef: 'main:desired'"),
+        "5: Workspace spec.desiredRef: desiredRef must be a git revision such as main or "
+        "origin/main, without white space, ':' or a leading '-' (got 'main:desired')",
+    ),
+    (
+        doc("Workspace", "w", "desiredRef: 'a b'"),
+        "5: Workspace spec.desiredRef: desiredRef must be a git revision such as main or "
+        "origin/main, without white space, ':' or a leading '-' (got 'a b')",
+    ),
+    (
+        doc("Workspace", "w", "desiredRef: ''"),
+        "5: Workspace spec.desiredRef: desiredRef must be a git revision such as main or "
+        "origin/main, without white space, ':' or a leading '-' (got '')",
     ),
     (
         doc("Workspace", "w", "hosts:\n- {name: 'bad host'}"),
@@ -628,6 +657,7 @@ FULL = docs(
         maxDeletionsPerPass: 2
         maxParallelLanes: 64
         resyncSeconds: 1m
+        desiredRef: origin/main
         hosts:
           - {name: build-1.example.com, lanes: [auth], matchLabels: {team: core}}
         """,
@@ -702,6 +732,7 @@ FULL_VALUES: list[tuple[str, str, object]] = [
     ("workspace", "spec.max_deletions_per_pass", 2),
     ("workspace", "spec.max_parallel_lanes", 64),
     ("workspace", "spec.resync_seconds", 60.0),
+    ("workspace", "spec.desired_ref", "origin/main"),
     ("host", "name", "build-1.example.com"),
     ("host", "lanes", ("auth",)),
     ("host", "match_labels", {"team": "core"}),
