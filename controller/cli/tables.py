@@ -41,6 +41,10 @@ def print_status(view: Mapping[str, Any]) -> None:
     if view["triggers"]:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(view["triggers"].items()))
         console.print(f"trigger jobs: {counts}  (controller triggers)")
+    for run in view.get("runs", ()):
+        tasks = ", ".join(f"{n} {phase}" for phase, n in run["tasks"].items() if n)
+        line = f"run {run['name']} ({run['workflow']}): {run['phase']}; {tasks}"
+        console.print(f"{line}  (controller runs show {run['name']})", markup=False)
     for lane in view["lanes"]:
         for c in lane["conditions"]:
             console.print(f"  ! {lane['name']}: {c['type']} ({c['reason']}): {c['message']}",

@@ -31,6 +31,7 @@ from controller import errors
 from controller.runtime import reconcile, sources, wiring
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging
+from controller.store import runs as runs_store
 from controller.system import locks
 
 Log = Callable[..., None]
@@ -82,6 +83,7 @@ class Daemon:
         self.due: datetime | None = None
         self.busy = anyio.Lock()  # a pass and a wake step never run at the same time
         self.heads: dict[str, int] | None = None
+        self.runs_seen: object = None
 
     def notify(self) -> None:
         """Something changed: run a pass soon."""
@@ -94,6 +96,7 @@ class Daemon:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._signals, group.cancel_scope)
                 group.start_soon(self._wake_loop)
+                group.start_soon(self._runs_loop)
                 group.start_soon(self._ref_loop)
                 await self._loop()
                 group.cancel_scope.cancel()
@@ -184,6 +187,20 @@ class Daemon:
             if commit is not None and commit != seen.commit and not self.wake.is_set():
                 self.log("desired ref moved", ref=seen.ref, commit=commit)
                 self.notify()
+
+    async def _runs_loop(self) -> None:
+        """Between passes: a pass as soon as a run is submitted, aborted or retried, or a task's
+        process exits (its launcher writes an exit file), not at the next resync."""
+        while not self.stopping:
+            await anyio.sleep(self.settings.wake_poll)
+            rec = self.reconciler
+            if rec is None or self.busy.locked():
+                continue
+            run_dir = rec.wiring.paths.state_dir / "run"
+            seen = await anyio.to_thread.run_sync(runs_store.signature, rec.wiring.store, run_dir)
+            if self.runs_seen is not None and seen != self.runs_seen and not self.wake.is_set():
+                self.notify()
+            self.runs_seen = seen
 
     async def _wake_loop(self) -> None:
         """Between passes: work wakes as soon as a message arrives or a deferral falls due."""

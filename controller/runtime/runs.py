@@ -13,7 +13,7 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from controller.store import runs as runs_store
 from controller.system import git as gitseam
 
 MAX_READ = 16 * 1024 * 1024  # bytes of a task's stdout read per pass
+TMUX_POLL = timedelta(seconds=2)  # how soon the daemon looks again while a tmux task runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,12 +291,21 @@ def plan(seen: RunsSeen, desired: DesiredState, now: datetime) -> RunsPlan:
         run_acts, due = _plan_run(view, now)
         acts.extend(run_acts)
         dues.extend([due] if due else [])
+        if _watching_tmux(view):
+            dues.append(now + TMUX_POLL)  # a pane's exit leaves no exit file to notice
         parsed.extend(
             (view.row.record.name, name, t.row.record.attempt, t.parsed)
             for name, t in view.tasks.items()
             if t.parsed is not None
         )
     return RunsPlan(tuple(acts), tuple(notices), min(dues, default=None), tuple(parsed))
+
+
+def _watching_tmux(view: RunView) -> bool:
+    return any(
+        t.row.record.phase == TaskPhase.RUNNING and t.spec.runtime == "tmux"
+        for t in view.tasks.values()
+    )
 
 
 def _create(name: str, workflow: str, desired: DesiredState) -> run_actions.CreateRun:

@@ -14,6 +14,7 @@ import anyio
 
 from controller.core import lifecycle, planner, triggers, world
 from controller.core.phases import Phase
+from controller.runtime import runviews
 from controller.runtime.reconcile import Reconciler
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
@@ -38,6 +39,7 @@ async def build(
         "lanes": lanes,
         "participants": await _participants(reconciler, desired, observed),
         "triggers": await anyio.to_thread.run_sync(jobs.counts, reconciler.wiring.store),
+        "runs": await anyio.to_thread.run_sync(_runs, reconciler, desired),
         "notices": list(the_plan.notices),
         "refused": the_plan.refused,
         "pending": {
@@ -45,6 +47,12 @@ async def build(
             "heldBack": len(the_plan.pending),
         },
     }
+
+
+def _runs(reconciler: Reconciler, desired: DesiredState) -> list[dict[str, Any]]:
+    """Runs that are running or still hold lanes (`controller runs` lists them all)."""
+    found = runviews.runs_view(reconciler.wiring.store, desired)["runs"]
+    return [r for r in found if r["phase"] == "running" or not r["cleaned"]]
 
 
 def _lane(

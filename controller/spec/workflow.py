@@ -132,6 +132,12 @@ class Task(meta.SpecModel):
                 f"task {self.name!r} has a prompt but its command has no {{prompt}} or "
                 "{promptFile} to pass it"
             )
+        if self.runtime == "tmux" and self.usage != "manual":
+            raise ValueError(
+                f"task {self.name!r} runs in tmux, where its output goes to a terminal and "
+                "cannot be parsed for usage: set usage: manual (the task reports with "
+                "`controller usage add`), or use runtime: process"
+            )
         if self.base is not None and self.depends_on:
             raise ValueError(
                 f"task {self.name!r} sets base and dependsOn: a dependent branches from the "

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -629,3 +630,20 @@ def _task(row: sa.RowMapping) -> TaskRow:
         estimate_usd=row["estimate_usd"],
         estimate_tokens=row["estimate_tokens"],
     )
+
+
+def signature(store: Store, run_dir: Path) -> tuple[object, ...]:
+    """What changes when a run needs a pass: its rows, or a task's exit file appearing.
+
+    One small query and one folder listing: cheap enough to poll a few times a second.
+    """
+    query = sa.select(sa.func.count(), sa.func.max(R.c.updated_at)).where(
+        R.c.workspace == store.workspace
+    )
+    with store.engine.connect() as conn:
+        count, newest = conn.execute(query).one()
+    try:
+        exits = tuple(sorted(p.name for p in run_dir.iterdir() if p.suffix == ".exit"))
+    except OSError:
+        exits = ()
+    return (count, newest, exits)

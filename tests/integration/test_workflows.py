@@ -396,16 +396,14 @@ def test_sigkill_of_the_controller_at_any_point_never_starts_a_task_twice(
     repo: Repo, tmp_path: Path
 ) -> None:
     rec = tmp_path / "rec.jsonl"
-    args = ("--record", str(rec), "--commit", "out.txt=x", "--sleep", "0.1")
+
+    def crashy(name: str, *deps: str) -> dict[str, Any]:
+        args = ("--record", str(rec), "--commit", f"{name}.txt=x", "--sleep", "0.1")
+        return task(name, *args, deps=deps)
+
     workflow(
         repo,
-        [
-            task("a", *args),
-            task("b", *args, deps=("a",)),
-            task("c", *args, deps=("a",)),
-            task("d", *args, deps=("b", "c")),
-            task("e", *args),
-        ],
+        [crashy("a"), crashy("b", "a"), crashy("c", "a"), crashy("d", "b", "c"), crashy("e")],
         maxParallel=2,
     )
     run = repo.ctl("submit", "w").stdout.strip()

@@ -504,6 +504,12 @@ FIELD_ERRORS = [
         "5: ModelCatalog spec.models: model 'm' is listed more than once",
     ),
     (
+        doc("Workflow", "w", "tasks:\n- {name: a, model: m, command: [x], runtime: tmux}"),
+        "6: Workflow spec.tasks[0]: task 'a' runs in tmux, where its output goes to a terminal "
+        "and cannot be parsed for usage: set usage: manual (the task reports with `controller "
+        "usage add`), or use runtime: process",
+    ),
+    (
         doc("Workflow", "w", "tasks: []"),
         "5: Workflow spec.tasks: must have at least 1 item(s)",
     ),
@@ -593,6 +599,12 @@ FIELD_ERRORS = [
     (
         doc("Workflow", "w", "tasks:\n- {name: a, model: m, command: [x], retries: {limit: -1}}"),
         "6: Workflow spec.tasks[0].retries.limit: must be greater than or equal to 0 (got -1)",
+    ),
+    (
+        doc("Workflow", "w", "tasks:\n- {name: a, model: m, command: [x], runtime: tmux}"),
+        "6: Workflow spec.tasks[0]: task 'a' runs in tmux, where its output goes to a terminal "
+        "and cannot be parsed for usage: set usage: manual (the task reports with `controller "
+        "usage add`), or use runtime: process",
     ),
     (
         doc("Workflow", "w", "tasks: []"),
