@@ -23,7 +23,8 @@ from controller.spec.state import DesiredState
 from controller.store import runs as runs_store
 from controller.system import locks
 
-POLL = 0.25  # seconds between passes while `submit --wait` waits for nothing in particular
+POLL = 0.05  # seconds between looks for a task's exit while `submit --wait` waits
+IDLE = 2.0  # at most this long between passes while waiting
 ENDED = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "aborted": EXIT_FAILED}
 
 
@@ -97,6 +98,7 @@ async def _wait(
     deadline = None if timeout is None else clock.monotonic() + timeout
     seen: dict[str, str] = {}
     while True:
+        before = await _signature(rec)
         async with locks.workspace_lock(rec.wiring.paths.lock, wait=settings.lock_timeout):
             result = await rec.run_pass(desired)
         view = await anyio.to_thread.run_sync(_detail, rec, desired, run)
@@ -112,14 +114,26 @@ async def _wait(
         if deadline is not None and clock.monotonic() >= deadline:
             click.echo(f"timed out waiting for run {run} (it goes on)", err=True)
             return EXIT_INVALID
-        await clock.sleep(_pause(result, clock.now()))
+        await _until_something_changes(rec, result, before)
 
 
-def _pause(result: reconcile.PassResult, now: datetime) -> float:
+async def _signature(rec: reconcile.Reconciler) -> tuple[object, ...]:
+    run_dir = rec.wiring.paths.state_dir / "run"
+    return await anyio.to_thread.run_sync(runs_store.signature, rec.wiring.store, run_dir)
+
+
+async def _until_something_changes(
+    rec: reconcile.Reconciler, result: reconcile.PassResult, before: tuple[object, ...]
+) -> None:
+    """Sleep until a run changed or a task's process exited (its exit file) since the last pass
+    began, or something falls due; at most ``IDLE`` seconds (tmux tasks leave no exit file)."""
+    clock = rec.wiring.clock
     due = result.next_due()
-    if due is None:
-        return POLL
-    return max(0.05, min(POLL * 4, (due - now).total_seconds()))
+    until = clock.monotonic() + IDLE
+    if due is not None:
+        until = min(until, clock.monotonic() + max(0.0, (due - clock.now()).total_seconds()))
+    while await _signature(rec) == before and clock.monotonic() < until:
+        await clock.sleep(POLL)
 
 
 def _detail(rec: reconcile.Reconciler, desired: DesiredState, run: str) -> dict[str, Any]:

@@ -123,7 +123,7 @@ async def dispatch(action: run_actions.DispatchTask, ctx: Context) -> Outcome:
         return Outcome(action, "unchanged", "the task is not pending any more")
     if await _previous_attempt_alive(ctx, task.lane):
         return Outcome(action, "refused", "the previous attempt's process is still stopping")
-    if task.record.base_commit is None and await _git(ctx).commit_of(f"refs/heads/{task.branch}"):
+    if task.record.base_commit is None and action.branch_exists:
         return Outcome(
             action,
             "failed",

@@ -115,15 +115,17 @@ class Reconciler:
             group.start_soon(read, "panes", self._panes, desired, agents)
             pids = [a.pid for a in agents.values() if a.pid is not None]
             marker = str(w.paths.state_dir / "run" / "env-")
-            group.start_soon(read, "scan", functools.partial(
-                processes.observe_processes, pids, launcher_marker=marker))  # fmt: skip
+            scan = functools.partial(processes.observe_processes, pids, launcher_marker=marker)
+            group.start_soon(read, "scan", scan)
             run_dir = w.paths.state_dir / "run"
-            group.start_soon(read, "exits", processes.observe_exits, run_dir)
             logs = {a.binding: a.log_path for a in agents.values() if a.log_path}
             group.start_soon(read, "activity", processes.observe_log_activity, logs)
             supervising = (a for a in agents.values() if a.runtime == "process")
             launchers = {a.binding: a.pid for a in supervising if a.pid is not None}
             group.start_soon(read, "supervised", processes.observe_supervised, run_dir, launchers)
+        # Exit files are read after the process scan, never alongside it: a launcher writes
+        # its agent's status before it exits, so one seen gone has left its file already.
+        results["exits"] = await processes.observe_exits(run_dir)
         if _settling(agents, results["panes"], results["scan"][0]):
             # tmux (built with libutempter, as Debian does) can miss a SIGCHLD and never reap
             # an agent (tmux#311, #4559); a second SIGCHLD makes it collect the status.

@@ -462,6 +462,7 @@ def _dispatch_action(
         estimate_tokens=d.estimate_tokens,
         remaining_usd=d.remaining_usd,
         needs=t.spec.depends_on,
+        branch=t.row.branch,
         base=t.spec.base,
         prompt=composed.text if composed else t.spec.prompt,
         prompt_tokens=composed.tokens if composed else compaction.estimate_tokens(t.spec.prompt),
@@ -528,9 +529,51 @@ async def apply(
     for run, task, attempt, parsed in the_plan.parsed:
         await _record_usage(ctx, run, task, attempt, parsed)
     outcomes: list[Outcome] = []
-    for action in the_plan.actions:
-        outcomes.append(await _apply_one(ctx, desired, action, source=source))
+    for wave in _waves(the_plan.actions):
+        outcomes += await _apply_wave(ctx, desired, wave, source=source)
     return outcomes
+
+
+# Creations first; then what ends, moves or keeps tasks (a completion records the commit a
+# dependent's dispatch merges); then dispatches; a run's finish last. Within a wave the
+# actions concern different tasks and each is guarded in the store: they run in parallel.
+_WAVES: tuple[tuple[type[run_actions.RunAction], ...], ...] = (
+    (run_actions.CreateRun,),
+    (
+        run_actions.CompleteTask,
+        run_actions.StopTask,
+        run_actions.FailTask,
+        run_actions.FinalizeTask,
+        run_actions.SkipTask,
+    ),
+    (run_actions.RetryTask,),
+    (run_actions.DispatchTask,),
+    (run_actions.FinishRun,),
+)
+PARALLEL = 8
+
+
+def _waves(
+    acts: tuple[run_actions.RunAction, ...],
+) -> list[list[run_actions.RunAction]]:
+    waves = [[a for a in acts if isinstance(a, kinds)] for kinds in _WAVES]
+    return [wave for wave in waves if wave]
+
+
+async def _apply_wave(
+    ctx: Context, desired: DesiredState, wave: list[run_actions.RunAction], *, source: str
+) -> list[Outcome]:
+    done: list[Outcome | None] = [None] * len(wave)
+    limiter = anyio.CapacityLimiter(PARALLEL)
+
+    async def one(index: int, action: run_actions.RunAction) -> None:
+        async with limiter:
+            done[index] = await _apply_one(ctx, desired, action, source=source)
+
+    async with anyio.create_task_group() as group:
+        for index, action in enumerate(wave):
+            group.start_soon(one, index, action)
+    return [o for o in done if o is not None]
 
 
 async def _apply_one(
@@ -600,7 +643,7 @@ class RunsStep:
             return RunsPlan()
         paths = run_handlers.paths_of(p.ctx)
         seen = await observe(p.ctx.store, _git_of(p.ctx), paths, p.desired, p.observed)
-        the_plan = plan(seen, p.desired, p.now)
+        the_plan = _with_branches(plan(seen, p.desired, p.now), p.observed)
         lanes = task_lanes(seen, paths, workspace=p.ctx.workspace, plan_=the_plan)
         p.expanded, problems = expansion.expand(p.desired, lanes)
         p.released = seen.released
@@ -626,6 +669,20 @@ class RunsStep:
         p.expanded, _ = expansion.expand(p.desired, lanes)
         p.released = seen.released
         with_agents(p, await anyio.to_thread.run_sync(store.agent_records))
+
+
+def _with_branches(the_plan: RunsPlan, observed: world.Observed) -> RunsPlan:
+    """Tell each dispatch whether its branch exists already (from the pass's observation)."""
+    branches = observed.branches
+    if isinstance(branches, world.Unknown):
+        return the_plan
+    acts = tuple(
+        dataclasses.replace(a, branch_exists=a.branch in branches)
+        if isinstance(a, run_actions.DispatchTask)
+        else a
+        for a in the_plan.actions
+    )
+    return dataclasses.replace(the_plan, actions=acts)
 
 
 def _bare_view(

@@ -23,6 +23,9 @@ IDENTITY: Mapping[str, str] = {
 }
 
 
+_OID = "# branch.oid "
+
+
 @dataclass(frozen=True, slots=True)
 class Merged:
     """A merge made without a worktree: the commit, or the files that conflicted."""
@@ -94,15 +97,21 @@ class Git:
     async def commit_all(self, worktree: Path, message: str) -> str | None:
         """Commit every change in ``worktree`` (ignored files aside); return its HEAD after.
 
-        Hooks are skipped (``--no-verify``): the commit is the controller's bookkeeping, and a
-        hook could block or change it. None when the worktree has no commit at all.
+        One ``git status`` tells whether there is anything to commit (and HEAD when there is
+        not). Hooks are skipped (``--no-verify``): the commit is the controller's bookkeeping,
+        and a hook could block or change it. None when the worktree has no commit at all.
         """
-        await self._run("add", "--all", "--", ".", cwd=worktree)
-        staged = await self._run("diff", "--cached", "--quiet", cwd=worktree)
-        if staged.rc == 1:
-            await self._out("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree)
-        elif not staged.ok and staged.rc != 1:
-            raise errors.CommandFailed(staged.argv, staged.rc, staged.stderr)
+        status = await self._out(
+            "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", cwd=worktree
+        )
+        entries = [e for e in status.split("\0") if e]
+        if all(e.startswith("#") for e in entries):
+            oid = next((e[len(_OID) :] for e in entries if e.startswith(_OID)), "(initial)")
+            return None if oid == "(initial)" else oid
+        await self._out("add", "--all", "--", ".", cwd=worktree)
+        done = await self._run("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree)
+        if not done.ok and "nothing to commit" not in done.stdout + done.stderr:
+            raise errors.CommandFailed(done.argv, done.rc, done.stderr)
         return await self.commit_of("HEAD", cwd=worktree)
 
     async def blob(self, commit: str, path: str) -> bytes | None:

@@ -63,6 +63,8 @@ class DispatchTask(RunAction):
     estimate_tokens: int = 0
     remaining_usd: float | None = None
     needs: tuple[str, ...] = ()  # dependencies whose final commits are merged into its base
+    branch: str = ""
+    branch_exists: bool = False  # its branch was seen already (a first attempt must not reuse it)
     base: str | None = None  # for a task without dependencies: the revision it starts from
     prompt: str = field(default="", repr=False)
     prompt_tokens: int = 0
