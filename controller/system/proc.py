@@ -51,8 +51,13 @@ class Runner(Protocol):
         cwd: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        stdout_errors: str = "replace",
     ) -> Completed:
-        """Run ``argv``; raise ``CommandFailed`` with ``rc=None`` if it outlives ``timeout``."""
+        """Run ``argv``; raise ``CommandFailed`` with ``rc=None`` if it outlives ``timeout``.
+
+        ``stdout_errors="surrogateescape"`` keeps bytes that are not UTF-8 (file names) in
+        ``stdout``, so that ``os.fsencode`` and argv give the exact bytes back.
+        """
         ...
 
 
@@ -72,6 +77,7 @@ class SubprocessRunner:
         cwd: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        stdout_errors: str = "replace",
     ) -> Completed:
         """Run ``argv`` to completion, killing it past ``timeout``."""
         args = tuple(argv)
@@ -91,6 +97,6 @@ class SubprocessRunner:
         return Completed(
             args,
             done.returncode,
-            done.stdout.decode("utf-8", "replace"),
+            done.stdout.decode("utf-8", stdout_errors),
             done.stderr.decode("utf-8", "replace"),
         )
