@@ -9,7 +9,6 @@ worktree root.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import anyio
 from controller import errors
 from controller.core import actions, phases, world
 from controller.core.phases import Phase
-from controller.executors import rescue, signals
+from controller.executors import inspecting, quarantining, rescue, signals
 from controller.executors.context import Context, Outcome
 from controller.system import clock, paths, proc
 
@@ -34,6 +33,8 @@ TRANSIENT = re.compile(
     r"|cannot lock ref",
     re.IGNORECASE,
 )
+SUBMODULE_TIMEOUT = 600.0  # cloning a submodule can take a while
+NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}  # a pass never waits for a password
 GITIGNORE = (
     "# Created by the lane controller: lane worktrees are not part of the main checkout.\n*\n"
 )
@@ -72,7 +73,33 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
         branch=action.branch,
         createdBranch=record.created_branch,
     )
-    return Outcome(action, "applied", f"created {path} on {action.branch}")
+    note = await _check_out_submodules(ctx, action.lane, path)
+    return Outcome(action, "applied", f"created {path} on {action.branch}{note}")
+
+
+async def _check_out_submodules(ctx: Context, lane: str, path: Path) -> str:
+    """Check out, in a new worktree, the submodules the main checkout has initialised.
+
+    ``git submodule update`` without ``--init`` takes exactly those (their URLs are in the
+    shared config); a submodule nobody initialised stays empty, as in the main checkout. A
+    failure (a remote out of reach) keeps the lane: the outcome and an event say what to run.
+    """
+    if not await _exists(path / ".gitmodules"):
+        return ""
+    argv = ("git", "-C", str(path), "submodule", "update", "--recursive")
+    try:
+        done = await ctx.runner.run(argv, env=NO_PROMPT, timeout=SUBMODULE_TIMEOUT)
+        error = "" if done.ok else done.stderr.strip()
+    except errors.CommandFailed as exc:
+        error = str(exc)
+    if not error:
+        return ""
+    hint = f"git -C {path} submodule update --init --recursive"
+    last = error.splitlines()[-1]
+    await ctx.emit(
+        "SubmodulesNotCheckedOut", f"run `{hint}`", lane=lane, path=str(path), error=last
+    )
+    return f"; submodules not checked out ({last}): run `{hint}`"
 
 
 def _add_argv(repo: Path, path: Path, action: actions.ProvisionLane) -> tuple[str, ...]:
@@ -169,105 +196,73 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
     running = await _live_agents(ctx, action.lane)
     if running:
         return Outcome(action, "failed", f"agents still running in the lane: {', '.join(running)}")
-    state = await rescue.inspect(ctx.runner, path)
-    if state.changes and action.on_dirty == "refuse":
-        return await _refuse(ctx, action, record, state)
+    work = await inspecting.inspect(ctx.runner, path)
+    if work.uncommitted and action.on_dirty == "refuse":
+        return await _refuse(ctx, action, record, work)
     await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
-    saved = await _save_work(ctx, action, path, state)
-    kept = await _keep_ignored(ctx, action.lane, path)
-    await _remove_tree(ctx, action.lane, path, action.branch, force=saved is not None or kept)
+    saved = await _save_work(ctx, action, path, work)
+    inner = [r.path for r in work.inner]
+    kept = await quarantining.keep_ignored(ctx, action.lane, path, inner=inner)
+    # --force only once everything is saved or moved, or known to be elsewhere: git refuses a
+    # worktree with submodules without it, and they were inspected like the rest.
+    force = saved is not None or kept or bool(inner)
+    await _remove_tree(ctx, action.lane, path, action.branch, force=force)
     await _close(ctx, action.lane, Phase.CLEANING)
+    ref = saved.ref if saved else None
     await ctx.emit(
         "LaneRemoved",
         action.reason,
         lane=action.lane,
         path=str(path),
         branch=action.branch,
-        rescueRef=saved,
+        rescueRef=ref,
     )
-    note = f"; work saved to {saved}" if saved else ""
+    note = f"; work saved to {ref}" if ref else ""
     return Outcome(action, "applied", f"removed {path}{note}")
 
 
 async def _save_work(
-    ctx: Context, action: actions.RemoveLane, path: Path, state: rescue.WorktreeState
-) -> str | None:
-    if not state.needs_rescue:
+    ctx: Context, action: actions.RemoveLane, path: Path, work: inspecting.LaneWork
+) -> rescue.Saved | None:
+    if not work.needs_rescue:
         return None
     saved = await rescue.save(
-        ctx.runner, path, lane=action.lane, state=state, now=ctx.clock.now(), scratch=ctx.scratch
+        ctx.runner,
+        path,
+        repo=ctx.repo,
+        lane=action.lane,
+        work=work,
+        now=ctx.clock.now(),
+        scratch=ctx.scratch,
     )
+    top = work.top
     await ctx.emit(
         "WorkRescued",
-        "uncommitted work saved before removal",
+        "work reused from an identical earlier rescue"
+        if saved.reused
+        else "uncommitted work saved before removal",
         lane=action.lane,
-        ref=saved,
-        changes=len(state.changes),
-        detached=state.branch is None,
+        ref=saved.ref,
+        reused=saved.reused,
+        changes=len(top.changes),
+        hidden=len(top.hidden),
+        detached=top.branch is None,
+        branchDeleted=top.orphaned is not None,
+        inner=[s.prefix for s in saved.inner if s.prefix is not None],
     )
     return saved
-
-
-async def _keep_ignored(ctx: Context, lane: str, path: Path) -> bool:
-    """Move ignored files (``.env``, build output) out of the worktree before it goes.
-
-    Git's rescue commit does not take them (they may be huge); a rename keeps them instead,
-    under ``.lanes/quarantine/<lane>-<time>/``.
-    """
-    done = await ctx.runner.run(
-        (
-            "git",
-            "-C",
-            str(path),
-            "ls-files",
-            "--others",
-            "--ignored",
-            "--exclude-standard",
-            "--directory",
-            "-z",
-        )
-    )
-    entries = [e.rstrip("/") for e in done.check().stdout.split("\0") if e]
-    if not entries:
-        return False
-    stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
-    target = await anyio.to_thread.run_sync(
-        _move_entries, path, entries, ctx.quarantine, f"{lane}-{stamp}"
-    )
-    await ctx.emit(
-        "IgnoredFilesKept",
-        "ignored files moved out before removal",
-        lane=lane,
-        movedTo=str(target),
-        entries=len(entries),
-    )
-    return True
-
-
-def _move_entries(base: Path, entries: list[str], folder: Path, name: str) -> Path:
-    target, n = folder / name, 0
-    while target.exists():
-        n += 1
-        target = folder / f"{name}-{n}"
-    for entry in entries:
-        source = paths.inside(base, entry)
-        destination = target / entry
-        destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        shutil.move(str(source), str(destination))
-    return target
 
 
 async def _refuse(
     ctx: Context,
     action: actions.RemoveLane,
     record: world.LaneRecord,
-    state: rescue.WorktreeState,
+    work: inspecting.LaneWork,
 ) -> Outcome:
-    files = ", ".join(c[3:] for c in state.changes[:5]) + (
-        ", ..." if len(state.changes) > 5 else ""
-    )
+    listed = work.uncommitted
+    files = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
     message = (
-        f"{len(state.changes)} uncommitted change(s) in {action.path} ({files}) and "
+        f"{len(listed)} uncommitted change(s) in {action.path} ({files}) and "
         "onDirtyCleanup is refuse. Commit or discard them there, or declare the lane again "
         "with onDirtyCleanup: preserve so that removal saves them to a rescue ref."
     )
@@ -275,7 +270,7 @@ async def _refuse(
     if record.phase == Phase.BLOCKED and condition in record.conditions:
         return Outcome(action, "refused", message)  # said already: no new events every pass
     await _set_phase(ctx, action.lane, record.phase, Phase.BLOCKED, conditions=(condition,))
-    await ctx.emit("CleanupRefused", message, lane=action.lane, changes=len(state.changes))
+    await ctx.emit("CleanupRefused", message, lane=action.lane, changes=len(listed))
     return Outcome(action, "refused", message)
 
 
@@ -367,7 +362,7 @@ async def quarantine(action: actions.QuarantineDir, ctx: Context) -> Outcome:
         return Outcome(action, "unchanged", "already gone")
     stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
     target = await anyio.to_thread.run_sync(
-        _move_aside, path, ctx.quarantine, f"{action.lane}-{stamp}"
+        quarantining.move_aside, path, ctx.quarantine, f"{action.lane}-{stamp}"
     )
     await ctx.emit(
         "DirectoryQuarantined", action.reason, lane=action.lane, path=str(path), movedTo=str(target)
@@ -449,17 +444,6 @@ def _same(a: str | Path, b: str | Path) -> bool:
 
 async def _exists(path: Path) -> bool:
     return await anyio.Path(path).exists()
-
-
-def _move_aside(path: Path, folder: Path, name: str) -> Path:
-    """Move ``path`` into ``folder`` under a free name; return where it went."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target, n = folder / name, 0
-    while target.exists():
-        n += 1
-        target = folder / f"{name}-{n}"
-    shutil.move(str(path), str(target))
-    return target
 
 
 def _ensure_root(root: Path) -> None:
