@@ -340,6 +340,28 @@ async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
     return Outcome(action, "applied", f"pruned git's record of {path}")
 
 
+async def repair(action: actions.RepairWorktree, ctx: Context) -> Outcome:
+    """Point git's record of the lane's worktree back at its directory.
+
+    ``git worktree repair <path>`` reads the directory's ``.git`` file and rewrites the admin
+    record it names; on a record that is right already it does nothing.
+    """
+    path = paths.child_of(ctx.root_of(action.path), action.path)
+    if not await _exists(path):
+        return Outcome(action, "refused", f"{path} is gone; nothing to repair")
+    await _check_owned(ctx, path)
+    argv = ("git", "-C", str(ctx.repo), "worktree", "repair", str(path))
+    done = await run_worktree_command(ctx.runner, ctx.clock, argv)
+    if not done.ok:
+        return Outcome(action, "failed", f"git worktree repair failed: {done.stderr.strip()}")
+    if "repair:" not in done.stdout + done.stderr:
+        return Outcome(action, "unchanged", "git's record is right already")
+    await ctx.emit(
+        "WorktreeRepaired", action.reason, lane=action.lane, path=str(path), was=action.recorded
+    )
+    return Outcome(action, "applied", f"repaired git's record of {path}")
+
+
 async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) -> Outcome:
     """Remove a worktree whose creation died before git finished checking it out.
 
@@ -460,6 +482,7 @@ HANDLERS: Mapping[type[actions.ActionBase], Handler] = {
     actions.AdoptWorktree: adopt,
     actions.RemoveLane: remove,
     actions.PruneRecord: prune,
+    actions.RepairWorktree: repair,
     actions.DiscardInterrupted: discard_interrupted,
     actions.QuarantineDir: quarantine,
     actions.ForgetLane: forget,

@@ -310,3 +310,45 @@ def test_a_retried_removal_reuses_its_rescue(repo: Repo) -> None:
     assert repo.git("show", f"{ref}:wip.txt") == "wip"
     (kept,) = quarantined(repo)
     assert (kept / ".env").read_text() == "TOKEN=1\n"
+
+
+# --- damaged worktree records ---------------------------------------------------------------
+
+
+def damage(repo: Repo, lane: str, tmp_path: Path) -> None:
+    """Point git's record of the lane's worktree somewhere else (as a moved repository does)."""
+    (repo.path / ".git" / "worktrees" / lane / "gitdir").write_text(
+        f"{tmp_path / 'elsewhere' / '.git'}\n"
+    )
+
+
+def test_a_damaged_worktree_record_is_repaired_not_quarantined(repo: Repo, tmp_path: Path) -> None:
+    repo.lanes("a")
+    once(repo)
+    (repo.root / "a" / "wip.txt").write_text("wip\n")
+    damage(repo, "a", tmp_path)
+    plan = repo.ctl("plan").stdout
+    assert "repair" in plan and "quarantine" not in plan, plan
+    once(repo)
+    assert repo.worktrees() == [str(repo.root / "a")]
+    assert (repo.root / "a" / "wip.txt").read_text() == "wip\n"
+    assert quarantined(repo) == []
+    assert repo.ctl("plan", "--detailed-exitcode").returncode == 0
+    kinds = [json.loads(x)["kind"] for x in repo.ctl("events", "-o", "json").stdout.splitlines()]
+    assert "WorktreeRepaired" in kinds
+
+
+def test_an_undeclared_lane_with_a_damaged_record_is_removed_with_its_work(
+    repo: Repo, tmp_path: Path
+) -> None:
+    repo.lanes("a", "keep")
+    once(repo)
+    (repo.root / "a" / "wip.txt").write_text("wip\n")
+    damage(repo, "a", tmp_path)
+    repo.lanes("keep")
+    once(repo)
+    assert not (repo.root / "a").exists()
+    (ref,) = rescue_refs(repo, "a")
+    assert repo.git("show", f"{ref}:wip.txt") == "wip"
+    assert repo.worktrees() == [str(repo.root / "keep")]
+    assert repo.ctl("plan", "--detailed-exitcode").returncode == 0
