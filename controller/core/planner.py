@@ -159,7 +159,7 @@ def _plan_blind(desired: DesiredState, observed: world.Observed, unknown: tuple[
 def _plan_desired(draft: _Draft, lane: Lane, observed: world.Observed) -> None:
     record = observed.records.get(lane.name)
     path = record.path if record else lane_path(observed.root, lane.name)
-    tree = _repair(draft, lane.name, path, observed) or observed.worktree_at(path)
+    tree = _repair(draft, lane.name, path=path, observed=observed) or observed.worktree_at(path)
     if tree is not None:
         _plan_existing(draft, lane, record, tree, observed)
     elif _entry(observed, path) is not None:
@@ -279,7 +279,7 @@ def _provision(
 
 def _plan_undesired(draft: _Draft, record: world.LaneRecord, observed: world.Observed) -> None:
     name, path = record.name, record.path
-    tree = _repair(draft, name, path, observed) or observed.worktree_at(path)
+    tree = _repair(draft, name, path=path, observed=observed) or observed.worktree_at(path)
     gone = "lane is no longer declared"
     if tree is not None and tree.prunable is not None:
         draft.add(actions.PruneRecord(name, path, f"{gone}; its directory is already gone"))
@@ -299,7 +299,7 @@ def _plan_undesired(draft: _Draft, record: world.LaneRecord, observed: world.Obs
 
 
 def _repair(
-    draft: _Draft, name: str, path: str, observed: world.Observed
+    draft: _Draft, name: str, *, path: str, observed: world.Observed
 ) -> world.GitWorktree | None:
     """Plan `git worktree repair` for a worktree git lists elsewhere; return it as repaired."""
     listed = _listed_elsewhere(observed, path)

@@ -198,7 +198,9 @@ async def status(runner: proc.Runner, path: Path) -> WorktreeState:
 async def inspect(runner: proc.Runner, path: Path) -> LaneWork:
     """Everything the worktree at ``path`` holds that removal could lose."""
     top, submodules = await _inspect_repo(runner, path)
-    inner = await _inner_repos(runner, path, "", top.nested, submodules, depth=1)
+    inner = await _inner_repos(
+        runner, path, prefix="", nested=top.nested, submodules=submodules, depth=1
+    )
     return LaneWork(top=top, inner=inner)
 
 
@@ -206,7 +208,7 @@ async def _inspect_repo(runner: proc.Runner, path: Path) -> tuple[WorktreeState,
     """One repository's state, and the paths of its populated submodules."""
     state = await status(runner, path)
     index = parse_index(await git(runner, path, "ls-files", "-v", "-s", "-z"))
-    hidden = await _hidden_edits(runner, path, [e for e in index if e.flagged])
+    hidden = await _hidden_edits(runner, path, flagged=[e for e in index if e.flagged])
     orphaned = await _orphaned_head(runner, path) if state.head is None and state.branch else None
     links = [e.path for e in index if e.mode == GITLINK]
     populated = await anyio.to_thread.run_sync(_populated, path, links)
@@ -216,10 +218,10 @@ async def _inspect_repo(runner: proc.Runner, path: Path) -> tuple[WorktreeState,
 async def _inner_repos(
     runner: proc.Runner,
     lane: Path,
+    *,
     prefix: str,
     nested: Iterable[str],
     submodules: Iterable[str],
-    *,
     depth: int,
 ) -> tuple[InnerRepo, ...]:
     found: list[InnerRepo] = []
@@ -232,17 +234,22 @@ async def _inner_repos(
                 "not removing the worktree"
             )
         state, inner_submodules = await _inspect_repo(runner, lane / path)
-        refs, unpushed = await _local_refs(runner, lane / path, state.base)
+        refs, unpushed = await _local_refs(runner, lane / path, base=state.base)
         found.append(InnerRepo(path, kind, state, refs, unpushed))
         more = await _inner_repos(
-            runner, lane, f"{path}/", state.nested, inner_submodules, depth=depth + 1
+            runner,
+            lane,
+            prefix=f"{path}/",
+            nested=state.nested,
+            submodules=inner_submodules,
+            depth=depth + 1,
         )
         found.extend(more)
     return tuple(found)
 
 
 async def _local_refs(
-    runner: proc.Runner, path: Path, base: str | None
+    runner: proc.Runner, path: Path, *, base: str | None
 ) -> tuple[tuple[tuple[str, str], ...], bool]:
     """The repository's branches and stash, and whether any commit of them (or of HEAD) is on
     no remote-tracking branch: what exists nowhere else once the repository is deleted."""
@@ -284,7 +291,7 @@ def _kinds(path: Path, names: Sequence[str]) -> list[_Kind]:
 
 
 async def _hidden_edits(
-    runner: proc.Runner, path: Path, flagged: Sequence[IndexEntry]
+    runner: proc.Runner, path: Path, *, flagged: Sequence[IndexEntry]
 ) -> tuple[str, ...]:
     """Flagged files whose content on disk differs from the index (status cannot tell)."""
     if not flagged:
@@ -296,17 +303,19 @@ async def _hidden_edits(
         if kind is _Kind.MISSING:
             continue  # a sparse checkout, or a deletion: HEAD has the content
         if entry.mode == SYMLINK:
-            if kind is not _Kind.LINK or await _link_changed(runner, path, entry):
+            if kind is not _Kind.LINK or await _link_changed(runner, path, entry=entry):
                 changed.append(entry.path)
         elif kind is _Kind.FILE and entry.mode != GITLINK:
             files.append(entry)
         elif entry.mode != GITLINK:
             changed.append(entry.path)  # a file that became a folder or a link
-    changed.extend(await _changed_files(runner, path, files))
+    changed.extend(await _changed_files(runner, path, files=files))
     return tuple(sorted(changed))
 
 
-async def _changed_files(runner: proc.Runner, path: Path, files: Sequence[IndexEntry]) -> list[str]:
+async def _changed_files(
+    runner: proc.Runner, path: Path, *, files: Sequence[IndexEntry]
+) -> list[str]:
     changed: list[str] = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]
@@ -316,7 +325,7 @@ async def _changed_files(runner: proc.Runner, path: Path, files: Sequence[IndexE
     return changed
 
 
-async def _link_changed(runner: proc.Runner, path: Path, entry: IndexEntry) -> bool:
+async def _link_changed(runner: proc.Runner, path: Path, *, entry: IndexEntry) -> bool:
     target = await anyio.to_thread.run_sync(os.readlink, path / entry.path)
     recorded = await git(runner, path, "cat-file", "blob", entry.sha, strip=False)
     return recorded != target

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -38,7 +39,7 @@ def topmost(entries: Iterable[str]) -> list[str]:
     return kept
 
 
-async def keep_ignored(ctx: Context, lane: str, path: Path, *, inner: Sequence[str]) -> bool:
+async def keep_ignored(ctx: Context, lane: str, *, path: Path, inner: Sequence[str]) -> bool:
     """Move the ignored files of the worktree and of the repositories inside it to quarantine.
 
     Returns whether anything was moved. Git's rescue commit does not take them (they may be
@@ -51,9 +52,8 @@ async def keep_ignored(ctx: Context, lane: str, path: Path, *, inner: Sequence[s
     if not moving:
         return False
     stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
-    target = await anyio.to_thread.run_sync(
-        move_entries, path, moving, ctx.quarantine, f"{lane}-{stamp}"
-    )
+    move = functools.partial(move_entries, folder=ctx.quarantine, name=f"{lane}-{stamp}")
+    target = await anyio.to_thread.run_sync(move, path, moving)
     await ctx.emit(
         "IgnoredFilesKept",
         "ignored files moved out before removal",
@@ -69,7 +69,7 @@ async def _ignored(ctx: Context, path: Path) -> list[str]:
     return [e for e in out.split("\0") if e]
 
 
-def move_entries(base: Path, entries: Sequence[str], folder: Path, name: str) -> Path:
+def move_entries(base: Path, entries: Sequence[str], *, folder: Path, name: str) -> Path:
     """Move each entry of ``base`` to the same relative path under a new folder; return it.
 
     If a move fails, what was moved stays moved, and folders left empty are removed again, so
@@ -88,7 +88,7 @@ def move_entries(base: Path, entries: Sequence[str], folder: Path, name: str) ->
     return target
 
 
-def move_aside(path: Path, folder: Path, name: str) -> Path:
+def move_aside(path: Path, folder: Path, *, name: str) -> Path:
     """Move ``path`` into ``folder`` under a free name; return where it went."""
     target = free_folder(folder, name)
     rename(path, target)

@@ -141,33 +141,33 @@ async def save(
 ) -> Saved:
     """Save everything removal could lose; return the rescue ref (an identical one is reused)."""
     await anyio.Path(scratch).mkdir(mode=0o700, parents=True, exist_ok=True)
-    inner = [(r, await _inner_snapshot(runner, path, r, scratch=scratch)) for r in work.inner]
-    top = await _snapshot(runner, path, work.top, scratch=scratch)
+    inner = [(r, await _inner_snapshot(runner, path, inner=r, scratch=scratch)) for r in work.inner]
+    top = await _snapshot(runner, path, state=work.top, scratch=scratch)
     identity = digest(top, inner)
-    earlier = await _earlier(runner, repo, lane)
+    earlier = await _earlier(runner, repo, lane=lane)
     if identity in earlier:
         ref = earlier[identity]
-        saves = _inner_saves(lane, ref.rsplit("/", 1)[1], work.inner)
+        saves = _inner_saves(lane, ref.rsplit("/", 1)[1], inner=work.inner)
         return Saved(ref, reused=True, inner=saves)
-    leaf = free_leaf(now.strftime("%Y%m%dT%H%M%SZ"), await _taken(runner, repo, lane))
-    saves = _inner_saves(lane, leaf, work.inner)
+    leaf = free_leaf(now.strftime("%Y%m%dT%H%M%SZ"), await _taken(runner, repo, lane=lane))
+    saves = _inner_saves(lane, leaf, inner=work.inner)
     for (r, snap), where in zip(inner, saves, strict=True):
         if where.prefix is not None:
             await _fetch_inner(
                 runner, path / r.path, repo=repo, inner=r, snap=snap, lane=lane, prefix=where.prefix
             )
-    message = _message(lane, work, saves, now=now, identity=identity)
-    commit = await _commit(runner, path, top, message=message, lane=lane)
+    message = _message(lane, work, saves=saves, now=now, identity=identity)
+    commit = await _commit(runner, path, snap=top, message=message, lane=lane)
     ref = f"refs/lanes/rescue/{lane}/{leaf}"
     # An empty old value makes update-ref fail if the ref exists: never overwrite a rescue.
     await _git(runner, repo, "update-ref", ref, commit, "")
     return Saved(ref, reused=False, inner=saves)
 
 
-def _inner_saves(lane: str, leaf: str, inner: Sequence[InnerRepo]) -> tuple[InnerSave, ...]:
+def _inner_saves(lane: str, leaf: str, *, inner: Sequence[InnerRepo]) -> tuple[InnerSave, ...]:
     """Where each inner repository's work goes (or went) for the rescue named ``leaf``."""
     return tuple(
-        InnerSave(r.path, r.kind, _prefix(lane, leaf, n, r), tuple(_names(r)))
+        InnerSave(r.path, r.kind, _prefix(lane, leaf, number=n, repo=r), tuple(_names(r)))
         if r.needs_saving
         else InnerSave(r.path, r.kind, None)
         for n, r in enumerate(inner, start=1)
@@ -180,19 +180,19 @@ def _names(inner: InnerRepo) -> list[str]:
 
 
 async def _inner_snapshot(
-    runner: proc.Runner, path: Path, inner: InnerRepo, *, scratch: Path
+    runner: proc.Runner, path: Path, *, inner: InnerRepo, scratch: Path
 ) -> Snapshot | None:
     if not inner.state.dirty:
         return None
-    return await _snapshot(runner, path / inner.path, inner.state, scratch=scratch)
+    return await _snapshot(runner, path / inner.path, state=inner.state, scratch=scratch)
 
 
-def _prefix(lane: str, leaf: str, number: int, repo: InnerRepo) -> str:
+def _prefix(lane: str, leaf: str, *, number: int, repo: InnerRepo) -> str:
     return f"refs/lanes/rescue-inner/{lane}/{leaf}/{inner_key(number, repo.path)}"
 
 
 async def _snapshot(
-    runner: proc.Runner, path: Path, state: WorktreeState, *, scratch: Path
+    runner: proc.Runner, path: Path, *, state: WorktreeState, scratch: Path
 ) -> Snapshot:
     """Write the trees of the working files and of the index, changing neither."""
     index = anyio.Path(scratch / f"rescue-{secrets.token_hex(8)}.index")
@@ -209,7 +209,7 @@ async def _snapshot(
 
 
 async def _commit(
-    runner: proc.Runner, path: Path, snap: Snapshot, *, message: str, lane: str
+    runner: proc.Runner, path: Path, *, snap: Snapshot, message: str, lane: str
 ) -> str:
     parents = ("-p", snap.base) if snap.base else ()
     index: tuple[str, ...] = ()
@@ -232,7 +232,7 @@ async def _fetch_inner(
 ) -> None:
     """Commit the inner repository's work inside it, then fetch that and its branches."""
     message = f"lanes rescue: {lane}, work in {shown(inner.path)} ({inner.kind})"
-    tip = await _commit(runner, source, snap, message=message, lane=lane) if snap else None
+    tip = await _commit(runner, source, snap=snap, message=message, lane=lane) if snap else None
     tip = tip or inner.state.base
     specs = [f"{tip}:{prefix}/work"] if tip else []
     specs += [
@@ -243,14 +243,14 @@ async def _fetch_inner(
     done.check()
 
 
-async def _earlier(runner: proc.Runner, repo: Path, lane: str) -> dict[str, str]:
+async def _earlier(runner: proc.Runner, repo: Path, *, lane: str) -> dict[str, str]:
     """The lane's rescue refs by the snapshot they hold."""
     fmt = f"--format=%(refname) %(trailers:key={TRAILER},valueonly,separator=%x20)"
     out = await _git(runner, repo, "for-each-ref", fmt, f"refs/lanes/rescue/{lane}/")
     return parse_snapshots(out)
 
 
-async def _taken(runner: proc.Runner, repo: Path, lane: str) -> set[str]:
+async def _taken(runner: proc.Runner, repo: Path, *, lane: str) -> set[str]:
     """Leaves already used by the lane's rescue refs, outer or inner."""
     outer = f"refs/lanes/rescue/{lane}/"
     inner = f"refs/lanes/rescue-inner/{lane}/"
@@ -259,7 +259,7 @@ async def _taken(runner: proc.Runner, repo: Path, lane: str) -> set[str]:
 
 
 def _message(
-    lane: str, work: LaneWork, saves: Sequence[InnerSave], *, now: datetime, identity: str
+    lane: str, work: LaneWork, *, saves: Sequence[InnerSave], now: datetime, identity: str
 ) -> str:
     top = work.top
     shown_changes = "\n".join(top.changes[:50])

@@ -8,6 +8,7 @@ worktree root.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -73,11 +74,11 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
         branch=action.branch,
         createdBranch=record.created_branch,
     )
-    note = await _check_out_submodules(ctx, action.lane, path)
+    note = await _check_out_submodules(ctx, action.lane, path=path)
     return Outcome(action, "applied", f"created {path} on {action.branch}{note}")
 
 
-async def _check_out_submodules(ctx: Context, lane: str, path: Path) -> str:
+async def _check_out_submodules(ctx: Context, lane: str, *, path: Path) -> str:
     """Check out, in a new worktree, the submodules the main checkout has initialised.
 
     ``git submodule update`` without ``--init`` takes exactly those (their URLs are in the
@@ -202,7 +203,7 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
     await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
     saved = await _save_work(ctx, action, path, work)
     inner = [r.path for r in work.inner]
-    kept = await quarantining.keep_ignored(ctx, action.lane, path, inner=inner)
+    kept = await quarantining.keep_ignored(ctx, action.lane, path=path, inner=inner)
     # --force only once everything is saved or moved, or known to be elsewhere: git refuses a
     # worktree with submodules without it, and they were inspected like the rest.
     force = saved is not None or kept or bool(inner)
@@ -383,9 +384,8 @@ async def quarantine(action: actions.QuarantineDir, ctx: Context) -> Outcome:
     if not await _exists(path):
         return Outcome(action, "unchanged", "already gone")
     stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
-    target = await anyio.to_thread.run_sync(
-        quarantining.move_aside, path, ctx.quarantine, f"{action.lane}-{stamp}"
-    )
+    move = functools.partial(quarantining.move_aside, name=f"{action.lane}-{stamp}")
+    target = await anyio.to_thread.run_sync(move, path, ctx.quarantine)
     await ctx.emit(
         "DirectoryQuarantined", action.reason, lane=action.lane, path=str(path), movedTo=str(target)
     )

@@ -174,9 +174,11 @@ def test_a_failed_move_leaves_no_empty_quarantine_folder(tmp_path: Path) -> None
     (base / "deep").mkdir(parents=True)
     (base / "deep" / "a").write_text("a")
     with pytest.raises(FileNotFoundError):
-        quarantining.move_entries(base, ["deep/a", "deep/missing"], tmp_path / "q", "lane")
+        quarantining.move_entries(
+            base, ["deep/a", "deep/missing"], folder=tmp_path / "q", name="lane"
+        )
     moved = tmp_path / "q" / "lane" / "deep" / "a"
     assert moved.read_text() == "a"  # what was moved stays moved
     with pytest.raises(FileNotFoundError):
-        quarantining.move_entries(base, ["missing/x"], tmp_path / "q", "other")
+        quarantining.move_entries(base, ["missing/x"], folder=tmp_path / "q", name="other")
     assert not (tmp_path / "q" / "other").exists()
