@@ -32,6 +32,10 @@ GITLINK = "160000"
 SYMLINK = "120000"
 
 
+class TooDeep(errors.ControllerError):
+    """Repositories nest deeper inside the worktree than the controller inspects."""
+
+
 class InnerKind(enum.StrEnum):
     """How a repository sits inside a lane's worktree."""
 
@@ -229,9 +233,8 @@ async def _inner_repos(
     for relative, kind in sorted(kinds):
         path = f"{prefix}{relative}"
         if depth > MAX_DEPTH:
-            raise errors.ControllerError(
-                f"{shown(path)} in {lane} is more than {MAX_DEPTH} repositories deep; "
-                "not removing the worktree"
+            raise TooDeep(
+                f"{shown(path)} is a repository nested more than {MAX_DEPTH} deep in {lane}"
             )
         state, inner_submodules = await _inspect_repo(runner, lane / path)
         refs, unpushed = await _local_refs(runner, lane / path, base=state.base)

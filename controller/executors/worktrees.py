@@ -19,7 +19,7 @@ import anyio
 from controller import errors
 from controller.core import actions, phases, world
 from controller.core.phases import Phase
-from controller.executors import inspecting, quarantining, rescue, signals
+from controller.executors import inspecting, quarantining, removing
 from controller.executors.context import Context, Outcome
 from controller.system import clock, paths, proc
 
@@ -194,14 +194,18 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
         await _close(ctx, action.lane, record.phase)
         return Outcome(action, "unchanged", "worktree already gone")
     await _check_owned(ctx, path)
-    running = await _live_agents(ctx, action.lane)
+    running = await removing.live_agents(ctx, action.lane)
     if running:
         return Outcome(action, "failed", f"agents still running in the lane: {', '.join(running)}")
-    work = await inspecting.inspect(ctx.runner, path)
+    try:
+        work = await inspecting.inspect(ctx.runner, path)
+    except inspecting.TooDeep as exc:
+        return await _refuse(ctx, action, record, removing.too_deep(exc), count=0)
     if work.uncommitted and action.on_dirty == "refuse":
-        return await _refuse(ctx, action, record, work)
+        dirty = removing.dirty(action, work)
+        return await _refuse(ctx, action, record, dirty, count=len(work.uncommitted))
     await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
-    saved = await _save_work(ctx, action, path, work)
+    saved = await removing.save_work(ctx, action, path=path, work=work)
     inner = [r.path for r in work.inner]
     kept = await quarantining.keep_ignored(ctx, action.lane, path=path, inner=inner)
     # --force only once everything is saved or moved, or known to be elsewhere: git refuses a
@@ -209,69 +213,22 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
     force = saved is not None or kept or bool(inner)
     await _remove_tree(ctx, action.lane, path, action.branch, force=force)
     await _close(ctx, action.lane, Phase.CLEANING)
-    ref = saved.ref if saved else None
-    await ctx.emit(
-        "LaneRemoved",
-        action.reason,
-        lane=action.lane,
-        path=str(path),
-        branch=action.branch,
-        rescueRef=ref,
-    )
-    note = f"; work saved to {ref}" if ref else ""
-    return Outcome(action, "applied", f"removed {path}{note}")
-
-
-async def _save_work(
-    ctx: Context, action: actions.RemoveLane, path: Path, work: inspecting.LaneWork
-) -> rescue.Saved | None:
-    if not work.needs_rescue:
-        return None
-    saved = await rescue.save(
-        ctx.runner,
-        path,
-        repo=ctx.repo,
-        lane=action.lane,
-        work=work,
-        now=ctx.clock.now(),
-        scratch=ctx.scratch,
-    )
-    top = work.top
-    await ctx.emit(
-        "WorkRescued",
-        "work reused from an identical earlier rescue"
-        if saved.reused
-        else "uncommitted work saved before removal",
-        lane=action.lane,
-        ref=saved.ref,
-        reused=saved.reused,
-        changes=len(top.changes),
-        hidden=len(top.hidden),
-        detached=top.branch is None,
-        branchDeleted=top.orphaned is not None,
-        inner=[s.prefix for s in saved.inner if s.prefix is not None],
-    )
-    return saved
+    return await removing.removed(ctx, action, path=path, ref=saved.ref if saved else None)
 
 
 async def _refuse(
     ctx: Context,
     action: actions.RemoveLane,
     record: world.LaneRecord,
-    work: inspecting.LaneWork,
+    condition: world.Condition,
+    *,
+    count: int,
 ) -> Outcome:
-    listed = work.uncommitted
-    files = ", ".join(listed[:5]) + (", ..." if len(listed) > 5 else "")
-    message = (
-        f"{len(listed)} uncommitted change(s) in {action.path} ({files}) and "
-        "onDirtyCleanup is refuse. Commit or discard them there, or declare the lane again "
-        "with onDirtyCleanup: preserve so that removal saves them to a rescue ref."
-    )
-    condition = world.Condition("CleanupRefused", "UncommittedChanges", message)
+    message = condition.message
     if record.phase == Phase.BLOCKED and condition in record.conditions:
         return Outcome(action, "refused", message)  # said already: no new events every pass
     await _set_phase(ctx, action.lane, record.phase, Phase.BLOCKED, conditions=(condition,))
-    await ctx.emit("CleanupRefused", message, lane=action.lane, changes=len(listed))
+    await ctx.emit("CleanupRefused", message, lane=action.lane, changes=count)
     return Outcome(action, "refused", message)
 
 
@@ -445,18 +402,6 @@ async def _is_worktree_on(ctx: Context, path: Path, branch: str) -> bool:
     return (
         done.ok and len(lines) == 2 and _same(lines[0], path) and lines[1] == f"refs/heads/{branch}"
     )
-
-
-async def _live_agents(ctx: Context, lane: str) -> list[str]:
-    """Agents of ``lane`` whose recorded process is still alive (never remove under them)."""
-    agents = await ctx.db(ctx.store.agent_records)
-    live = []
-    for record in agents.values():
-        if record.lane != lane or record.pid is None:
-            continue
-        if await anyio.to_thread.run_sync(signals.matches, record.pid, record.pid_created):
-            live.append(f"{record.participant} (pid {record.pid})")
-    return live
 
 
 def _same(a: str | Path, b: str | Path) -> bool:

@@ -172,6 +172,29 @@ def test_nested_repository_without_a_commit_is_rescued(repo: Repo) -> None:
     assert repo.git("show", f"{one_inner_ref(repo, 'a', 'work')}:idea.txt") == "only here"
 
 
+def test_repositories_nested_too_deep_refuse_the_removal_with_a_clear_condition(
+    repo: Repo,
+) -> None:
+    repo.lanes("a", "keep")
+    once(repo)
+    folder = repo.root / "a"
+    for level in range(9):  # one deeper than the controller looks
+        folder = folder / f"r{level}"
+        folder.mkdir()
+        repo.git("init", "-q", cwd=folder)
+    (folder / "deep.txt").write_text("deep\n")
+    repo.lanes("keep")
+    out = once(repo)
+    assert "refused" in out and "nested more than 8 deep" in out
+    assert (folder / "deep.txt").exists()
+    status = json.loads(repo.ctl("status", "-o", "json").stdout)
+    (lane,) = [x for x in status["lanes"] if x["name"] == "a"]
+    assert lane["phase"] == "blocked"
+    assert [(c["type"], c["reason"]) for c in lane["conditions"]] == [
+        ("CleanupRefused", "RepositoriesTooDeep")
+    ]
+
+
 # --- work that `git status` does not show ---------------------------------------------------
 
 
