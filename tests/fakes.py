@@ -39,6 +39,7 @@ class ScriptedRunner:
         cwd: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = proc.DEFAULT_TIMEOUT,
+        stdout_errors: str = "replace",
     ) -> proc.Completed:
         args = tuple(argv)
         self.calls.append(args)

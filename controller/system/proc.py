@@ -57,8 +57,13 @@ class Runner(Protocol):
         cwd: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        stdout_errors: str = "replace",
     ) -> Completed:
-        """Run ``argv``; raise ``CommandFailed`` with ``rc=None`` if it outlives ``timeout``."""
+        """Run ``argv``; raise ``CommandFailed`` with ``rc=None`` if it outlives ``timeout``.
+
+        ``stdout_errors="surrogateescape"`` keeps bytes that are not UTF-8 (file names) in
+        ``stdout``, so that ``os.fsencode`` and argv give the exact bytes back.
+        """
         ...
 
 
@@ -78,6 +83,7 @@ class SubprocessRunner:
         cwd: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        stdout_errors: str = "replace",
     ) -> Completed:
         """Run ``argv`` to completion, killing it past ``timeout``."""
         args = tuple(argv)
@@ -94,7 +100,9 @@ class SubprocessRunner:
             raise errors.CommandFailed(args, None, f"no answer within {timeout:g}s") from exc
         except OSError as exc:
             raise errors.CommandFailed(args, 127, str(exc)) from exc
-        return Completed(args, rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        return Completed(
+            args, rc, out.decode("utf-8", stdout_errors), err.decode("utf-8", "replace")
+        )
 
 
 async def _run_in_session(
