@@ -140,6 +140,19 @@ class PruneRecord(ActionBase):
 
 
 @dataclass(frozen=True, slots=True)
+class RepairWorktree(ActionBase):
+    """Point git's record of a worktree back at its directory (``git worktree repair``)."""
+
+    recorded: str = ""  # the path git's record names instead
+
+    kind: ClassVar[str] = "repair"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        return f"repair git's record of worktree {self.path} (it names {self.recorded})"
+
+
+@dataclass(frozen=True, slots=True)
 class DiscardInterrupted(ActionBase):
     """Remove a worktree whose ``git worktree add`` was interrupted before checkout finished."""
 
@@ -317,6 +330,7 @@ Action: TypeAlias = (
     | AdoptWorktree
     | RemoveLane
     | PruneRecord
+    | RepairWorktree
     | DiscardInterrupted
     | QuarantineDir
     | ForgetLane

@@ -10,7 +10,7 @@ every lane unless allowed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import PurePosixPath
 
@@ -120,7 +120,7 @@ def _usable(
     usable = set()
     for name, lane in desired.lanes.items():
         chain = draft.steps.get(name, [])
-        tree = observed.worktree_at(paths[name])
+        tree = observed.worktree_at(paths[name]) or _repaired_tree(observed, paths[name])
         intact = (
             tree is not None
             and tree.branch == lane.branch
@@ -128,7 +128,8 @@ def _usable(
             and tree.locked != INITIALIZING
         )
         creates = any(isinstance(a, actions.ProvisionLane | actions.AdoptWorktree) for a in chain)
-        if (intact and not chain) or creates:
+        repairs = all(isinstance(a, actions.RepairWorktree) for a in chain)
+        if (intact and repairs) or creates:
             usable.add(name)
     return frozenset(usable)
 
@@ -162,7 +163,7 @@ def _plan_blind(desired: DesiredState, observed: world.Observed, unknown: tuple[
 def _plan_desired(draft: _Draft, lane: Lane, observed: world.Observed) -> None:
     record = observed.records.get(lane.name)
     path = record.path if record else lane_path(observed.root, lane.name)
-    tree = observed.worktree_at(path)
+    tree = _repair(draft, lane.name, path=path, observed=observed) or observed.worktree_at(path)
     if tree is not None:
         _plan_existing(draft, lane, record, tree, observed)
     elif _entry(observed, path) is not None:
@@ -243,16 +244,26 @@ def _plan_occupied(
 
 def _plan_provision(draft: _Draft, lane: Lane, path: str, observed: world.Observed) -> None:
     holder = _branch_holder(observed, lane.branch, path)
-    if holder is not None:
+    if holder is not None and holder.prunable is not None:
+        draft.note(
+            lane.name,
+            "BranchInUse",
+            "HeldByMissingWorktree",
+            f"branch {lane.branch} is held by git's record of a worktree at {holder.path}, "
+            "where nothing is; git will not check the branch out again while that record "
+            "exists. Run `git worktree repair <path>` with the worktree's current path if it "
+            "was moved, else `git worktree prune` (it drops only records of missing worktrees).",
+        )
+    elif holder is not None:
         draft.note(
             lane.name,
             "BranchInUse",
             "CheckedOutElsewhere",
-            f"branch {lane.branch} is checked out at {holder}; git allows a branch in one "
+            f"branch {lane.branch} is checked out at {holder.path}; git allows a branch in one "
             "worktree only. Switch that checkout to another branch or set spec.branch.",
         )
-        return
-    draft.add(_provision(lane, path, observed, "lane is declared but has no worktree"))
+    else:
+        draft.add(_provision(lane, path, observed, "lane is declared but has no worktree"))
 
 
 def _provision(
@@ -272,7 +283,7 @@ def _provision(
 
 def _plan_undesired(draft: _Draft, record: world.LaneRecord, observed: world.Observed) -> None:
     name, path = record.name, record.path
-    tree = observed.worktree_at(path)
+    tree = _repair(draft, name, path=path, observed=observed) or observed.worktree_at(path)
     gone = "lane is no longer declared"
     if tree is not None and tree.prunable is not None:
         draft.add(actions.PruneRecord(name, path, f"{gone}; its directory is already gone"))
@@ -289,6 +300,40 @@ def _plan_undesired(draft: _Draft, record: world.LaneRecord, observed: world.Obs
     elif _entry(observed, path) is not None:
         draft.add(actions.QuarantineDir(name, path, f"{gone}; directory is not a git worktree"))
     draft.add(actions.ForgetLane(name, path, f"{gone}; nothing of it is left to remove"))
+
+
+def _repair(
+    draft: _Draft, name: str, *, path: str, observed: world.Observed
+) -> world.GitWorktree | None:
+    """Plan `git worktree repair` for a worktree git lists elsewhere; return it as repaired."""
+    listed = _listed_elsewhere(observed, path)
+    if listed is None:
+        return None
+    why = "git's record of the worktree names a path where nothing is"
+    draft.add(actions.RepairWorktree(name, path, why, recorded=listed.path))
+    return replace(listed, path=path, prunable=None)
+
+
+def _repaired_tree(observed: world.Observed, path: str) -> world.GitWorktree | None:
+    """The worktree at ``path`` as git will list it once its damaged record is repaired."""
+    listed = _listed_elsewhere(observed, path)
+    return replace(listed, path=path, prunable=None) if listed else None
+
+
+def _listed_elsewhere(observed: world.Observed, path: str) -> world.GitWorktree | None:
+    """The worktree git lists at a wrong path for the directory at ``path``, if that is so.
+
+    Only when git lists no worktree at ``path``, the directory's ``.git`` names an admin
+    record that names another path, and git lists that path as prunable (nothing is there):
+    a worktree that really lives at the other path is never taken over.
+    """
+    entry = _entry(observed, path)
+    if observed.worktree_at(path) is not None or entry is None or entry.misrecorded is None:
+        return None
+    listed = observed.worktree_at(entry.misrecorded)
+    if listed is None or listed.prunable is None or entry.is_symlink or not entry.is_dir:
+        return None
+    return listed
 
 
 def _note_locked(draft: _Draft, name: str, path: str, reason: str) -> None:
@@ -326,12 +371,14 @@ def _entry(observed: world.Observed, path: str) -> world.RootEntry | None:
     return next((e for e in observed.root_entries if e.name == name), None)
 
 
-def _branch_holder(observed: world.Observed, branch: str, path: str) -> str | None:
+def _branch_holder(observed: world.Observed, branch: str, path: str) -> world.GitWorktree | None:
+    """The worktree git lists with ``branch`` checked out, other than ``path``.
+
+    A prunable record (its directory is gone) counts too: git refuses to check the branch out
+    again while it exists.
+    """
     assert not isinstance(observed.worktrees, world.Unknown)
-    for tree in observed.worktrees:
-        if tree.branch == branch and tree.path != path and tree.prunable is None:
-            return tree.path
-    return None
+    return next((t for t in observed.worktrees if t.branch == branch and t.path != path), None)
 
 
 def _finish(

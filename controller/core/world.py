@@ -43,6 +43,9 @@ class RootEntry:
     name: str
     is_dir: bool
     is_symlink: bool
+    # A worktree whose admin record (``.git/worktrees/<id>/gitdir``) names another path: that
+    # path, as ``git worktree list`` shows it. None for anything else.
+    misrecorded: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

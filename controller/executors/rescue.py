@@ -2,77 +2,86 @@
 
 A rescue commit is built without touching the worktree, its index or its branch: a temporary
 index receives every tracked and untracked (not ignored) file, and the commit has the worktree's
-HEAD as first parent (so commits on a detached HEAD stay reachable) and a commit of the real
-index as second parent (so staged-but-different content survives too), like ``git stash``.
-It is stored at ``refs/lanes/rescue/<lane>/<UTC timestamp>``.
+HEAD (or, if its branch ref was deleted, the branch's last commit) as first parent and a commit
+of the real index as second parent, like ``git stash``. It is stored at
+``refs/lanes/rescue/<lane>/<UTC timestamp>``.
+
+Repositories inside the worktree (submodules, nested repositories) get the same commit inside
+themselves; their work and branches are then fetched into the main repository under
+``refs/lanes/rescue-inner/<lane>/<leaf>/<n>-<name>/``, and the rescue commit's message says
+which. A ``Lanes-Snapshot`` trailer identifies the content: a retried removal that finds an
+identical snapshot reuses that rescue instead of writing another.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import anyio
 
+from controller.executors import inspecting
+from controller.executors.inspecting import InnerRepo, LaneWork, WorktreeState, shown
 from controller.system import proc
 
-TIMEOUT = 120.0  # hashing a large worktree can take a while
 IDENTITY = {
     "GIT_AUTHOR_NAME": "lane controller",
     "GIT_AUTHOR_EMAIL": "controller@lanes.invalid",
     "GIT_COMMITTER_NAME": "lane controller",
     "GIT_COMMITTER_EMAIL": "controller@lanes.invalid",
 }
+TRAILER = "Lanes-Snapshot"
+FETCH_TIMEOUT = 600.0  # the first rescue of a submodule copies its history
+# Fetching by commit: the inner rescue commit is on no ref of the inner repository (protocol
+# v2 allows that anyway; the setting reaches the local upload-pack for v0 users too).
+FETCH = (
+    "-c",
+    "uploadpack.allowAnySHA1InWant=true",
+    "fetch",
+    "--quiet",
+    "--no-tags",
+    "--no-write-fetch-head",
+    "--no-recurse-submodules",
+    "--no-auto-gc",
+)
 
 
 @dataclass(frozen=True, slots=True)
-class WorktreeState:
-    """What a worktree holds that removal could lose."""
+class Snapshot:
+    """The trees a rescue commit is made of (content-addressed: equal trees, equal content)."""
 
-    head: str | None  # None on an unborn branch
-    branch: str | None  # None when detached
-    changes: tuple[str, ...]  # `git status --porcelain` entries, tracked and untracked
+    tree: str  # the working files
+    staged: str | None  # the index (None while it holds a conflict)
+    base: str | None  # the first parent
 
-    @property
-    def needs_rescue(self) -> bool:
-        """Uncommitted changes, or a detached HEAD whose commits may be on no branch."""
-        return bool(self.changes) or (self.branch is None and self.head is not None)
+
+@dataclass(frozen=True, slots=True)
+class InnerSave:
+    """Where one inner repository's work went, or why nothing had to go anywhere."""
+
+    path: str
+    kind: inspecting.InnerKind
+    prefix: str | None  # the refs under this prefix hold it; None when nothing was lost
+    refs: tuple[str, ...] = ()  # its branches and stash, as named under ``prefix``
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """The result of a rescue: its ref, and whether an identical earlier one was reused."""
+
+    ref: str
+    reused: bool
+    inner: tuple[InnerSave, ...] = ()
 
 
 async def inspect(runner: proc.Runner, path: Path) -> WorktreeState:
-    """Read HEAD, branch and pending changes of the worktree at ``path`` (one git call)."""
-    argv = (
-        "git", "-C", str(path), "status", "--porcelain=v2", "--branch", "-z",
-        "--untracked-files=all", "--ignore-submodules=none",
-    )  # fmt: skip
-    status = (await runner.run(argv, timeout=TIMEOUT)).check()
-    return parse_status(status.stdout)
-
-
-def parse_status(text: str) -> WorktreeState:
-    """Parse ``git status --porcelain=v2 --branch -z`` into HEAD, branch and changes."""
-    head: str | None = None
-    branch: str | None = None
-    changes: list[str] = []
-    fields = iter(text.split("\0"))
-    for entry in fields:
-        if entry.startswith("# branch.oid "):
-            oid = entry.removeprefix("# branch.oid ")
-            head = None if oid == "(initial)" else oid
-        elif entry.startswith("# branch.head "):
-            name = entry.removeprefix("# branch.head ")
-            branch = None if name == "(detached)" else name
-        elif entry[:2] in ("1 ", "2 ", "u "):
-            parts = entry.split(" ", {"1": 8, "2": 9, "u": 10}[entry[0]])
-            changes.append(f"{parts[1].replace('.', ' ')} {parts[-1]}")
-            if entry[0] == "2":
-                next(fields, None)  # a rename's original path
-        elif entry.startswith("? "):
-            changes.append(f"?? {entry[2:]}")
-    return WorktreeState(head=head, branch=branch, changes=tuple(changes))
+    """HEAD, branch and the changes `git status` shows of the worktree at ``path``."""
+    return await inspecting.status(runner, path)
 
 
 def rescue_ref(lane: str, now: datetime, *, suffix: str = "") -> str:
@@ -80,69 +89,220 @@ def rescue_ref(lane: str, now: datetime, *, suffix: str = "") -> str:
     return f"refs/lanes/rescue/{lane}/{now.strftime('%Y%m%dT%H%M%SZ')}{suffix}"
 
 
+def inner_key(number: int, path: str) -> str:
+    """A ref-safe name for an inner repository: its number and its path, flattened."""
+    flat = re.sub(r"[^A-Za-z0-9_-]+", "_", shown(path)).strip("_")[:48]
+    return f"{number}-{flat or 'repo'}"
+
+
+def digest(top: Snapshot, inner: Sequence[tuple[InnerRepo, Snapshot | None]]) -> str:
+    """The identity of everything a rescue would hold: equal digests, equal content.
+
+    ``inner`` lists every inner repository (with the snapshot of its files when it has
+    uncommitted work), so that the numbering of their refs is the same for equal digests.
+    """
+    lines = [f"top {top.tree} {top.staged} {top.base}"]
+    for repo, snap in inner:
+        tree = f"{snap.tree} {snap.staged}" if snap else "-"
+        refs = sorted(repo.refs)
+        lines.append(f"inner {repo.path!r} {repo.needs_saving} {tree} {repo.state.base} {refs}")
+    text = "\n".join(lines).encode("utf-8", inspecting.PATHS)
+    return hashlib.sha256(text).hexdigest()[:32]
+
+
+def parse_snapshots(text: str) -> dict[str, str]:
+    """Parse ``for-each-ref --format='%(refname) %(trailers:...,separator=%x20)'``."""
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if value.strip():
+            found[value.split()[0]] = name
+    return found
+
+
+def free_leaf(stamp: str, taken: set[str]) -> str:
+    """The first of ``stamp``, ``stamp-1``, ... that no rescue ref of the lane uses yet."""
+    leaf, n = stamp, 0
+    while leaf in taken:
+        n += 1
+        leaf = f"{stamp}-{n}"
+    return leaf
+
+
 async def save(
     runner: proc.Runner,
     path: Path,
     *,
+    repo: Path,
     lane: str,
-    state: WorktreeState,
+    work: LaneWork,
     now: datetime,
     scratch: Path,
-) -> str:
-    """Save everything removal could lose into a new rescue ref and return the ref's name."""
+) -> Saved:
+    """Save everything removal could lose; return the rescue ref (an identical one is reused)."""
     await anyio.Path(scratch).mkdir(mode=0o700, parents=True, exist_ok=True)
-    index = anyio.Path(scratch / f"rescue-{lane}-{secrets.token_hex(4)}.index")
+    inner = [(r, await _inner_snapshot(runner, path, inner=r, scratch=scratch)) for r in work.inner]
+    top = await _snapshot(runner, path, state=work.top, scratch=scratch)
+    identity = digest(top, inner)
+    earlier = await _earlier(runner, repo, lane=lane)
+    if identity in earlier:
+        ref = earlier[identity]
+        saves = _inner_saves(lane, ref.rsplit("/", 1)[1], inner=work.inner)
+        return Saved(ref, reused=True, inner=saves)
+    leaf = free_leaf(now.strftime("%Y%m%dT%H%M%SZ"), await _taken(runner, repo, lane=lane))
+    saves = _inner_saves(lane, leaf, inner=work.inner)
+    for (r, snap), where in zip(inner, saves, strict=True):
+        if where.prefix is not None:
+            await _fetch_inner(
+                runner, path / r.path, repo=repo, inner=r, snap=snap, lane=lane, prefix=where.prefix
+            )
+    message = _message(lane, work, saves=saves, now=now, identity=identity)
+    commit = await _commit(runner, path, snap=top, message=message, lane=lane)
+    ref = f"refs/lanes/rescue/{lane}/{leaf}"
+    # An empty old value makes update-ref fail if the ref exists: never overwrite a rescue.
+    await _git(runner, repo, "update-ref", ref, commit, "")
+    return Saved(ref, reused=False, inner=saves)
+
+
+def _inner_saves(lane: str, leaf: str, *, inner: Sequence[InnerRepo]) -> tuple[InnerSave, ...]:
+    """Where each inner repository's work goes (or went) for the rescue named ``leaf``."""
+    return tuple(
+        InnerSave(r.path, r.kind, _prefix(lane, leaf, number=n, repo=r), tuple(_names(r)))
+        if r.needs_saving
+        else InnerSave(r.path, r.kind, None)
+        for n, r in enumerate(inner, start=1)
+    )
+
+
+def _names(inner: InnerRepo) -> list[str]:
+    """The names an inner repository's refs get under its prefix (``heads/x``, ``stash``)."""
+    return [name.removeprefix("refs/") for name, _ in inner.refs]
+
+
+async def _inner_snapshot(
+    runner: proc.Runner, path: Path, *, inner: InnerRepo, scratch: Path
+) -> Snapshot | None:
+    if not inner.state.dirty:
+        return None
+    return await _snapshot(runner, path / inner.path, state=inner.state, scratch=scratch)
+
+
+def _prefix(lane: str, leaf: str, *, number: int, repo: InnerRepo) -> str:
+    return f"refs/lanes/rescue-inner/{lane}/{leaf}/{inner_key(number, repo.path)}"
+
+
+async def _snapshot(
+    runner: proc.Runner, path: Path, *, state: WorktreeState, scratch: Path
+) -> Snapshot:
+    """Write the trees of the working files and of the index, changing neither."""
+    index = anyio.Path(scratch / f"rescue-{secrets.token_hex(8)}.index")
+    env = {"GIT_INDEX_FILE": str(index)}
+    excluded = [f":(exclude,literal){n}" for n in state.nested]  # saved on their own
     try:
-        tree = await _snapshot_tree(runner, path, index=Path(index), head=state.head)
+        await _git(runner, path, "read-tree", state.base or "--empty", env=env)
+        await _git(runner, path, "add", "--all", "--", ".", *excluded, env=env)
+        tree = await _git(runner, path, "write-tree", env=env)
     finally:
         await index.unlink(missing_ok=True)
-    staged = await _git(runner, path, "write-tree")
-    parents = ("-p", state.head) if state.head else ()
-    staged_commit = await _git(
-        runner, path, "commit-tree", staged, *parents, "-m", f"index of lane {lane}"
-    )
-    message = _message(lane, state, now)
-    commit = await _git(
-        runner, path, "commit-tree", tree, *parents, "-p", staged_commit, "-m", message
-    )
-    return await _create_ref(runner, path, lane=lane, commit=commit, now=now)
+    staged = None if state.unmerged else await _git(runner, path, "write-tree")
+    return Snapshot(tree=tree, staged=staged, base=state.base)
 
 
-async def _snapshot_tree(runner: proc.Runner, path: Path, *, index: Path, head: str | None) -> str:
-    env = {"GIT_INDEX_FILE": str(index)}
-    await _git(runner, path, "read-tree", *((head,) if head else ("--empty",)), env=env)
-    await _git(runner, path, "add", "--all", "--", ".", env=env)
-    return await _git(runner, path, "write-tree", env=env)
-
-
-async def _create_ref(
-    runner: proc.Runner, path: Path, *, lane: str, commit: str, now: datetime
+async def _commit(
+    runner: proc.Runner, path: Path, *, snap: Snapshot, message: str, lane: str
 ) -> str:
-    for attempt in range(100):
-        ref = rescue_ref(lane, now, suffix=f"-{attempt}" if attempt else "")
-        # An empty old value makes update-ref fail if the ref exists: never overwrite a rescue.
-        done = await runner.run(("git", "-C", str(path), "update-ref", ref, commit, ""))
-        if done.ok:
-            return ref
-    raise RuntimeError(f"could not find a free rescue ref for lane {lane}")
+    parents = ("-p", snap.base) if snap.base else ()
+    index: tuple[str, ...] = ()
+    if snap.staged is not None:
+        note = f"index of lane {lane}"
+        staged = await _git(runner, path, "commit-tree", snap.staged, *parents, "-m", note)
+        index = ("-p", staged)
+    return await _git(runner, path, "commit-tree", snap.tree, *parents, *index, "-m", message)
 
 
-def _message(lane: str, state: WorktreeState, now: datetime) -> str:
-    shown = "\n".join(state.changes[:50])
-    more = f"\n... and {len(state.changes) - 50} more" if len(state.changes) > 50 else ""
-    return (
-        f"lanes rescue: {lane} at {now.isoformat(timespec='seconds')}\n\n"
-        f"Work saved by the lane controller before removing the worktree.\n"
-        f"Branch: {state.branch or '(detached HEAD)'}\n"
-        f"Restore with: git checkout -b <new-branch> <this commit>  (files as they were)\n\n"
-        f"{shown}{more}\n"
-    )
+async def _fetch_inner(
+    runner: proc.Runner,
+    source: Path,
+    *,
+    repo: Path,
+    inner: InnerRepo,
+    snap: Snapshot | None,
+    lane: str,
+    prefix: str,
+) -> None:
+    """Commit the inner repository's work inside it, then fetch that and its branches."""
+    message = f"lanes rescue: {lane}, work in {shown(inner.path)} ({inner.kind})"
+    tip = await _commit(runner, source, snap=snap, message=message, lane=lane) if snap else None
+    tip = tip or inner.state.base
+    specs = [f"{tip}:{prefix}/work"] if tip else []
+    specs += [
+        f"{sha}:{prefix}/{name}" for name, (_, sha) in zip(_names(inner), inner.refs, strict=True)
+    ]
+    argv = ("git", "-C", str(repo), *FETCH, str(source), *specs)
+    done = await runner.run(argv, env=IDENTITY, timeout=FETCH_TIMEOUT)
+    done.check()
+
+
+async def _earlier(runner: proc.Runner, repo: Path, *, lane: str) -> dict[str, str]:
+    """The lane's rescue refs by the snapshot they hold."""
+    fmt = f"--format=%(refname) %(trailers:key={TRAILER},valueonly,separator=%x20)"
+    out = await _git(runner, repo, "for-each-ref", fmt, f"refs/lanes/rescue/{lane}/")
+    return parse_snapshots(out)
+
+
+async def _taken(runner: proc.Runner, repo: Path, *, lane: str) -> set[str]:
+    """Leaves already used by the lane's rescue refs, outer or inner."""
+    outer = f"refs/lanes/rescue/{lane}/"
+    inner = f"refs/lanes/rescue-inner/{lane}/"
+    out = await _git(runner, repo, "for-each-ref", "--format=%(refname)", outer, inner)
+    return {ref.removeprefix(outer).removeprefix(inner).split("/")[0] for ref in out.split()}
+
+
+def _message(
+    lane: str, work: LaneWork, *, saves: Sequence[InnerSave], now: datetime, identity: str
+) -> str:
+    top = work.top
+    shown_changes = "\n".join(top.changes[:50])
+    more = f"\n... and {len(top.changes) - 50} more" if len(top.changes) > 50 else ""
+    sections = [
+        f"lanes rescue: {lane} at {now.isoformat(timespec='seconds')}",
+        "Work saved by the lane controller before removing the worktree.\n"
+        f"Branch: {_branch_line(top)}\n"
+        "Restore with: git checkout -b <new-branch> <this commit>  (files as they were)",
+    ]
+    if top.changes:
+        sections.append(shown_changes + more)
+    if top.hidden:
+        hidden = "\n".join(f"  {shown(p)}" for p in top.hidden[:50])
+        sections.append(
+            f"Edits git status does not show (skip-worktree, assume-unchanged):\n{hidden}"
+        )
+    if top.unmerged:
+        sections.append("The index held a conflict: the files are saved, the index is not.")
+    if saves:
+        sections.append(
+            "Repositories inside the worktree:\n" + "\n".join(_inner_line(s) for s in saves)
+        )
+    sections.append(f"{TRAILER}: {identity}")
+    return "\n\n".join(sections) + "\n"
+
+
+def _branch_line(state: WorktreeState) -> str:
+    if state.orphaned is not None:
+        return f"{state.branch} (its ref was deleted; its commits are this commit's first parent)"
+    return state.branch or "(detached HEAD)"
+
+
+def _inner_line(save: InnerSave) -> str:
+    if save.prefix is None:
+        return (
+            f"  {shown(save.path)} ({save.kind}): nothing to save (clean, commits on its remotes)"
+        )
+    refs = "".join(f", {shown(name)}" for name in save.refs)
+    return f"  {shown(save.path)} ({save.kind}): {save.prefix}/ (work: its files and HEAD{refs})"
 
 
 async def _git(
-    runner: proc.Runner, path: Path, *args: str, env: Mapping[str, str] | None = None
+    runner: proc.Runner, path: Path, *args: str, env: dict[str, str] | None = None
 ) -> str:
-    done = await runner.run(
-        ("git", "-C", str(path), *args), env={**IDENTITY, **(env or {})}, timeout=TIMEOUT
-    )
-    return done.check().stdout.strip()
+    return await inspecting.git(runner, path, *args, env={**IDENTITY, **(env or {})})

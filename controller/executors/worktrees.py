@@ -8,8 +8,8 @@ worktree root.
 
 from __future__ import annotations
 
+import functools
 import re
-import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import anyio
 from controller import errors
 from controller.core import actions, phases, world
 from controller.core.phases import Phase
-from controller.executors import rescue, signals
+from controller.executors import inspecting, quarantining, removing
 from controller.executors.context import Context, Outcome
 from controller.system import clock, paths, proc
 
@@ -34,6 +34,8 @@ TRANSIENT = re.compile(
     r"|cannot lock ref",
     re.IGNORECASE,
 )
+SUBMODULE_TIMEOUT = 600.0  # cloning a submodule can take a while
+NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}  # a pass never waits for a password
 GITIGNORE = (
     "# Created by the lane controller: lane worktrees are not part of the main checkout.\n*\n"
 )
@@ -72,7 +74,33 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
         branch=action.branch,
         createdBranch=record.created_branch,
     )
-    return Outcome(action, "applied", f"created {path} on {action.branch}")
+    note = await _check_out_submodules(ctx, action.lane, path=path)
+    return Outcome(action, "applied", f"created {path} on {action.branch}{note}")
+
+
+async def _check_out_submodules(ctx: Context, lane: str, *, path: Path) -> str:
+    """Check out, in a new worktree, the submodules the main checkout has initialised.
+
+    ``git submodule update`` without ``--init`` takes exactly those (their URLs are in the
+    shared config); a submodule nobody initialised stays empty, as in the main checkout. A
+    failure (a remote out of reach) keeps the lane: the outcome and an event say what to run.
+    """
+    if not await _exists(path / ".gitmodules"):
+        return ""
+    argv = ("git", "-C", str(path), "submodule", "update", "--recursive")
+    try:
+        done = await ctx.runner.run(argv, env=NO_PROMPT, timeout=SUBMODULE_TIMEOUT)
+        error = "" if done.ok else done.stderr.strip()
+    except errors.CommandFailed as exc:
+        error = str(exc)
+    if not error:
+        return ""
+    hint = f"git -C {path} submodule update --init --recursive"
+    last = error.splitlines()[-1]
+    await ctx.emit(
+        "SubmodulesNotCheckedOut", f"run `{hint}`", lane=lane, path=str(path), error=last
+    )
+    return f"; submodules not checked out ({last}): run `{hint}`"
 
 
 def _add_argv(repo: Path, path: Path, action: actions.ProvisionLane) -> tuple[str, ...]:
@@ -166,116 +194,41 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
         await _close(ctx, action.lane, record.phase)
         return Outcome(action, "unchanged", "worktree already gone")
     await _check_owned(ctx, path)
-    running = await _live_agents(ctx, action.lane)
+    running = await removing.live_agents(ctx, action.lane)
     if running:
         return Outcome(action, "failed", f"agents still running in the lane: {', '.join(running)}")
-    state = await rescue.inspect(ctx.runner, path)
-    if state.changes and action.on_dirty == "refuse":
-        return await _refuse(ctx, action, record, state)
+    try:
+        work = await inspecting.inspect(ctx.runner, path)
+    except inspecting.TooDeep as exc:
+        return await _refuse(ctx, action, record, removing.too_deep(exc), count=0)
+    if work.uncommitted and action.on_dirty == "refuse":
+        dirty = removing.dirty(action, work)
+        return await _refuse(ctx, action, record, dirty, count=len(work.uncommitted))
     await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
-    saved = await _save_work(ctx, action, path, state)
-    kept = await _keep_ignored(ctx, action.lane, path)
-    await _remove_tree(ctx, action.lane, path, action.branch, force=saved is not None or kept)
+    saved = await removing.save_work(ctx, action, path=path, work=work)
+    inner = [r.path for r in work.inner]
+    kept = await quarantining.keep_ignored(ctx, action.lane, path=path, inner=inner)
+    # --force only once everything is saved or moved, or known to be elsewhere: git refuses a
+    # worktree with submodules without it, and they were inspected like the rest.
+    force = saved is not None or kept or bool(inner)
+    await _remove_tree(ctx, action.lane, path, action.branch, force=force)
     await _close(ctx, action.lane, Phase.CLEANING)
-    await ctx.emit(
-        "LaneRemoved",
-        action.reason,
-        lane=action.lane,
-        path=str(path),
-        branch=action.branch,
-        rescueRef=saved,
-    )
-    note = f"; work saved to {saved}" if saved else ""
-    return Outcome(action, "applied", f"removed {path}{note}")
-
-
-async def _save_work(
-    ctx: Context, action: actions.RemoveLane, path: Path, state: rescue.WorktreeState
-) -> str | None:
-    if not state.needs_rescue:
-        return None
-    saved = await rescue.save(
-        ctx.runner, path, lane=action.lane, state=state, now=ctx.clock.now(), scratch=ctx.scratch
-    )
-    await ctx.emit(
-        "WorkRescued",
-        "uncommitted work saved before removal",
-        lane=action.lane,
-        ref=saved,
-        changes=len(state.changes),
-        detached=state.branch is None,
-    )
-    return saved
-
-
-async def _keep_ignored(ctx: Context, lane: str, path: Path) -> bool:
-    """Move ignored files (``.env``, build output) out of the worktree before it goes.
-
-    Git's rescue commit does not take them (they may be huge); a rename keeps them instead,
-    under ``.lanes/quarantine/<lane>-<time>/``.
-    """
-    done = await ctx.runner.run(
-        (
-            "git",
-            "-C",
-            str(path),
-            "ls-files",
-            "--others",
-            "--ignored",
-            "--exclude-standard",
-            "--directory",
-            "-z",
-        )
-    )
-    entries = [e.rstrip("/") for e in done.check().stdout.split("\0") if e]
-    if not entries:
-        return False
-    stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
-    target = await anyio.to_thread.run_sync(
-        _move_entries, path, entries, ctx.quarantine, f"{lane}-{stamp}"
-    )
-    await ctx.emit(
-        "IgnoredFilesKept",
-        "ignored files moved out before removal",
-        lane=lane,
-        movedTo=str(target),
-        entries=len(entries),
-    )
-    return True
-
-
-def _move_entries(base: Path, entries: list[str], folder: Path, name: str) -> Path:
-    target, n = folder / name, 0
-    while target.exists():
-        n += 1
-        target = folder / f"{name}-{n}"
-    for entry in entries:
-        source = paths.inside(base, entry)
-        destination = target / entry
-        destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        shutil.move(str(source), str(destination))
-    return target
+    return await removing.removed(ctx, action, path=path, ref=saved.ref if saved else None)
 
 
 async def _refuse(
     ctx: Context,
     action: actions.RemoveLane,
     record: world.LaneRecord,
-    state: rescue.WorktreeState,
+    condition: world.Condition,
+    *,
+    count: int,
 ) -> Outcome:
-    files = ", ".join(c[3:] for c in state.changes[:5]) + (
-        ", ..." if len(state.changes) > 5 else ""
-    )
-    message = (
-        f"{len(state.changes)} uncommitted change(s) in {action.path} ({files}) and "
-        "onDirtyCleanup is refuse. Commit or discard them there, or declare the lane again "
-        "with onDirtyCleanup: preserve so that removal saves them to a rescue ref."
-    )
-    condition = world.Condition("CleanupRefused", "UncommittedChanges", message)
+    message = condition.message
     if record.phase == Phase.BLOCKED and condition in record.conditions:
         return Outcome(action, "refused", message)  # said already: no new events every pass
     await _set_phase(ctx, action.lane, record.phase, Phase.BLOCKED, conditions=(condition,))
-    await ctx.emit("CleanupRefused", message, lane=action.lane, changes=len(state.changes))
+    await ctx.emit("CleanupRefused", message, lane=action.lane, changes=count)
     return Outcome(action, "refused", message)
 
 
@@ -345,6 +298,28 @@ async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
     return Outcome(action, "applied", f"pruned git's record of {path}")
 
 
+async def repair(action: actions.RepairWorktree, ctx: Context) -> Outcome:
+    """Point git's record of the lane's worktree back at its directory.
+
+    ``git worktree repair <path>`` reads the directory's ``.git`` file and rewrites the admin
+    record it names; on a record that is right already it does nothing.
+    """
+    path = paths.child_of(ctx.root_of(action.path), action.path)
+    if not await _exists(path):
+        return Outcome(action, "refused", f"{path} is gone; nothing to repair")
+    await _check_owned(ctx, path)
+    argv = ("git", "-C", str(ctx.repo), "worktree", "repair", str(path))
+    done = await run_worktree_command(ctx.runner, ctx.clock, argv)
+    if not done.ok:
+        return Outcome(action, "failed", f"git worktree repair failed: {done.stderr.strip()}")
+    if "repair:" not in done.stdout + done.stderr:
+        return Outcome(action, "unchanged", "git's record is right already")
+    await ctx.emit(
+        "WorktreeRepaired", action.reason, lane=action.lane, path=str(path), was=action.recorded
+    )
+    return Outcome(action, "applied", f"repaired git's record of {path}")
+
+
 async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) -> Outcome:
     """Remove a worktree whose creation died before git finished checking it out.
 
@@ -366,9 +341,8 @@ async def quarantine(action: actions.QuarantineDir, ctx: Context) -> Outcome:
     if not await _exists(path):
         return Outcome(action, "unchanged", "already gone")
     stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
-    target = await anyio.to_thread.run_sync(
-        _move_aside, path, ctx.quarantine, f"{action.lane}-{stamp}"
-    )
+    move = functools.partial(quarantining.move_aside, name=f"{action.lane}-{stamp}")
+    target = await anyio.to_thread.run_sync(move, path, ctx.quarantine)
     await ctx.emit(
         "DirectoryQuarantined", action.reason, lane=action.lane, path=str(path), movedTo=str(target)
     )
@@ -430,18 +404,6 @@ async def _is_worktree_on(ctx: Context, path: Path, branch: str) -> bool:
     )
 
 
-async def _live_agents(ctx: Context, lane: str) -> list[str]:
-    """Agents of ``lane`` whose recorded process is still alive (never remove under them)."""
-    agents = await ctx.db(ctx.store.agent_records)
-    live = []
-    for record in agents.values():
-        if record.lane != lane or record.pid is None:
-            continue
-        if await anyio.to_thread.run_sync(signals.matches, record.pid, record.pid_created):
-            live.append(f"{record.participant} (pid {record.pid})")
-    return live
-
-
 def _same(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name the same place once symlinks are resolved."""
     return Path(a).resolve() == Path(b).resolve()
@@ -449,17 +411,6 @@ def _same(a: str | Path, b: str | Path) -> bool:
 
 async def _exists(path: Path) -> bool:
     return await anyio.Path(path).exists()
-
-
-def _move_aside(path: Path, folder: Path, name: str) -> Path:
-    """Move ``path`` into ``folder`` under a free name; return where it went."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target, n = folder / name, 0
-    while target.exists():
-        n += 1
-        target = folder / f"{name}-{n}"
-    shutil.move(str(path), str(target))
-    return target
 
 
 def _ensure_root(root: Path) -> None:
@@ -476,6 +427,7 @@ HANDLERS: Mapping[type[actions.ActionBase], Handler] = {
     actions.AdoptWorktree: adopt,
     actions.RemoveLane: remove,
     actions.PruneRecord: prune,
+    actions.RepairWorktree: repair,
     actions.DiscardInterrupted: discard_interrupted,
     actions.QuarantineDir: quarantine,
     actions.ForgetLane: forget,

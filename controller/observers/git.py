@@ -93,8 +93,39 @@ def _scan(root: Path) -> tuple[world.RootEntry, ...]:
     if not root.exists():
         return ()
     with os.scandir(root) as entries:
-        found = [
-            world.RootEntry(e.name, e.is_dir(follow_symlinks=False), e.is_symlink())
-            for e in entries
-        ]
+        found = [_root_entry(e) for e in entries]
     return tuple(sorted(found, key=lambda e: e.name))
+
+
+def _root_entry(entry: os.DirEntry[str]) -> world.RootEntry:
+    is_dir = entry.is_dir(follow_symlinks=False)
+    elsewhere = misrecorded(Path(entry.path)) if is_dir else None
+    return world.RootEntry(entry.name, is_dir, entry.is_symlink(), misrecorded=elsewhere)
+
+
+def misrecorded(folder: Path) -> str | None:
+    """Where git's record of the worktree in ``folder`` says it is, when that is elsewhere.
+
+    A linked worktree's ``.git`` file names its admin folder, whose ``gitdir`` file names the
+    worktree back. When that second link points elsewhere (a moved repository, a copied admin
+    folder), git lists the worktree at the wrong path; ``git worktree repair`` fixes it.
+    """
+    own = folder / ".git"
+    try:
+        pointer = own.read_text(errors="surrogateescape")
+        if not pointer.startswith("gitdir: "):
+            return None
+        admin = folder / pointer.removeprefix("gitdir: ").strip()
+        recorded = (admin / "gitdir").read_text(errors="surrogateescape").strip()
+    except OSError:  # a folder .git (not a linked worktree), or nothing readable
+        return None
+    if not recorded or _same(admin / recorded, own):
+        return None
+    return recorded.removesuffix("/.git")
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False

@@ -26,3 +26,19 @@ def child_of(root: str | Path, path: str | Path) -> Path:
     if Path(path).is_symlink():
         raise errors.OutsideRoot(f"{path} is a symbolic link; the controller never follows one")
     return resolved
+
+
+def entry_in(root: str | Path, relative: str | Path) -> Path:
+    """The entry ``relative`` of ``root``, never followed: its folder must resolve inside.
+
+    For moving what git lists (a symlink is moved as a link, wherever it points). The entry
+    itself is not resolved; its parent must be ``root`` or lie inside it, and ``..`` is refused.
+    """
+    base = Path(root).resolve()
+    rel = Path(relative)
+    if rel.is_absolute() or ".." in rel.parts or not rel.name:
+        raise errors.OutsideRoot(f"{relative} is not a path inside {base}")
+    parent = (base / rel).parent.resolve()
+    if parent != base and not parent.is_relative_to(base):
+        raise errors.OutsideRoot(f"{relative} lies in {parent}, outside {base}")
+    return parent / rel.name

@@ -20,6 +20,7 @@ from tests.factories import REPO, ROOT, desired, entry, path, record, tree
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 NAMES = ["a", "b", "c", "d"]
 DISK_STATES = ["none", "ok", "prunable", "initializing", "dir-only", "other-branch", "locked"]
+DISK_STATES += ["misrecorded"]  # git's record of the worktree names a path where nothing is
 
 
 @dataclass
@@ -28,6 +29,7 @@ class SimWorld:
 
     trees: dict[str, world.GitWorktree] = field(default_factory=dict)
     entries: set[str] = field(default_factory=set)
+    misrecorded: dict[str, str] = field(default_factory=dict)  # entry name -> listed path
     records: dict[str, world.LaneRecord] = field(default_factory=dict)
     branches: set[str] = field(default_factory=set)
 
@@ -37,7 +39,9 @@ class SimWorld:
             repo=REPO,
             root=ROOT,
             worktrees=(main, *(self.trees[p] for p in sorted(self.trees))),
-            root_entries=tuple(entry(n) for n in sorted(self.entries)),
+            root_entries=tuple(
+                replace(entry(n), misrecorded=self.misrecorded.get(n)) for n in sorted(self.entries)
+            ),
             branches=dict.fromkeys({"main", *self.branches}, "c0ffee"),
             records=dict(self.records),
         )
@@ -61,6 +65,10 @@ class SimWorld:
                 del self.records[action.lane]
             case A.PruneRecord():
                 del self.trees[action.path]
+            case A.RepairWorktree():
+                listed = self.trees.pop(action.recorded)
+                self.trees[action.path] = replace(listed, path=action.path, prunable=None)
+                del self.misrecorded[name]
             case A.DiscardInterrupted():
                 del self.trees[action.path]
                 self.entries.discard(name)
@@ -84,6 +92,12 @@ def build_world(disk: dict[str, str], recorded: dict[str, Phase | None]) -> SimW
             sim.trees[p] = tree(name, prunable="gone")
         elif state == "dir-only":
             sim.entries.add(name)
+        elif state == "misrecorded":
+            elsewhere = f"/moved/{name}"
+            sim.trees[elsewhere] = replace(tree(name), path=elsewhere, prunable="gone")
+            sim.entries.add(name)
+            sim.misrecorded[name] = elsewhere
+            sim.branches.add(f"lane/{name}")
     for name, phase in recorded.items():
         if phase is not None:
             sim.records[name] = record(name, phase)

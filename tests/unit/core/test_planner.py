@@ -11,7 +11,7 @@ import pytest
 from controller.core import actions as A
 from controller.core import memory, planner, world
 from controller.core.phases import Phase
-from tests.factories import desired, entry, lane, observed, path, record, tree
+from tests.factories import binding, desired, entry, lane, observed, path, record, tree
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -23,6 +23,10 @@ def kinds(plan: planner.Plan) -> list[tuple[str, str]]:
 def condition_types(plan: planner.Plan, name: str) -> list[str]:
     return [c.type for c in plan.conditions.get(name, ())]
 
+
+# Lane a's directory is there, but git's record of it names /moved/a, where nothing is.
+MOVED = replace(tree("a"), path="/moved/a", prunable="gitdir file points to non-existent location")
+MISRECORDED = replace(entry("a"), misrecorded="/moved/a")
 
 CASES: list[tuple[str, Any, world.Observed, list[tuple[str, str]], dict[str, list[str]]]] = [
     ("declared-nothing-on-disk", desired("a"), observed(), [("provision", "a")], {}),
@@ -127,6 +131,51 @@ CASES: list[tuple[str, Any, world.Observed, list[tuple[str, str]], dict[str, lis
             records=[record("a", Phase.PROVISIONING), record("b")],
         ),
         [("discard-interrupted", "a"), ("forget", "a")],
+        {},
+    ),
+    (
+        "damaged-record-is-repaired",
+        desired("a"),
+        observed([MOVED], entries=[MISRECORDED], records=[record("a")]),
+        [("repair", "a")],
+        {},
+    ),
+    (
+        "damaged-record-without-inventory-is-repaired-and-adopted",
+        desired("a"),
+        observed([MOVED], entries=[MISRECORDED]),
+        [("repair", "a"), ("adopt", "a")],
+        {},
+    ),
+    (
+        "undeclared-with-damaged-record-is-repaired-then-removed",
+        desired("b"),
+        observed([MOVED, tree("b")], entries=[MISRECORDED, entry("b")], records=[record("a")]),
+        [("repair", "a"), ("remove", "a"), ("adopt", "b")],
+        {},
+    ),
+    (
+        "record-naming-a-live-worktree-is-not-taken-over",
+        desired("a"),
+        observed([replace(MOVED, prunable=None)], entries=[MISRECORDED], records=[record("a")]),
+        [("quarantine", "a"), ("provision", "a")],
+        {},
+    ),
+    (
+        "branch-held-by-a-missing-worktree",
+        desired("a"),
+        observed([MOVED], entries=[]),
+        [],
+        {"a": ["BranchInUse"]},
+    ),
+    (
+        "undeclared-under-an-old-worktree-root",
+        desired("b"),
+        replace(
+            observed([replace(tree("a"), path="/r/.lanes/old/a")], entries=[]),
+            records={"a": replace(record("a"), path="/r/.lanes/old/a")},
+        ),
+        [("remove", "a"), ("provision", "b")],
         {},
     ),
     (
@@ -254,3 +303,19 @@ def test_counts() -> None:
     seen = observed([tree("old")], records=[record("old")])
     counts = planner.plan(desired("new"), seen, {}, NOW).counts()
     assert counts == {A.Change.ADD: 1, A.Change.CHANGE: 0, A.Change.DESTROY: 1}
+
+
+def test_repair_names_the_wrong_path_and_lets_agents_start() -> None:
+    seen = observed([MOVED], entries=[MISRECORDED], records=[record("a")])
+    result = planner.plan(desired("a", binding("one")), seen, {}, NOW)
+    repair, start = result.actions
+    assert isinstance(repair, A.RepairWorktree) and repair.recorded == "/moved/a"
+    assert "/moved/a" in repair.describe()
+    assert isinstance(start, A.StartAgent)  # in the same chain, after the repair
+
+
+def test_branch_held_by_a_missing_worktree_says_what_to_run() -> None:
+    result = planner.plan(desired("a"), observed([MOVED], entries=[]), {}, NOW)
+    (held,) = result.conditions["a"]
+    assert held.reason == "HeldByMissingWorktree"
+    assert "git worktree prune" in held.message and "/moved/a" in held.message

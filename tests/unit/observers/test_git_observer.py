@@ -84,3 +84,27 @@ async def test_observe_root(tmp_path: Path) -> None:
         world.RootEntry("b", is_dir=True, is_symlink=False),
         world.RootEntry("l", is_dir=False, is_symlink=True),
     )
+
+
+@pytest.mark.anyio
+async def test_observe_root_sees_worktrees_whose_record_names_another_path(tmp_path: Path) -> None:
+    root, admin = tmp_path / "root", tmp_path / "repo" / ".git" / "worktrees"
+    for name, recorded in [("moved", "/elsewhere/moved/.git"), ("fine", None), ("relative", None)]:
+        (root / name).mkdir(parents=True)
+        (admin / name).mkdir(parents=True)
+        (root / name / ".git").write_text(f"gitdir: {admin / name}\n")
+        (admin / name / "gitdir").write_text(f"{recorded or root / name / '.git'}\n")
+    (root / "relative" / ".git").write_text("gitdir: ../../repo/.git/worktrees/relative\n")
+    (root / "plain" / ".git").mkdir(parents=True)  # a repository of its own, not a worktree
+    (root / "broken").mkdir()
+    (root / "broken" / ".git").write_text("gitdir: /nowhere\n")
+    entries = await git.observe_root(root)
+    assert isinstance(entries, tuple)
+    found = {e.name: e.misrecorded for e in entries}
+    assert found == {
+        "broken": None,
+        "fine": None,
+        "moved": "/elsewhere/moved",
+        "plain": None,
+        "relative": None,
+    }
