@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402  (a sibling module, not a package)
+import harness
 
 WIDE, DEEP = 10, 5
 ENV_KEYS = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")
@@ -155,7 +155,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
     true = shutil.which("true") or "/bin/true"
-    env = {**os.environ, **{k: "bench" for k in ENV_KEYS}}
+    env = {**os.environ, **dict.fromkeys(ENV_KEYS, "bench")}
     env = {k: v for k, v in env.items() if not k.startswith(("LANE_", "CONTROLLER_"))}
     results: dict[str, list[float]] = {"baseline": [], "submit --wait": [], "daemon": []}
     rss: dict[str, float] = {"submit --wait": 0.0, "daemon": 0.0}

@@ -216,7 +216,7 @@ def _runs_table(items: list[Mapping[str, Any]]) -> str:
             tasks,
             f"{usage['inputTokens'] + usage['outputTokens']:,}",
             cost if limit is None else f"{cost} of {money(limit)}",
-            r["startedAt"][:19],
+            _when(r["startedAt"]),
         )
         rows.append(row)
     return output.columns(rows)
@@ -261,15 +261,20 @@ def _header(view: Mapping[str, Any]) -> list[str]:
     tokens = usage["inputTokens"] + usage["outputTokens"]
     drift = "  (changed since the run began: templateDrift)" if view["templateDrift"] else ""
     why = f" ({view['reason']}): {view['message']}" if view["reason"] else ""
-    ended = f"  finished {view['finishedAt']}" if view["finishedAt"] else ""
+    ended = f", finished {_when(view['finishedAt'])}" if view["finishedAt"] else ""
     spent = f"{money(budget['spentUsd'])} spent, {money(budget['reservedUsd'])} reserved"
     return [
         f"Run:       {view['name']}",
         f"Workflow:  {view['workflow']}{drift}",
         f"Phase:     {view['phase']}{why}",
-        f"Started:   {view['startedAt']}{ended}",
+        f"Started:   {_when(view['startedAt'])}{ended}",
         f"Budget:    {spent}{limit}; {tokens:,} tokens{most}",
     ]
+
+
+def _when(iso: str) -> str:
+    """An ISO time as people read it: ``2026-12-02 13:11:18 UTC``."""
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _task_row(prefix: str, task: Mapping[str, Any]) -> tuple[str, ...]:

@@ -452,10 +452,14 @@ def _dispatch_action(
     t: TaskView, d: decisions.Dispatch, lane: str, path: str, common: dict[str, Any]
 ) -> run_actions.DispatchTask:
     composed = t.composed
+    needs = t.spec.depends_on
+    why = f"ready: {', '.join(needs)} succeeded" if needs else "ready: no dependencies"
+    if d.attempt > 1:
+        why = f"attempt {d.attempt} is due"
     return run_actions.DispatchTask(
         lane,
         path,
-        d.message,
+        why,
         attempt=d.attempt,
         model=t.spec.model,
         estimate_usd=d.estimate_usd,

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -254,7 +255,7 @@ def test_max_parallel_one_never_overlaps_and_priority_goes_first(
         spans.setdefault(r["pid"], {}).update(r)
     ordered = sorted(spans.values(), key=lambda s: s["start"])
     assert [Path(s["cwd"]).name for s in ordered] == [f"{run}--high", f"{run}--low", f"{run}--mid"]
-    for first, second in zip(ordered, ordered[1:], strict=False):
+    for first, second in itertools.pairwise(ordered):
         assert first["end"] <= second["start"]
 
 
@@ -572,3 +573,61 @@ def test_plan_shows_a_dispatch_with_its_estimate(repo: Repo) -> None:
     assert f"+ {run}--t: dispatch t of run {run}: sonnet, est. $0.12, $20.00 left" in out
     assert f"create worktree {repo.root / (run + '--t')} on new branch runs/{run}/t" in out
     assert os.environ.get("CONTROLLER_RUN") is None
+
+
+def test_streaming_usage_stops_the_run_while_the_task_still_runs(repo: Repo) -> None:
+    workflow(
+        repo,
+        [
+            task(
+                "hungry",
+                "--format",
+                "claude-stream",
+                "--input-tokens",
+                "5000",
+                "--output-tokens",
+                "10",
+                "--sleep",
+                "60",
+                usage="claude-stream",
+            )
+        ],
+        budget={"maxTokens": 2000},
+    )
+    run = submit(repo, "w", code=2, timeout=120)
+    view = show(repo, run)
+    assert (view["phase"], view["reason"]) == ("failed", "budget_exceeded")
+    hungry = view["tasks"][0]
+    assert (hungry["phase"], hungry["reason"]) == ("aborted", "budget_exceeded")
+    assert hungry["usage"]["inputTokens"] == 5000  # tallied while it ran
+    assert not _alive(f"{run}--hungry")
+
+
+def test_placeholders_and_the_text_views(repo: Repo, tmp_path: Path) -> None:
+    rec = tmp_path / "rec.jsonl"
+    workflow(
+        repo,
+        [
+            task("a", "--record", str(rec), "--", "{sessionId}", "{taskBudgetUsd}", "{{x}}"),
+            task("b", deps=("a",)),
+        ],
+        budget={"maxCostUsd": 3},
+    )
+    run = submit(repo, "w")
+    (started,) = [r for r in records(rec) if "start" in r]
+    session, left, literal = started["argv"][-3:]
+    assert session == tasks_of(repo, run)["a"]["sessionId"] and len(session) == 36
+    assert left == "3.00" and literal == "{x}"
+    text = repo.ctl("runs", "show", run).stdout
+    assert f"Run:       {run}" in text and "└─ b" in text and "succeeded" in text
+    listing = repo.ctl("runs").stdout
+    assert listing.splitlines()[0].split() == [
+        "RUN",
+        "WORKFLOW",
+        "PHASE",
+        "TASKS",
+        "TOKENS",
+        "COST",
+        "STARTED",
+    ]
+    assert all(line == line.rstrip() for line in listing.splitlines())
