@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -280,7 +281,9 @@ def _send_usr1(record: ServerRecord) -> bool:
 
 
 def _write_record(path: Path, record: ServerRecord) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Lanes start agents in parallel and each may see the server first: a name of its own
+    # per writer, or one writer's rename takes the file from under another's.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     temporary.write_text(json.dumps(asdict(record)))
     temporary.replace(path)
 

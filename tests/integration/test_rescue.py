@@ -184,7 +184,7 @@ def test_repositories_nested_too_deep_refuse_the_removal_with_a_clear_condition(
         repo.git("init", "-q", cwd=folder)
     (folder / "deep.txt").write_text("deep\n")
     repo.lanes("keep")
-    out = once(repo)
+    out = once(repo, code=2)  # a refused removal is drift that needs a person: exit 2
     assert "refused" in out and "nested more than 8 deep" in out
     assert (folder / "deep.txt").exists()
     status = json.loads(repo.ctl("status", "-o", "json").stdout)
@@ -220,7 +220,7 @@ def test_hidden_edits_count_as_uncommitted_for_refuse(repo: Repo) -> None:
     repo.git("update-index", "--skip-worktree", "README.md", cwd=tree)
     (tree / "README.md").write_text("hidden edit\n")
     repo.lanes("keep", onDirtyCleanup="refuse")
-    out = once(repo)
+    out = once(repo, code=2)  # a refused removal is drift that needs a person: exit 2
     assert "refused" in out and "README.md" in out
     assert (tree / "README.md").read_text() == "hidden edit\n"
 
