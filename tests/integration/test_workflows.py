@@ -590,6 +590,7 @@ def test_streaming_usage_stops_the_run_while_the_task_still_runs(repo: Repo) -> 
                 "--sleep",
                 "60",
                 usage="claude-stream",
+                model="small",
             )
         ],
         budget={"maxTokens": 2000},
