@@ -57,6 +57,8 @@ def plan_text(the_plan: planner.Plan) -> str:
         out += [line for a in the_plan.pending for line in _action_lines(a)]
         out.append("")
     out += conditions_text(the_plan.conditions, the_plan.notices)
+    tips = hints(the_plan)
+    out += [f"Hint: {h}" for h in tips] + ([""] if tips else [])
     counts = the_plan.counts()
     if the_plan.actions:
         out.append(
@@ -66,6 +68,25 @@ def plan_text(the_plan: planner.Plan) -> str:
     else:
         out.append(idle_line(the_plan))
     return "\n".join(out)
+
+
+def hints(the_plan: planner.Plan) -> list[str]:
+    """Advice on what a plan does that people may not mean. A lane removed while another is
+    created on a new branch looks like a rename, but the new lane does not get the old one's
+    commits: they stay on the old branch (which is kept)."""
+    every = (*the_plan.actions, *the_plan.pending)
+    created = sorted(
+        {a.lane for a in every if isinstance(a, actions.ProvisionLane) and not a.reuse_branch}
+    )
+    if not created:
+        return []
+    return [
+        f"lane {a.lane} is removed while {', '.join(created)} is created; if this is a "
+        f"rename, set `spec.branch: {a.branch}` on the new lane to continue on {a.lane}'s "
+        "branch (it is kept)"
+        for a in every
+        if isinstance(a, actions.RemoveLane)
+    ]
 
 
 def blind(the_plan: planner.Plan) -> bool:
@@ -122,6 +143,7 @@ def plan_json(the_plan: planner.Plan) -> dict[str, Any]:
             lane: [condition_json(c) for c in cs] for lane, cs in the_plan.conditions.items()
         },
         "notices": list(the_plan.notices),
+        "hints": hints(the_plan),
         "refused": the_plan.refused,
         "summary": {str(k): v for k, v in counts.items()},
     }

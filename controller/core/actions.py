@@ -212,6 +212,9 @@ class StartAgent(AgentAction):
     session_id: str | None = None
     grace: float = 10.0
     split_stderr: bool = False  # a run task: stdout alone is parsed for usage
+    # The lane where this binding's (or participant's) previous agent is stopped in the same
+    # pass: the start waits until that lane's stops are done (runtime.apply).
+    moved_from: str | None = None
 
     kind: ClassVar[str] = "start-agent"
     change: ClassVar[Change] = Change.ADD
@@ -241,6 +244,7 @@ class StopAgent(AgentAction):
     window_id: str | None = None
     grace: float = 10.0
     exit: ExitDecision | None = None
+    pane_id: str | None = None  # closed rather than the window: a person may have split it
 
     kind: ClassVar[str] = "stop-agent"
 
@@ -284,11 +288,42 @@ class RecordExit(AgentAction):
 
 
 @dataclass(frozen=True, slots=True)
+class AdoptAgent(AgentAction):
+    """Record a live agent the controller started but has no record of (lost store, crash).
+
+    Its pane carries the binding's launcher and its process runs the binding's command, so it
+    is taken into the inventory as it is instead of being killed and started again.
+    """
+
+    pid: int = 0
+    pid_created: float = 0.0
+    session_id: str = ""
+    window_id: str = ""
+    pane_id: str = ""
+    spec_hash: str = ""
+    grace: float = 10.0
+    started_at: datetime | None = None
+
+    kind: ClassVar[str] = "adopt-agent"
+
+    def describe(self) -> str:
+        """One line for humans."""
+        where = f", pane {self.pane_id}" if self.pane_id else ""
+        return f"adopt running {self.participant} ({self.runtime}, pid {self.pid}{where})"
+
+
+@dataclass(frozen=True, slots=True)
 class KillStray(ActionBase):
-    """Close a window in the controller's tmux server that belongs to no binding."""
+    """Close a pane the controller started that no agent record owns, stopping its process.
+
+    Only panes whose start command is the controller's launcher qualify: windows and panes
+    people open (``controller attach``, then ``Ctrl-b c``) are never touched.
+    """
 
     window_id: str = ""
-    pids: tuple[int, ...] = ()
+    pane_id: str = ""
+    pid: int | None = None
+    created: float | None = None  # the observed create time: a reused PID is never signalled
 
     kind: ClassVar[str] = "kill-stray"
     change: ClassVar[Change] = Change.DESTROY
@@ -296,12 +331,12 @@ class KillStray(ActionBase):
 
     @property
     def key(self) -> str:
-        """Stable identity: the window."""
-        return f"{self.kind}:{self.lane}:{self.window_id}"
+        """Stable identity: the pane."""
+        return f"{self.kind}:{self.lane}:{self.pane_id}"
 
     def describe(self) -> str:
         """One line for humans."""
-        return f"close window {self.window_id} (no binding owns it)"
+        return f"close pane {self.pane_id} in window {self.window_id} (pid {self.pid or '-'})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +373,7 @@ Action: TypeAlias = (
     | StopAgent
     | RemoveAgent
     | RecordExit
+    | AdoptAgent
     | KillStray
     | KillStrayProcess
 )

@@ -2,35 +2,40 @@
 
 It decides from the inventory (agent records), the observed panes and processes, and the
 bindings: start what is missing, record deaths and restart by policy (with backoff and
-crash-loop blocking), kill stale agents, restart changed ones, stop agents of suspended lanes,
-forget agents whose binding is gone, and close stray windows. Nothing is started, restarted or
+crash-loop blocking), kill stale agents, restart changed ones and those whose worktree was
+re-created under them, move agents whose binding moved to another lane, stop agents of
+suspended lanes, forget agents whose binding is gone, adopt live agents the inventory lost, and
+close the controller's own stray panes (see ``strays``). Nothing is started, restarted or
 stopped on an unknown observation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from controller.core import actions, lifecycle, world
+from controller.core import actions, lifecycle, strays, world
 from controller.core.lifecycle import Life
 from controller.core.workflows import expansion
 from controller.spec.binding import Binding
 from controller.spec.state import DesiredState
 
 State = world.AgentState
-WORKSPACE_WIDE = "-"  # the "lane" of actions that belong to no lane (never a valid lane name)
+WORKSPACE_WIDE = strays.WORKSPACE_WIDE
+RUNNING = (Life.ALIVE, Life.ORPHANED)  # a process is there to stop
 
 
 @dataclass(slots=True)
 class AgentPlan:
-    """Agent actions per lane: ``before`` runs ahead of the lane's own actions (stops ahead of a
-    removal), ``after`` behind them (starts after provisioning)."""
+    """Agent actions per lane: ``before`` runs ahead of the lane's own actions (every stop: a
+    stop never needs the worktree, and a removal or re-creation needs it done), ``after``
+    behind them (starts after provisioning)."""
 
     before: dict[str, list[actions.Action]] = field(default_factory=dict)
     after: dict[str, list[actions.Action]] = field(default_factory=dict)
     conditions: dict[str, list[world.Condition]] = field(default_factory=dict)
+    adopted: list[actions.AdoptAgent] = field(default_factory=list)  # this pass
 
     def add(self, where: str, *steps: actions.Action) -> None:
         target = self.before if where == "before" else self.after
@@ -41,6 +46,15 @@ class AgentPlan:
         self.conditions.setdefault(lane, []).append(world.Condition(type_, reason, message))
 
 
+@dataclass(frozen=True, slots=True)
+class Lanes:
+    """Where each lane stands this pass, as the planner sees it."""
+
+    paths: Mapping[str, str]  # lane -> worktree path
+    usable: frozenset[str] = frozenset()  # worktree on its branch, or made earlier this pass
+    rebuilt: frozenset[str] = frozenset()  # worktree (re-)created this pass after it vanished
+
+
 def plan_agents(
     desired: DesiredState,
     observed: world.Observed,
@@ -48,31 +62,26 @@ def plan_agents(
     *,
     paths: Mapping[str, str],
     usable: frozenset[str],
+    rebuilt: frozenset[str] = frozenset(),
 ) -> AgentPlan:
     """Agent actions for one pass.
 
     ``paths`` maps each lane to its worktree path; ``usable`` names the lanes whose worktree
-    exists on its branch (or is created earlier in this pass), where agents may start.
+    exists on its branch (or is created earlier in this pass), where agents may start;
+    ``rebuilt`` the lanes whose worktree this pass re-creates (their running agents work in a
+    deleted directory, so they are restarted).
     """
     out = AgentPlan()
+    lanes = Lanes(paths, usable, rebuilt)
     for binding in desired.bindings.values():
-        _plan_binding(out, binding, desired, observed, now, paths=paths, usable=usable)
+        _plan_binding(out, binding, desired, observed, now, lanes=lanes)
     for record in observed.agents.values():
         if record.binding not in desired.bindings:
             _plan_orphan(out, record, observed, paths.get(record.lane, ""))
-    _plan_strays(out, observed)
-    _plan_stray_processes(out, observed)
+    out.add("before", *strays.stray_panes(observed, adopted=out.adopted))
+    out.add("before", *strays.stray_processes(observed, adopted=out.adopted))
+    _order_moves(out)
     return out
-
-
-def _plan_stray_processes(out: AgentPlan, observed: world.Observed) -> None:
-    """Process-runtime launchers of this workspace that no agent record owns."""
-    owned = {a.pid for a in observed.agents.values() if a.pid is not None}
-    for pid, proc in sorted(observed.launched.items()):
-        if pid not in owned and not proc.zombie:
-            reason = "no agent record owns it (its start was never recorded)"
-            out.add("before", actions.KillStrayProcess(WORKSPACE_WIDE, "", reason, pid=pid,
-                                                       created=proc.created))  # fmt: skip
 
 
 def _plan_binding(
@@ -82,38 +91,82 @@ def _plan_binding(
     observed: world.Observed,
     now: datetime,
     *,
-    paths: Mapping[str, str],
-    usable: frozenset[str],
+    lanes: Lanes,
 ) -> None:
     lane = binding.spec.lane
+    path, usable = lanes.paths[lane], lane in lanes.usable
     record = observed.agents.get(binding.name)
     if desired.lanes[lane].spec.suspend:
-        _plan_suspended(out, binding, record, observed, paths[lane])
+        _plan_suspended(out, binding, record, observed, lanes)
         return
     if record is None:
-        _plan_first_start(out, binding, observed, path=paths[lane], usable=lane in usable)
+        _plan_first_start(out, binding, observed, path=path, usable=usable)
         return
     seen = lifecycle.liveness(record, observed)
+    why = _replace_why(record, binding, observed, seen, lanes=lanes)
     if seen.life == Life.UNKNOWN:
         out.note(lane, "AgentUnknown", "SourceUnreadable", f"{binding.name}: {seen.reason}")
     elif seen.life == Life.SETTLING:
         out.note(lane, "AgentUnknown", "Settling", f"{binding.name}: {seen.reason}")
-    elif seen.life == Life.ORPHANED:
-        out.add("after", stop(binding, record, path=paths[lane], reason=seen.reason))
-        out.add("after", start(binding, observed, path=paths[lane], reason="start it here"))
+    elif why is not None:
+        _plan_replace(out, binding, record, observed, why=why, lanes=lanes)
     elif record.state == State.BLOCKED:
         out.note(lane, "CrashLoop", "Blocked", f"{binding.name}: {record.blocked}")
     elif seen.life == Life.ALIVE:
-        _plan_alive(out, binding, record, observed, now, path=paths[lane])
+        _plan_alive(out, binding, record, observed, now, path=path)
     else:
-        _plan_dead(out, binding, record, seen, now, path=paths[lane], usable=lane in usable)
+        _plan_dead(out, binding, record, seen, now, observed, path=path, usable=usable)
+
+
+def _replace_why(
+    record: world.AgentRecord,
+    binding: Binding,
+    observed: world.Observed,
+    seen: lifecycle.Seen,
+    *,
+    lanes: Lanes,
+) -> str | None:
+    """Why a running agent must be stopped and started again whatever its policy, if it must."""
+    if seen.life not in RUNNING:
+        return None
+    if record.lane != binding.spec.lane:
+        return f"its binding moved from lane {record.lane} to {binding.spec.lane}"
+    if record.lane in lanes.rebuilt:
+        return "its worktree is re-created; the agent runs in the deleted one"
+    procs = observed.processes
+    proc = None if isinstance(procs, world.Unknown) else procs.get(record.pid or -1)
+    if proc is not None and proc.stranded_in(lanes.paths[record.lane]):
+        return "its worktree was deleted under it (re-created since)"
+    return seen.reason if seen.life == Life.ORPHANED else None
+
+
+def _plan_replace(
+    out: AgentPlan,
+    binding: Binding,
+    record: world.AgentRecord,
+    observed: world.Observed,
+    *,
+    why: str,
+    lanes: Lanes,
+) -> None:
+    lane = binding.spec.lane
+    out.add("before", stop(binding, record, path=lanes.paths.get(record.lane, ""), reason=why))
+    if lane in lanes.usable:
+        out.add("after", start(binding, observed, path=lanes.paths[lane], reason="start it again"))
+    else:
+        message = f"{binding.name}: waiting for the worktree"
+        out.note(lane, "AgentWaiting", "LaneNotReady", message)
 
 
 def _plan_first_start(
     out: AgentPlan, binding: Binding, observed: world.Observed, *, path: str, usable: bool
 ) -> None:
     lane = binding.spec.lane
-    if not usable:
+    adopt = strays.adoption(binding, observed, path=path)
+    if adopt is not None:
+        out.add("after", adopt)  # after the lane's own actions: a lost store adopts both
+        out.adopted.append(adopt)
+    elif not usable:
         out.note(lane, "AgentWaiting", "LaneNotReady", f"{binding.name}: waiting for the worktree")
     elif binding.spec.runtime == "tmux" and isinstance(observed.panes, world.Unknown):
         out.note(lane, "AgentUnknown", "SourceUnreadable", f"tmux: {observed.panes.reason}")
@@ -126,13 +179,13 @@ def _plan_suspended(
     binding: Binding,
     record: world.AgentRecord | None,
     observed: world.Observed,
-    path: str,
+    lanes: Lanes,
 ) -> None:
     lane = binding.spec.lane
     out.note(lane, "Suspended", "LaneSuspended", f"{binding.name}: not running (spec.suspend)")
-    running = (Life.ALIVE, Life.ORPHANED)
-    if record is not None and lifecycle.liveness(record, observed).life in running:
-        out.add("after", stop(binding, record, path=path, reason="the lane is suspended"))
+    if record is not None and lifecycle.liveness(record, observed).life in RUNNING:
+        path = lanes.paths.get(record.lane, "")
+        out.add("before", stop(binding, record, path=path, reason="the lane is suspended"))
 
 
 def _plan_alive(
@@ -145,13 +198,13 @@ def _plan_alive(
     path: str,
 ) -> None:
     if record.spec_hash != lifecycle.spec_hash(binding):
-        out.add("after", stop(binding, record, path=path, reason="the binding changed"))
+        out.add("before", stop(binding, record, path=path, reason="the binding changed"))
         out.add("after", start(binding, observed, path=path, reason="restart with the new spec"))
     elif lifecycle.is_stale(record, binding, observed, now):
         decision = lifecycle.after_death(record, binding, exit_code=None, now=now)
         assert binding.spec.heartbeat is not None
         why = f"no heartbeat for {binding.spec.heartbeat.stale_after:g}s (stale)"
-        out.add("after", stop(binding, record, path=path, reason=why, exit=decision))
+        out.add("before", stop(binding, record, path=path, reason=why, exit=decision))
         if decision.next_start_at is not None and decision.next_start_at <= now:
             out.add("after", start(binding, observed, path=path, reason="replace the stale agent"))
 
@@ -162,6 +215,7 @@ def _plan_dead(
     record: world.AgentRecord,
     seen: lifecycle.Seen,
     now: datetime,
+    observed: world.Observed,
     *,
     path: str,
     usable: bool,
@@ -178,32 +232,18 @@ def _plan_dead(
             return
     elif record.state == State.STOPPED and due is None:
         due = now  # stopped on purpose (suspended, changed): start again as soon as allowed
-    _plan_restart(out, binding, status, now, path=path, due=due, usable=usable, record=record)
-
-
-def _plan_restart(
-    out: AgentPlan,
-    binding: Binding,
-    last_exit: int | None,
-    now: datetime,
-    *,
-    path: str,
-    due: datetime | None,
-    usable: bool,
-    record: world.AgentRecord,
-) -> None:
-    lane = binding.spec.lane
     if due is None:
-        status = "unknown" if last_exit is None else str(last_exit)
-        out.note(lane, "AgentExited", "NotRestarted",
-                 f"{binding.name}: exited (status {status}); restart policy is "
-                 f"{binding.spec.restart}")  # fmt: skip
+        shown = "unknown" if status is None else str(status)
+        message = (
+            f"{binding.name}: exited (status {shown}); restart policy is {binding.spec.restart}"
+        )
+        out.note(lane, "AgentExited", "NotRestarted", message)
     elif due > now or not usable:
         when = due.isoformat(timespec="seconds")
         out.note(lane, "AgentRestarting", "Backoff", f"{binding.name}: restarts at {when}")
     else:
         reason = f"restart policy {binding.spec.restart}"
-        out.add("after", start_from(binding, record, path=path, reason=reason))
+        out.add("after", start(binding, observed, path=path, reason=reason, record=record))
 
 
 def _plan_orphan(
@@ -214,44 +254,56 @@ def _plan_orphan(
         code = "SourceUnreadable" if seen.life == Life.UNKNOWN else "Settling"
         out.note(record.lane, "AgentUnknown", code, f"{record.binding}: {seen.reason}")
         return
-    alive = seen.life in (Life.ALIVE, Life.ORPHANED)
-    out.add(
-        "before",
-        actions.RemoveAgent(
-            record.lane, path, "its binding is no longer declared",
-            binding=record.binding, participant=record.participant, runtime=record.runtime,
-            pid=record.pid if alive else None, pid_created=record.pid_created,
-            window_id=record.window_id, grace=record.stop_grace,
-        ),
-    )  # fmt: skip
+    alive = seen.life in RUNNING
+    remove = actions.RemoveAgent(
+        record.lane,
+        path,
+        "its binding is no longer declared",
+        binding=record.binding,
+        participant=record.participant,
+        runtime=record.runtime,
+        pid=record.pid if alive else None,
+        pid_created=record.pid_created,
+        window_id=record.window_id,
+        pane_id=record.pane_id,
+        grace=record.stop_grace,
+    )
+    out.add("before", remove)
 
 
-def _plan_strays(out: AgentPlan, observed: world.Observed) -> None:
-    """Windows of the controller's own tmux server that no agent record owns."""
-    if isinstance(observed.panes, world.Unknown):
-        return
-    owned = {r.window_id for r in observed.agents.values() if r.window_id}
-    windows: dict[str, list[world.Pane]] = {}
-    for pane in observed.panes:
-        windows.setdefault(pane.window_id, []).append(pane)
-    for window_id, panes in sorted(windows.items()):
-        if window_id in owned:
-            continue
-        lane = panes[0].session_name or WORKSPACE_WIDE
-        pids = tuple(p.pid for p in panes if p.pid and not p.dead)
-        out.add(
-            "before",
-            actions.KillStray(
-                lane, "", "no binding owns this window", window_id=window_id, pids=pids
-            ),
-        )
+def _order_moves(out: AgentPlan) -> None:
+    """A start whose binding (or participant) has a live agent stopped in another lane this
+    pass waits for that lane's stops: two copies never run, and the stop is never undone."""
+    stopping: dict[str, str] = {}
+    for lane, chain in out.before.items():
+        for step in chain:
+            if isinstance(step, actions.StopAgent) and step.pid is not None:
+                stopping[f"binding:{step.binding}"] = lane
+                stopping[f"participant:{step.participant}"] = lane
+    for lane, chain in out.after.items():
+        for index, step in enumerate(chain):
+            if not isinstance(step, actions.StartAgent):
+                continue
+            old = stopping.get(f"binding:{step.binding}")
+            old = old or stopping.get(f"participant:{step.participant}")
+            if old is not None and old != lane:
+                chain[index] = replace(step, moved_from=old)
 
 
 def start(
-    binding: Binding, observed: world.Observed, *, path: str, reason: str
+    binding: Binding,
+    observed: world.Observed,
+    *,
+    path: str,
+    reason: str,
+    record: world.AgentRecord | None = None,
 ) -> actions.StartAgent:
-    """The action that starts ``binding``'s agent."""
+    """The action that starts ``binding``'s agent (in the session its last run had, if that
+    was in the same lane: tmux may not show it if the window closed)."""
     s = binding.spec
+    session = _session_of(observed, s.lane)
+    if session is None and record is not None and record.lane == s.lane:
+        session = record.session_id
     return actions.StartAgent(
         s.lane,
         path,
@@ -262,24 +314,10 @@ def start(
         command=tuple(s.command),
         env=tuple(sorted(s.env.items())),
         spec_hash=lifecycle.spec_hash(binding),
-        session_id=_session_of(observed, s.lane),
+        session_id=session,
         grace=s.stop_grace_seconds,
         split_stderr=expansion.is_task(binding),
     )
-
-
-def start_from(
-    binding: Binding, record: world.AgentRecord, *, path: str, reason: str
-) -> actions.StartAgent:
-    """A restart: like ``start``, in the session the agent had."""
-    s = binding.spec
-    return actions.StartAgent(
-        s.lane, path, reason,
-        binding=binding.name, participant=s.participant, runtime=s.runtime,
-        command=tuple(s.command), env=tuple(sorted(s.env.items())),
-        spec_hash=lifecycle.spec_hash(binding), session_id=record.session_id,
-        grace=s.stop_grace_seconds, split_stderr=expansion.is_task(binding),
-    )  # fmt: skip
 
 
 def stop(
@@ -290,23 +328,35 @@ def stop(
     reason: str,
     exit: lifecycle.ExitDecision | None = None,
 ) -> actions.StopAgent:
-    """The action that stops ``binding``'s running agent."""
+    """The action that stops ``binding``'s running agent, in the lane it runs in."""
     return actions.StopAgent(
-        record.lane, path, reason,
-        binding=binding.name, participant=record.participant, runtime=record.runtime,
-        pid=record.pid, pid_created=record.pid_created, window_id=record.window_id,
-        grace=binding.spec.stop_grace_seconds, exit=exit,
-    )  # fmt: skip
+        record.lane,
+        path,
+        reason,
+        binding=binding.name,
+        participant=record.participant,
+        runtime=record.runtime,
+        pid=record.pid,
+        pid_created=record.pid_created,
+        window_id=record.window_id,
+        pane_id=record.pane_id,
+        grace=binding.spec.stop_grace_seconds,
+        exit=exit,
+    )
 
 
 def _record_exit(
     binding: Binding, path: str, decision: lifecycle.ExitDecision, why: str
 ) -> actions.RecordExit:
     return actions.RecordExit(
-        binding.spec.lane, path, why,
-        binding=binding.name, participant=binding.spec.participant,
-        runtime=binding.spec.runtime, exit=decision,
-    )  # fmt: skip
+        binding.spec.lane,
+        path,
+        why,
+        binding=binding.name,
+        participant=binding.spec.participant,
+        runtime=binding.spec.runtime,
+        exit=decision,
+    )
 
 
 def _session_of(observed: world.Observed, lane: str) -> str | None:

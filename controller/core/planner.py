@@ -103,8 +103,18 @@ def _add_agents(
         name: (r.path if (r := observed.records.get(name)) else lane_path(observed.root, name))
         for name in {*desired.lanes, *observed.records}
     }
+    rebuilt = frozenset(
+        name
+        for name, chain in draft.steps.items()
+        if any(isinstance(a, actions.ProvisionLane) for a in chain)
+    )
     result = agents.plan_agents(
-        desired, observed, now, paths=paths, usable=_usable(draft, desired, observed, paths)
+        desired,
+        observed,
+        now,
+        paths=paths,
+        usable=_usable(draft, desired, observed, paths),
+        rebuilt=rebuilt,
     )
     for lane in sorted({*result.before, *result.after}):
         chain = draft.steps.get(lane, [])
@@ -398,6 +408,7 @@ def _finish(
     pending: list[actions.Action] = []
     _hold_backoffs(draft, steps, pending, memories, now)
     _hold_deletions(draft, steps, pending, desired.workspace.spec.max_deletions_per_pass)
+    _hold_moves(draft, steps)
     return Plan(
         actions=tuple(a for chain in steps.values() for a in chain),
         pending=tuple(pending),
@@ -473,6 +484,28 @@ def _hold_deletions(
             "MaxDeletionsPerPass",
             f"held back: at most {limit} lane removal(s) per pass (maxDeletionsPerPass)",
         )
+
+
+def _hold_moves(draft: _Draft, steps: dict[str, list[actions.Action]]) -> None:
+    """A start that must wait for stops in a lane held back this pass waits a pass too: it
+    would otherwise run next to the agent it replaces. (Not ``pending``: that would hold the
+    memory of its whole lane.)"""
+    for name, chain in steps.items():
+        for start in [a for a in chain if _waits_for_held(a, steps)]:
+            chain.remove(start)
+            assert isinstance(start, actions.StartAgent)
+            draft.note(
+                name,
+                "AgentWaiting",
+                "PreviousAgentRunning",
+                f"{start.binding}: starts once its agent in lane {start.moved_from} is stopped",
+            )
+    for name in [n for n, chain in steps.items() if not chain]:
+        del steps[name]
+
+
+def _waits_for_held(action: actions.Action, steps: Mapping[str, list[actions.Action]]) -> bool:
+    return isinstance(action, actions.StartAgent) and action.moved_from not in (None, *steps)
 
 
 def _removes(chain: Iterable[actions.Action]) -> bool:

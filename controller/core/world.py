@@ -96,7 +96,7 @@ class Pane:
     server_pid: int | None = None
     session_name: str = ""
     window_name: str = ""
-    binding: str = ""  # the @lanes-binding window option the controller set
+    binding: str = ""  # the binding whose launcher the controller started here ("": not ours)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,13 @@ class Proc:
     pid: int
     created: float
     zombie: bool = False
+    argv: tuple[str, ...] = ()  # read only for processes that may be adopted
+    cwd: str = ""  # its working directory ("" when it could not be read)
+    cwd_deleted: bool = False  # that directory was deleted under it (a new one may be there)
+
+    def stranded_in(self, path: str) -> bool:
+        """Whether it still works in ``path`` as it was before it was deleted."""
+        return self.cwd_deleted and self.cwd == path
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +160,9 @@ class Observed:
     # process runtime: binding -> the agent its (recorded, live) launcher runs
     supervised: Mapping[str, Proc] = field(default_factory=dict)
     log_activity: Mapping[str, datetime] = field(default_factory=dict)  # binding -> log mtime
+    # Processes of panes the controller started that no record owns (a crash before the
+    # record was written, or a lost store), with their argv: candidates for adoption.
+    unrecorded: Mapping[int, Proc] = field(default_factory=dict)
 
     def worktree_at(self, path: str) -> GitWorktree | None:
         """The git worktree registered at ``path``, if git reports one (and can be read)."""

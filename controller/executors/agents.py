@@ -1,8 +1,11 @@
-"""Agent handlers: start (tmux window or detached process), stop, record an exit, close strays.
+"""Agent handlers: start (tmux window or detached process), stop, record an exit, adopt a live
+agent the inventory lost, close the controller's stray panes.
 
 The environment reaches the agent through a private file read (and deleted) by the launcher,
 so values never appear in argv, tmux, logs or events. Lane phases follow the number of running
-agents: ready (none), running (one), shared (two or more).
+agents: ready (none), running (one), shared (two or more). Only panes the controller started
+are ever closed, one pane at a time: a person's window, or a pane they split off an agent's
+window, is never touched.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any, BinaryIO
 import anyio
 
 from controller import errors
-from controller.core import actions, phases, world
+from controller.core import actions, phases, strays, world
 from controller.core.phases import Phase
 from controller.executors import signals
 from controller.executors.context import Context, Outcome
@@ -36,8 +39,12 @@ async def start_agent(action: actions.StartAgent, ctx: Context) -> Outcome:
     if not await anyio.Path(worktree).is_dir():
         return Outcome(action, "failed", f"worktree {worktree} does not exist")
     old = await ctx.db(ctx.store.agent_record, action.binding)
-    if old is not None and old.window_id and ctx.tmux is not None:
-        await ctx.tmux.kill_window(old.window_id)  # the dead pane of the previous run
+    if old is not None and await _alive(old):
+        running = f"lane {old.lane}, pid {old.pid}"
+        message = f"its previous agent still runs ({running}); not starting a second one"
+        return Outcome(action, "failed", message)
+    if old is not None and old.pane_id and ctx.tmux is not None:
+        await ctx.tmux.kill_pane(old.pane_id)  # the dead pane of the previous run
     envfile = await anyio.to_thread.run_sync(_write_env, ctx, action, worktree)
     try:
         record = await _launch(ctx, action, worktree, envfile)
@@ -47,6 +54,8 @@ async def start_agent(action: actions.StartAgent, ctx: Context) -> Outcome:
     record = _carry_over(record, old)
     await ctx.db(ctx.store.put_agent, record, ctx.clock.now())
     await refresh_phase(ctx, action.lane)
+    if old is not None and old.lane != action.lane:
+        await refresh_phase(ctx, old.lane)  # the binding moved: its old lane lost an agent
     await ctx.emit(
         "AgentStarted", action.reason, lane=action.lane, participant=action.participant,
         binding=action.binding, runtime=action.runtime, pid=record.pid, pane=record.pane_id,
@@ -54,6 +63,13 @@ async def start_agent(action: actions.StartAgent, ctx: Context) -> Outcome:
     )  # fmt: skip
     where = record.pane_id or record.log_path
     return Outcome(action, "applied", f"started {action.participant} (pid {record.pid}, {where})")
+
+
+async def _alive(record: world.AgentRecord) -> bool:
+    """Whether the recorded agent still runs: never start a second copy of it."""
+    if record.pid is None:
+        return False
+    return await anyio.to_thread.run_sync(signals.matches, record.pid, record.pid_created)
 
 
 def agent_env(ctx: Context, action: actions.StartAgent, worktree: Path) -> dict[str, str]:
@@ -73,7 +89,7 @@ def agent_env(ctx: Context, action: actions.StartAgent, worktree: Path) -> dict[
 
 def _write_env(ctx: Context, action: actions.StartAgent, worktree: Path) -> Path:
     ctx.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = ctx.run_dir / f"env-{action.binding}-{secrets.token_hex(6)}.json"
+    path = ctx.run_dir / strays.env_file_name(action.binding, secrets.token_hex(6))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(agent_env(ctx, action, worktree), out)
@@ -131,7 +147,7 @@ async def _launch_process(
     launcher: tuple[str, ...],
     base: world.AgentRecord,
 ) -> world.AgentRecord:
-    log = ctx.logs / action.lane / f"{action.participant}.log"
+    log = _log_path(ctx, action.lane, action.participant)
     exit_file = ctx.run_dir / f"{action.binding}.exit"
     argv = (*launcher, "--supervise", str(exit_file), "--", *action.command)
 
@@ -151,6 +167,10 @@ async def _launch_process(
 def _maybe_open(path: Path | None) -> contextlib.AbstractContextManager[BinaryIO | None]:
     """The file to append a task's stderr to, or None (stderr joins stdout in the log)."""
     return path.open("ab") if path is not None else contextlib.nullcontext()
+
+
+def _log_path(ctx: Context, lane: str, participant: str) -> Path:
+    return ctx.logs / lane / f"{participant}.log"
 
 
 def _popen(
@@ -190,8 +210,8 @@ async def stop_agent(action: actions.StopAgent, ctx: Context) -> Outcome:
     )
     if ended == signals.Ended.SURVIVED:
         return Outcome(action, "failed", f"pid {action.pid} survived SIGKILL")
-    if action.window_id and ctx.tmux is not None:
-        await ctx.tmux.kill_window(action.window_id)
+    if ctx.tmux is not None:
+        await _close_pane(ctx.tmux, action)
     if isinstance(action, actions.RemoveAgent):
         await ctx.db(ctx.store.delete_agent, action.binding)
         for suffix in (".exit", ".pid"):  # a launcher that was killed leaves its pid file
@@ -247,15 +267,88 @@ async def record_exit(action: actions.RecordExit, ctx: Context) -> Outcome:
     return Outcome(action, "applied", f"{action.participant} exited ({status})")
 
 
+async def _close_pane(tmux: tmuxserver.TmuxServer, action: actions.StopAgent) -> None:
+    """Close the agent's pane, not its window: a person may have split the window."""
+    if action.pane_id:
+        await tmux.kill_pane(action.pane_id)
+    elif action.window_id:
+        await tmux.kill_window(action.window_id)  # a record from before panes were recorded
+
+
 async def kill_stray(action: actions.KillStray, ctx: Context) -> Outcome:
-    """Close a window no binding owns, stopping its processes first."""
-    for pid in action.pids:
-        born = await anyio.to_thread.run_sync(signals.create_time, pid)
-        await signals.terminate(pid, born, grace=2.0, clk=ctx.clock)
-    if ctx.tmux is not None:
-        await ctx.tmux.kill_window(action.window_id)
-    await ctx.emit("StrayWindowClosed", action.reason, lane=action.lane, window=action.window_id)
-    return Outcome(action, "applied", f"closed stray window {action.window_id}")
+    """Close a pane the controller started that no record owns, stopping its process first.
+
+    Pane ids are never reused by a tmux server, but a new server starts again at ``%0``: the
+    pane must still show the observed process, which must still be the observed one.
+    """
+    if ctx.tmux is None:
+        return Outcome(action, "refused", "no tmux server is configured")
+    probe = await ctx.tmux.probe(action.pane_id)
+    if probe is None:
+        return Outcome(action, "unchanged", f"pane {action.pane_id} is already gone")
+    if action.pid is not None and probe.pid != action.pid:
+        return Outcome(action, "refused", f"pane {action.pane_id} now runs pid {probe.pid}")
+    ended = await signals.terminate(action.pid, action.created, grace=2.0, clk=ctx.clock)
+    await ctx.tmux.kill_pane(action.pane_id)
+    await ctx.emit(
+        "StrayPaneClosed",
+        action.reason,
+        lane=action.lane,
+        window=action.window_id,
+        pane=action.pane_id,
+        pid=action.pid,
+        how=str(ended),
+    )
+    return Outcome(action, "applied", f"closed stray pane {action.pane_id} ({ended})")
+
+
+async def adopt_agent(action: actions.AdoptAgent, ctx: Context) -> Outcome:
+    """Take a live agent the controller started, but has no record of, into the inventory."""
+    if await ctx.db(ctx.store.agent_record, action.binding) is not None:
+        return Outcome(action, "unchanged", f"{action.binding} is already recorded")
+    if not await _still_there(ctx, action):
+        return Outcome(action, "refused", f"pid {action.pid} is no longer the agent it was")
+    process = action.runtime == "process"
+    record = world.AgentRecord(
+        binding=action.binding,
+        lane=action.lane,
+        participant=action.participant,
+        runtime=action.runtime,
+        state=State.RUNNING,
+        spec_hash=action.spec_hash,
+        pid=action.pid,
+        pid_created=action.pid_created,
+        session_id=action.session_id or None,
+        window_id=action.window_id or None,
+        pane_id=action.pane_id or None,
+        log_path=str(_log_path(ctx, action.lane, action.participant)) if process else None,
+        started_at=action.started_at,
+        stop_grace=action.grace,
+    )
+    await ctx.db(ctx.store.put_agent, record, ctx.clock.now())
+    await refresh_phase(ctx, action.lane)
+    await ctx.emit(
+        "AgentAdopted",
+        action.reason,
+        lane=action.lane,
+        participant=action.participant,
+        binding=action.binding,
+        pid=action.pid,
+        pane=action.pane_id,
+        window=action.window_id,
+    )
+    shown = record.pane_id or record.log_path
+    return Outcome(action, "applied", f"adopted {action.participant} (pid {action.pid}, {shown})")
+
+
+async def _still_there(ctx: Context, action: actions.AdoptAgent) -> bool:
+    """Re-checked just before it is recorded: the same process, in the same pane."""
+    if not await anyio.to_thread.run_sync(signals.matches, action.pid, action.pid_created):
+        return False
+    if action.runtime == "process":
+        return True
+    probe = await ctx.tmux.probe(action.pane_id) if ctx.tmux is not None else None
+    return probe is not None and probe.pid == action.pid and not probe.dead
 
 
 async def refresh_phase(ctx: Context, lane: str) -> None:
@@ -284,6 +377,7 @@ HANDLERS: Mapping[type[actions.ActionBase], Any] = {
     actions.StopAgent: stop_agent,
     actions.RemoveAgent: stop_agent,
     actions.RecordExit: record_exit,
+    actions.AdoptAgent: adopt_agent,
     actions.KillStray: kill_stray,
     actions.KillStrayProcess: kill_stray_process,
 }

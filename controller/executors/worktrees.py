@@ -19,7 +19,7 @@ import anyio
 from controller import errors
 from controller.core import actions, phases, world
 from controller.core.phases import Phase
-from controller.executors import inspecting, quarantining, removing
+from controller.executors import agents, inspecting, quarantining, removing
 from controller.executors.context import Context, Outcome
 from controller.system import clock, paths, proc
 
@@ -66,6 +66,7 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
             return Outcome(action, "failed", f"git worktree add failed: {done.stderr.strip()}")
         await ctx.clock.sleep(0.05 * attempt)
     await _set_phase(ctx, action.lane, record.phase, Phase.READY, conditions=())
+    await agents.refresh_phase(ctx, action.lane)  # agents still recorded running keep it running
     await ctx.emit(
         "LaneProvisioned",
         action.reason,
@@ -180,6 +181,7 @@ async def adopt(action: actions.AdoptWorktree, ctx: Context) -> Outcome:
             adopted=True,
         )
         await ctx.db(ctx.store.put_lane, record, ctx.clock.now())
+    await agents.refresh_phase(ctx, action.lane)  # e.g. a lost lane record, agents still running
     await ctx.emit("LaneAdopted", action.reason, lane=action.lane, path=action.path)
     return Outcome(action, "applied", f"recorded {action.path}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import anyio
 import psutil
 
 from controller.core import world
+
+DELETED = " (deleted)"  # how Linux marks a link in /proc whose target was deleted
 
 
 def _scan(pids: frozenset[int], marker: str) -> tuple[dict[int, world.Proc], dict[int, world.Proc]]:
@@ -25,10 +28,57 @@ def _scan(pids: frozenset[int], marker: str) -> tuple[dict[int, world.Proc], dic
             continue
         entry = world.Proc(info["pid"], info["create_time"], info["status"] == psutil.STATUS_ZOMBIE)
         if info["pid"] in pids:
-            found[info["pid"]] = entry
+            found[info["pid"]] = _with_cwd(entry)
         if marker and _is_launcher(info.get("cmdline") or (), marker):
-            launched[info["pid"]] = entry
+            launched[info["pid"]] = _with_cwd(replace(entry, argv=tuple(info["cmdline"])))
     return found, launched
+
+
+def _with_cwd(proc: world.Proc) -> world.Proc:
+    """``proc`` with its working directory, and whether that was deleted under it.
+
+    Read from ``/proc`` directly: psutil drops the kernel's " (deleted)" mark. Elsewhere (no
+    ``/proc``) it stays unknown, and a deleted worktree is only noticed when it is re-created.
+    """
+    try:
+        target = str(Path(f"/proc/{proc.pid}/cwd").readlink())
+    except OSError:
+        return proc
+    deleted = target.endswith(DELETED)
+    return replace(
+        proc, cwd=target.removesuffix(DELETED) if deleted else target, cwd_deleted=deleted
+    )
+
+
+def _read_unrecorded(pids: frozenset[int], parent: int) -> dict[int, world.Proc]:
+    found: dict[int, world.Proc] = {}
+    for pid in sorted(pids):
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                if proc.ppid() != parent:
+                    continue  # the pane's program ended and its PID went to another process
+                created, zombie = proc.create_time(), proc.status() == psutil.STATUS_ZOMBIE
+                argv = tuple(proc.cmdline())
+        except psutil.Error:
+            continue  # gone, or not ours to read: not adopted
+        found[pid] = _with_cwd(world.Proc(pid, created, zombie, argv=argv))
+    return found
+
+
+async def observe_unrecorded(
+    pids: Iterable[int], *, parent: int | None
+) -> Mapping[int, world.Proc]:
+    """Identity, argv and working directory of the processes of panes the controller started
+    but has no record of; read only when there are such panes (after a crash or a lost store).
+
+    Only children of ``parent`` (the tmux server) count: a pane whose program ended shows its
+    PID until tmux notices, and by then the PID may be another process's.
+    """
+    wanted = frozenset(pids)
+    if not wanted or parent is None:
+        return {}
+    return await anyio.to_thread.run_sync(_read_unrecorded, wanted, parent)
 
 
 def _is_launcher(cmdline: list[str] | tuple[str, ...], marker: str) -> bool:

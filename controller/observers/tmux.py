@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from controller import errors
-from controller.core import world
+from controller.core import strays, world
 from controller.system import proc, tmuxserver
 
 
@@ -23,7 +23,7 @@ def parse_panes(text: str) -> tuple[world.Pane, ...]:
         fields = line.split(tmuxserver.SEP, len(tmuxserver.PANE_FIELDS) - 1)
         if len(fields) != len(tmuxserver.PANE_FIELDS):
             continue
-        sid, wid, pid_, pane_pid, dead, status, signal, activity, mode, server, sname = fields
+        sid, wid, pid_, pane_pid, dead, status, signal, activity, mode, server, sname, cmd = fields
         panes.append(
             world.Pane(
                 session_id=sid,
@@ -36,6 +36,7 @@ def parse_panes(text: str) -> tuple[world.Pane, ...]:
                 in_mode=mode == "1",
                 server_pid=_int(server),
                 session_name=sname,
+                binding=strays.binding_of(cmd),
             )
         )
     return tuple(panes)

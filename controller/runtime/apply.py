@@ -3,6 +3,10 @@
 One task per lane in an anyio task group, one lock per lane (a task only ever holds its own
 lane's lock, so there is no lock ordering to get wrong), actions in plan order. The first
 failed or refused action ends its lane's chain: later steps depended on it.
+
+An agent that moves between lanes (its binding's lane changed, or its participant got a binding
+in another lane) is stopped in one lane and started in another: its start, and whatever
+follows it in its lane, waits for a second round, after every lane's first round is done.
 """
 
 from __future__ import annotations
@@ -47,6 +51,25 @@ def chains(
     return grouped
 
 
+def rounds(
+    plan_actions: Iterable[actions.ActionBase],
+) -> tuple[dict[str, list[actions.ActionBase]], dict[str, list[actions.ActionBase]]]:
+    """Each lane's chain split before its first start that waits for another lane's stops."""
+    first: dict[str, list[actions.ActionBase]] = {}
+    second: dict[str, list[actions.ActionBase]] = {}
+    for lane, chain in chains(plan_actions).items():
+        cut = next((i for i, a in enumerate(chain) if _waits(a)), len(chain))
+        if chain[:cut]:
+            first[lane] = chain[:cut]
+        if chain[cut:]:
+            second[lane] = chain[cut:]
+    return first, second
+
+
+def _waits(action: actions.ActionBase) -> bool:
+    return isinstance(action, actions.StartAgent) and action.moved_from is not None
+
+
 async def apply(
     plan_actions: Sequence[actions.ActionBase],
     ctx: Context,
@@ -59,6 +82,7 @@ async def apply(
     handlers = registry()
     limiter = anyio.CapacityLimiter(max(1, limit))
     outcomes: list[Outcome] = []
+    broken: set[str] = set()  # lanes whose chain ended on a failed or refused action
 
     async def run_chain(chain: list[actions.ActionBase]) -> None:
         async with limiter, locks(chain[0].lane):
@@ -68,11 +92,15 @@ async def apply(
                 if on_outcome is not None:
                     on_outcome(outcome)
                 if outcome.status in ("failed", "refused"):
+                    broken.add(action.lane)
                     break
 
-    async with anyio.create_task_group() as group:
-        for chain in chains(plan_actions).values():
-            group.start_soon(run_chain, chain)
+    first, second = rounds(plan_actions)
+    for round_ in (first, second):
+        async with anyio.create_task_group() as group:
+            for lane, chain in round_.items():
+                if lane not in broken:
+                    group.start_soon(run_chain, chain)
     return outcomes
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from controller.core import lifecycle, planner, world
+from controller.core import lifecycle, planner, strays, world
 from controller.executors import triggers as deliver
 from controller.executors.context import Context, Outcome
 from controller.observers import git, processes
@@ -131,6 +131,10 @@ class Reconciler:
             # an agent (tmux#311, #4559); a second SIGCHLD makes it collect the status.
             await self._nudge(results["panes"])
             results["panes"] = await self._panes(desired, agents)
+        strangers = strays.unowned(results["panes"], agents)
+        server = next((p.server_pid for p in strangers if p.server_pid), None)
+        pids = [p.pid for p in strangers if p.pid]
+        unrecorded = await processes.observe_unrecorded(pids, parent=server)
         return world.Observed(
             repo=str(w.paths.repo),
             root=str(w.paths.root),
@@ -145,6 +149,7 @@ class Reconciler:
             exits=results["exits"],
             log_activity=results["activity"],
             supervised=results["supervised"],
+            unrecorded=unrecorded,
         )
 
     async def _nudge(self, panes: tuple[world.Pane, ...]) -> None:

@@ -27,7 +27,8 @@ from controller.system import proc
 
 TIMEOUT = 10.0
 # Printable on purpose: with LC_ALL=C tmux rewrites control characters in its output to "_".
-# It never appears in ids or numbers, and the one free-text field (session name) comes last.
+# It never appears in ids or numbers; of the free-text fields, the start command (an agent's
+# argv may hold anything) comes last and takes the rest of the line.
 SEP = "|"
 CONFIG = """\
 # Written by the lane controller for its own tmux server. Agents' windows stay after their
@@ -41,7 +42,7 @@ set -g exit-empty on
 PANE_FIELDS = (
     "#{session_id}", "#{window_id}", "#{pane_id}", "#{pane_pid}", "#{pane_dead}",
     "#{pane_dead_status}", "#{pane_dead_signal}", "#{window_activity}", "#{pane_in_mode}",
-    "#{pid}", "#{session_name}",
+    "#{pid}", "#{session_name}", "#{pane_start_command}",
 )  # fmt: skip
 NO_SERVER = "no server running"
 NO_SOCKET = "No such file or directory"
@@ -146,6 +147,11 @@ class TmuxServer:
     async def kill_window(self, window_id: str) -> bool:
         """Close a window by id; False if it was already gone."""
         done = await self.run("kill-window", "-t", window_id)
+        return done.ok
+
+    async def kill_pane(self, pane_id: str) -> bool:
+        """Close one pane by id (its window goes with its last pane); False if already gone."""
+        done = await self.run("kill-pane", "-t", pane_id)
         return done.ok
 
     async def probe(self, pane_id: str) -> Probe | None:

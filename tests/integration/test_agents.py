@@ -479,6 +479,10 @@ def test_unrecorded_process_agent_is_stopped(repo: Repo, tmux_socket: str, tmp_p
     first = agents(repo)["bg"]["launcherPid"]
     with sqlite3.connect(repo.path / ".lanes" / "state.db") as conn:
         conn.execute("DELETE FROM agents")  # as if the record had never been written
+    # The binding changed meanwhile, so the unrecorded agent is not adopted (see
+    # test_agent_ownership.py for the adoption of one that still matches).
+    changed = {"lane": "a", "participant": "bg", "args": [str(tmp_path), "--v2"]}
+    bind(repo, {**changed, "spec": {"runtime": "process"}})
     out = once(repo)
     assert f"stopped unrecorded process {first}" in out
     assert "started bg" in out

@@ -7,8 +7,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.core import actions as A
-from controller.core import planner, world
-from tests.factories import agent, binding, desired, lane, observed, pane, proc, record, tree
+from controller.core import memory, planner, world
+from tests.factories import (
+    agent,
+    binding,
+    desired,
+    lane,
+    observed,
+    pane,
+    path,
+    proc,
+    record,
+    tree,
+)
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 S = world.AgentState
@@ -172,14 +183,24 @@ def test_lane_removal_stops_agents_first() -> None:
     ]
 
 
-def test_stray_window_is_closed() -> None:
+def test_pane_the_controller_started_without_a_record_is_closed() -> None:
     b = binding("one")
     r = agent(b)
-    stray = world.Pane("$1", "@9", "%9", 4242, session_name="a")
-    p = plan(desired("a", b), ready(r, panes=(pane(r), stray)))
-    (kill,) = p.actions
+    stray = world.Pane("$1", "@9", "%9", 4242, session_name="a", binding="one")
+    seen = replace(ready(r, panes=(pane(r), stray)), unrecorded={4242: world.Proc(4242, 7.5)})
+    (kill,) = plan(desired("a", b), seen).actions
     assert isinstance(kill, A.KillStray)
-    assert (kill.window_id, kill.pids) == ("@9", (4242,))
+    assert (kill.window_id, kill.pane_id, kill.pid, kill.created) == ("@9", "%9", 4242, 7.5)
+
+
+def test_windows_and_panes_people_open_are_left_alone() -> None:
+    b = binding("one")
+    r = agent(b)
+    window = world.Pane("$1", "@9", "%9", 4242, session_name="a")  # Ctrl-b c
+    split = world.Pane("$1", "@1", "%5", 4343, session_name="a")  # Ctrl-b % in the agent's
+    other = world.Pane("$2", "@7", "%7", 4444, session_name="scratch")  # their own session
+    seen = ready(r, panes=(pane(r), window, split, other))
+    assert plan(desired("a", b), seen).actions == ()
 
 
 def test_env_values_never_in_plan_json() -> None:
@@ -203,3 +224,109 @@ def test_removed_binding_keeps_its_own_grace() -> None:
     p = plan(desired("a"), ready(agent(b, stop_grace=2.5)))
     (remove,) = p.actions
     assert isinstance(remove, A.RemoveAgent) and remove.grace == 2.5
+
+
+def test_agent_in_a_re_created_worktree_is_restarted_after_it() -> None:
+    b = binding("one")
+    r = agent(b)
+    gone = replace(ready(r), worktrees=observed([tree("a", prunable="gitdir missing")]).worktrees)
+    assert kinds(plan(desired("a", b), gone)) == ["stop-agent", "prune", "provision", "start-agent"]
+    forgotten = replace(ready(r), worktrees=observed().worktrees, root_entries=())
+    assert kinds(plan(desired("a", b), forgotten)) == ["stop-agent", "provision", "start-agent"]
+
+
+def test_agent_whose_worktree_was_deleted_under_it_is_restarted() -> None:
+    b = binding("one")
+    r = agent(b)
+    assert r.pid is not None and r.pid_created is not None
+    moved = world.Proc(r.pid, r.pid_created, cwd=path("a"), cwd_deleted=True)
+    p = plan(desired("a", b), ready(r, procs={r.pid: moved}))
+    assert kinds(p) == ["stop-agent", "start-agent"]
+    assert "deleted under it" in p.actions[0].reason
+    elsewhere = world.Proc(r.pid, r.pid_created, cwd=path("a") + "/build", cwd_deleted=True)
+    assert plan(desired("a", b), ready(r, procs={r.pid: elsewhere})).actions == ()
+
+
+def test_binding_moved_to_a_renamed_lane_is_stopped_before_the_old_lane_goes() -> None:
+    b = binding("one", lane_="b")
+    r = agent(binding("one"))  # recorded in lane a
+    p = plan(desired("b", b), ready(r))
+    assert [(a.kind, a.lane) for a in p.actions] == [
+        ("stop-agent", "a"),
+        ("remove", "a"),
+        ("provision", "b"),
+        ("start-agent", "b"),
+    ]
+    stop, start = p.actions[0], p.actions[-1]
+    assert isinstance(stop, A.StopAgent) and stop.path == path("a") and stop.pane_id == "%1"
+    assert isinstance(start, A.StartAgent) and start.moved_from == "a"
+
+
+def test_participant_with_a_binding_in_another_lane_starts_after_the_old_one_stops() -> None:
+    old = agent(binding("a-one", participant="one"))
+    p = plan(desired("a", "b", binding("b-one", "b", participant="one")), ready(old))
+    assert [(a.kind, a.lane) for a in p.actions] == [
+        ("remove-agent", "a"),
+        ("provision", "b"),
+        ("start-agent", "b"),
+    ]
+    start = p.actions[-1]
+    assert isinstance(start, A.StartAgent) and start.moved_from == "a"
+
+
+def test_move_waits_while_the_old_lane_is_held_back() -> None:
+    b = binding("one", lane_="b")
+    held = {"a": memory.LaneMemory(failures=1, next_attempt_at=NOW + timedelta(minutes=1))}
+    p = planner.plan(desired("b", b), ready(agent(binding("one"))), held, NOW)
+    assert kinds(p) == ["provision"]
+    assert [a.kind for a in p.pending] == ["stop-agent", "remove"]
+    assert [c.reason for c in p.conditions["b"]] == ["PreviousAgentRunning"]
+
+
+def test_dead_agent_of_a_moved_binding_starts_in_its_new_lane() -> None:
+    b = binding("one", lane_="b")
+    r = agent(binding("one"), S.EXITED, next_start_at=NOW, session_id="$7")
+    seen = replace(
+        ready(r, panes=(), procs={}), worktrees=observed([tree("a"), tree("b")]).worktrees
+    )
+    seen = replace(seen, records={**seen.records, "b": record("b")})
+    (start,) = plan(desired("a", "b", b), seen).actions
+    assert isinstance(start, A.StartAgent)
+    assert (start.lane, start.session_id, start.moved_from) == ("b", None, None)
+
+
+def test_every_stop_comes_before_the_lanes_own_actions() -> None:
+    b = binding("one", heartbeat={"staleAfter": "30m"})
+    r = agent(b, started_at=NOW - timedelta(hours=2))
+    stale = ready(r, panes=(pane(r, activity=NOW - timedelta(hours=1)),))
+    quarantined = replace(stale, worktrees=observed().worktrees)  # a plain directory now
+    assert kinds(plan(desired("a", b), quarantined)) == [
+        "stop-agent",
+        "quarantine",
+        "provision",
+        "start-agent",
+    ]
+    suspended = desired(lane("a", suspend=True), b)
+    assert kinds(plan(suspended, quarantined)) == ["stop-agent", "quarantine", "provision"]
+
+
+def test_moved_agent_waits_for_its_new_lane() -> None:
+    b = binding("one", lane_="b")
+    seen = ready(agent(binding("one")))
+    seen = replace(seen, worktrees=observed([tree("a"), tree("b", branch="other")]).worktrees)
+    p = planner.plan(desired("a", lane("b", branch="lane/b"), b), seen, {}, NOW)
+    assert [(a.kind, a.lane) for a in p.actions] == [("stop-agent", "a")]
+    assert types(p, "b") == ["BranchMismatch", "AgentWaiting"]
+
+
+def test_move_between_two_converged_lanes_waits_for_the_old_lanes_backoff() -> None:
+    b = binding("one", lane_="b")
+    seen = ready(agent(binding("one")))
+    seen = replace(seen, worktrees=observed([tree("a"), tree("b")]).worktrees)
+    seen = replace(seen, records={**seen.records, "b": record("b")})
+    held = {"a": memory.LaneMemory(failures=1, next_attempt_at=NOW + timedelta(minutes=1))}
+    p = planner.plan(desired("a", "b", b), seen, held, NOW)
+    assert p.actions == () and [a.kind for a in p.pending] == ["stop-agent"]
+    assert types(p, "b") == ["AgentWaiting"]
+    moves = planner.plan(desired("a", "b", b), seen, {}, NOW)
+    assert [(a.kind, a.lane) for a in moves.actions] == [("stop-agent", "a"), ("start-agent", "b")]

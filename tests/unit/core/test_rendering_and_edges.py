@@ -36,7 +36,25 @@ EVERY_ACTION = [
     A.RecordExit(
         "a", "/r/a", "why", binding="b", participant="p", exit=replace(DECISION, last_exit=3)
     ),
-    A.KillStray("a", "", "why", window_id="@3", pids=(1,)),
+    A.StartAgent("b", "/r/b", "why", binding="b", participant="p", moved_from="a"),
+    A.StopAgent("a", "/r/a", "why", binding="b", participant="p", pid=5, pane_id="%2"),
+    A.AdoptAgent(
+        "a",
+        "/r/a",
+        "why",
+        binding="b",
+        participant="p",
+        pid=5,
+        pid_created=1.5,
+        session_id="$1",
+        window_id="@2",
+        pane_id="%3",
+        spec_hash="h",
+        started_at=NOW,
+    ),
+    A.KillStray("a", "", "why", window_id="@3", pane_id="%4", pid=1, created=2.5),
+    A.KillStray("-", "", "why", window_id="@3", pane_id="%4"),
+    A.KillStrayProcess("-", "", "why", pid=7, created=1.0),
 ]
 
 
