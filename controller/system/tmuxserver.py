@@ -139,7 +139,8 @@ class TmuxServer:
             head = ("new-session", "-d", "-s", session, "-n", name, "-x", "200", "-y", "50")
         else:
             head = ("new-window", "-d", "-t", f"{session_id}:", "-n", name)
-        done = (await self.run(*head, "-c", cwd, "-P", "-F", fmt, "--", *argv)).check()
+        literal = tuple(_literal(item) for item in argv)
+        done = (await self.run(*head, "-c", cwd, "-P", "-F", fmt, "--", *literal)).check()
         sid, wid, pid_, ppid, server = done.stdout.strip().split(SEP, 4)
         await self.remember(int(server))
         return Created(sid, wid, pid_, int(ppid), int(server))
@@ -297,3 +298,9 @@ def _write_record(path: Path, record: ServerRecord) -> None:
 def no_server(stderr: str) -> bool:
     """Whether tmux's error means "no server is running" (an empty, *known* state)."""
     return NO_SERVER in stderr or ("error connecting to" in stderr and NO_SOCKET in stderr)
+
+
+def _literal(item: str) -> str:
+    """An argv item tmux passes on as it is: tmux ends a command at an argument ending in
+    ``;`` (and turns a final ``\\;`` into ``;``), so a final ``;`` is written ``\\;``."""
+    return item[:-1] + "\\;" if item.endswith(";") else item

@@ -112,6 +112,24 @@ def test_agent_starts_in_worktree_with_lane_env(
     assert "No changes" in once(repo)
 
 
+def test_an_argument_ending_in_a_semicolon_reaches_the_agent_as_it_is(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    # tmux ends a command at an argument ending in ";": the rest would run as tmux commands.
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    out = tmp_path / "argv.json"
+    code = (
+        "import json, sys, time; open(sys.argv[1], 'w').write(json.dumps(sys.argv)); time.sleep(60)"
+    )
+    command = [sys.executable, "-c", code, str(out), "make;", "kill-server", "a\\;"]
+    bind(repo, {"lane": "a", "participant": "one", "spec": {"command": command}})
+    once(repo)
+    wait_until(out.exists)
+    assert json.loads(out.read_text())[1:] == [str(out), "make;", "kill-server", "a\\;"]
+    assert agents(repo)["one"]["state"] == "running"  # the server was not told to stop
+
+
 def test_killed_agent_is_restarted(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
     workspace(repo, tmux_socket)
     repo.lanes("a")
