@@ -171,7 +171,8 @@ trigger_jobs = sa.Table(
     sa.Index("ix_jobs_due", "workspace", "state", "due_at"),
     sa.Index("ix_jobs_participant", "workspace", "participant", "state", "due_at"),
     # At most one queued and one running job per participant and thread; later messages
-    # coalesce into the queued one.
+    # coalesce into the queued one. PostgreSQL gets the same partial indexes from migration
+    # 0003: `postgresql_where=` here would load its dialect on every command, for SQLite stores too.
     sa.Index(
         "ux_jobs_queued",
         "workspace",
@@ -179,7 +180,6 @@ trigger_jobs = sa.Table(
         "thread",
         unique=True,
         sqlite_where=sa.text("state = 'queued'"),
-        postgresql_where=sa.text("state = 'queued'"),
     ),
     sa.Index(
         "ux_jobs_running",
@@ -188,7 +188,6 @@ trigger_jobs = sa.Table(
         "thread",
         unique=True,
         sqlite_where=sa.text("state = 'running'"),
-        postgresql_where=sa.text("state = 'running'"),
     ),
 )
 

@@ -1,0 +1,53 @@
+"""What a command loads: a pass on the embedded (SQLite) store imports nothing it does not use.
+
+Every import is paid on every start, and a no-op ``--once`` is mostly start-up: these tests run
+the real command line in a scratch repository and read ``sys.modules`` when it exits.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import Repo
+
+# Never needed by a pass on SQLite: the PostgreSQL dialect and driver, migrations (a store at
+# the newest revision), the live status view and the daemon's file watcher.
+FORBIDDEN = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "rich.live", "watchdog")
+
+# Runs the command line as `python -m controller` does, and writes the modules it loaded to the
+# file named by the first argument when it exits (whatever its exit code).
+PRELUDE = """
+import atexit, json, runpy, sys
+out, sys.argv = sys.argv[1], ["controller", *sys.argv[2:]]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+runpy.run_module("controller", run_name="__main__", alter_sys=True)
+"""
+
+
+def loaded(repo: Repo, *args: str) -> set[str]:
+    """The modules ``controller ARGS`` imported, run in the repository."""
+    out = repo.path.parent / "modules.json"
+    done = subprocess.run(
+        (sys.executable, "-c", PRELUDE, str(out), *args),
+        cwd=repo.path,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(out.read_text()))
+
+
+def among(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    """The modules that are one of ``packages`` or inside one."""
+    return sorted(m for m in modules if any(m == p or m.startswith(f"{p}.") for p in packages))
+
+
+def test_a_no_op_pass_on_sqlite_loads_no_postgresql_migrations_or_daemon_code(repo: Repo) -> None:
+    repo.lanes("a", "b")
+    assert repo.ctl("--once").returncode == 0  # creates the store and both worktrees
+    assert among(loaded(repo, "--once"), FORBIDDEN) == []
