@@ -389,7 +389,7 @@ def _entry(observed: world.Observed, path: str) -> world.RootEntry | None:
     parent, name = str(PurePosixPath(path).parent), PurePosixPath(path).name
     if parent != observed.root:
         return None
-    return next((e for e in observed.root_entries if e.name == name), None)
+    return observed.root_entry(name)
 
 
 def _branch_holder(observed: world.Observed, branch: str, path: str) -> world.GitWorktree | None:
@@ -399,7 +399,7 @@ def _branch_holder(observed: world.Observed, branch: str, path: str) -> world.Gi
     again while it exists.
     """
     assert not isinstance(observed.worktrees, world.Unknown)
-    return next((t for t in observed.worktrees if t.branch == branch and t.path != path), None)
+    return observed.branch_holder(branch, other_than=path)
 
 
 @dataclass(frozen=True, slots=True)

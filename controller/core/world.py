@@ -163,12 +163,39 @@ class Observed:
     # Processes of panes the controller started that no record owns (a crash before the
     # record was written, or a lost store), with their argv: candidates for adoption.
     unrecorded: Mapping[int, Proc] = field(default_factory=dict)
+    # Indexes of the lists above, built once: the planner looks several things up per lane,
+    # and a scan per look-up made planning quadratic in the number of lanes.
+    _trees: Mapping[str, GitWorktree] = field(init=False, repr=False, compare=False)
+    _holders: Mapping[str, tuple[GitWorktree, ...]] = field(init=False, repr=False, compare=False)
+    _entries: Mapping[str, RootEntry] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        trees = () if isinstance(self.worktrees, Unknown) else self.worktrees
+        entries = () if isinstance(self.root_entries, Unknown) else self.root_entries
+        by_path: dict[str, GitWorktree] = {}
+        holders: dict[str, tuple[GitWorktree, ...]] = {}
+        for tree in trees:
+            by_path.setdefault(tree.path, tree)  # the first, as a scan would find it
+            if tree.branch is not None:
+                holders[tree.branch] = (*holders.get(tree.branch, ()), tree)
+        named: dict[str, RootEntry] = {}
+        for entry in entries:
+            named.setdefault(entry.name, entry)
+        object.__setattr__(self, "_trees", by_path)
+        object.__setattr__(self, "_holders", holders)
+        object.__setattr__(self, "_entries", named)
 
     def worktree_at(self, path: str) -> GitWorktree | None:
         """The git worktree registered at ``path``, if git reports one (and can be read)."""
-        if isinstance(self.worktrees, Unknown):
-            return None
-        return next((w for w in self.worktrees if w.path == path), None)
+        return self._trees.get(path)
+
+    def branch_holder(self, branch: str, *, other_than: str) -> GitWorktree | None:
+        """The first worktree git lists with ``branch`` checked out, other than at a path."""
+        return next((t for t in self._holders.get(branch, ()) if t.path != other_than), None)
+
+    def root_entry(self, name: str) -> RootEntry | None:
+        """The entry called ``name`` directly under the worktree root, if there is one."""
+        return self._entries.get(name)
 
 
 @dataclass(frozen=True, slots=True)

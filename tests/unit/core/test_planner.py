@@ -319,3 +319,49 @@ def test_branch_held_by_a_missing_worktree_says_what_to_run() -> None:
     (held,) = result.conditions["a"]
     assert held.reason == "HeldByMissingWorktree"
     assert "git worktree prune" in held.message and "/moved/a" in held.message
+
+
+class Scanned(tuple[Any, ...]):
+    """An observed list that counts how often it is read from start to end."""
+
+    scans = 0
+
+    def __iter__(self) -> Any:
+        self.scans += 1
+        return super().__iter__()
+
+
+def scans(situation: str, lanes: int) -> tuple[int, int]:
+    """How often planning ``lanes`` lanes reads the worktree list and the worktree root."""
+    names = [f"l{i:03d}" for i in range(lanes)]
+    trees = [tree(n) for n in names] if situation != "from-scratch" else []
+    records = [record(n) for n in names] if situation != "from-scratch" else []
+    declared = desired(*names) if situation != "all-removed" else desired("other")
+    seen = observed(trees, records=records)
+    assert not isinstance(seen.worktrees, world.Unknown)
+    assert not isinstance(seen.root_entries, world.Unknown)
+    seen = replace(seen, worktrees=Scanned(seen.worktrees), root_entries=Scanned(seen.root_entries))
+    plan = planner.plan(declared, seen, {}, NOW)
+    assert plan.actions or situation == "converged"
+    assert isinstance(seen.worktrees, Scanned) and isinstance(seen.root_entries, Scanned)
+    return seen.worktrees.scans, seen.root_entries.scans
+
+
+@pytest.mark.parametrize("situation", ["converged", "from-scratch", "all-removed"])
+def test_planning_reads_each_observed_list_a_fixed_number_of_times(situation: str) -> None:
+    # Looked up by path, branch and name (indexes), not scanned once per lane: planning 5
+    # times the lanes took 8 times as long when every look-up scanned the worktree list.
+    assert scans(situation, 5) == scans(situation, 50)
+
+
+def test_observed_look_ups_find_what_a_scan_finds() -> None:
+    detached = replace(tree("d"), branch=None, detached=True)
+    listed = [tree("a"), replace(tree("a"), head="beef"), tree("b", branch="lane/a"), detached]
+    seen = observed(listed)
+    assert seen.worktree_at(path("a")) == listed[0]  # git lists each path once; first wins
+    assert seen.worktree_at(path("d")) == detached
+    assert seen.branch_holder("lane/a", other_than=path("a")) == listed[2]
+    assert seen.branch_holder("lane/a", other_than=path("x")) == listed[0]
+    assert seen.branch_holder("lane/d", other_than=path("x")) is None
+    assert seen.root_entry("d") == entry("d")
+    assert seen.root_entry("x") is None
