@@ -18,17 +18,23 @@ FORBIDDEN = ("sqlalchemy.dialects.postgresql", "psycopg", "alembic", "rich.live"
 
 # Runs the command line as `python -m controller` does, and writes the modules it loaded to the
 # file named by the first argument when it exits (whatever its exit code).
+# The kinds whose validators were built are written too.
 PRELUDE = """
 import atexit, json, runpy, sys
 out, sys.argv = sys.argv[1], ["controller", *sys.argv[2:]]
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+def seen():
+    state = sys.modules.get("controller.spec.state")
+    kinds = state.KINDS.items() if state else ()
+    built = sorted(k for k, m in kinds if m.__pydantic_complete__)
+    open(out, "w").write(json.dumps({"modules": sorted(sys.modules), "built": built}))
+atexit.register(seen)
 runpy.run_module("controller", run_name="__main__", alter_sys=True)
 """
 
 
-def loaded(repo: Repo, *args: str) -> set[str]:
-    """The modules ``controller ARGS`` imported, run in the repository."""
-    out = repo.path.parent / "modules.json"
+def run(repo: Repo, *args: str) -> dict[str, list[str]]:
+    """What ``controller ARGS``, run in the repository, loaded: modules and built kinds."""
+    out = repo.path.parent / "loaded.json"
     done = subprocess.run(
         (sys.executable, "-c", PRELUDE, str(out), *args),
         cwd=repo.path,
@@ -39,7 +45,13 @@ def loaded(repo: Repo, *args: str) -> set[str]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    return set(json.loads(out.read_text()))
+    found: dict[str, list[str]] = json.loads(out.read_text())
+    return found
+
+
+def loaded(repo: Repo, *args: str) -> set[str]:
+    """The modules ``controller ARGS`` imported, run in the repository."""
+    return set(run(repo, *args)["modules"])
 
 
 def among(modules: set[str], packages: tuple[str, ...]) -> list[str]:
@@ -51,3 +63,10 @@ def test_a_no_op_pass_on_sqlite_loads_no_postgresql_migrations_or_daemon_code(re
     repo.lanes("a", "b")
     assert repo.ctl("--once").returncode == 0  # creates the store and both worktrees
     assert among(loaded(repo, "--once"), FORBIDDEN) == []
+
+
+def test_a_pass_builds_the_validators_of_the_kinds_it_reads_only(repo: Repo) -> None:
+    repo.lanes("a")
+    # Models are built on first use (pydantic's defer_build): lanes and the Workspace, not the
+    # kinds nobody declared.
+    assert run(repo, "--once")["built"] == ["Lane", "Workspace"]
