@@ -54,7 +54,8 @@ class Settings:
 
 
 class _Changes(FileSystemEventHandler):
-    """Forwards file-system events under desired/ into the event loop."""
+    """Forwards file-system events under desired/ into the event loop (``notify`` marks the
+    desired folder changed: the next load reads every file, whatever their times say)."""
 
     def __init__(self, notify: Callable[[], None], token: anyio.lowlevel.EventLoopToken) -> None:
         self._notify = notify
@@ -84,10 +85,18 @@ class Daemon:
         self.busy = anyio.Lock()  # a pass and a wake step never run at the same time
         self.heads: dict[str, int] | None = None
         self.runs_seen: object = None
+        self.cache = sources.Cache()  # what the last load read: a resync reuses it
+        self.edited = False  # a file event since the last load: read every file again
+        self.resolved: tuple[DesiredState, str | None] | None = None  # what paths are for
 
     def notify(self) -> None:
         """Something changed: run a pass soon."""
         self.wake.set()
+
+    def edit(self) -> None:
+        """A file under desired/ changed: load it afresh, and run a pass soon."""
+        self.edited = True
+        self.notify()
 
     async def run(self) -> int:
         """Run until a signal; return the exit code."""
@@ -123,7 +132,7 @@ class Daemon:
             self.log("not watching: desired folder missing", folder=str(folder))
             return None
         observer = Observer()
-        handler = _Changes(self.notify, anyio.lowlevel.current_token())
+        handler = _Changes(self.edit, anyio.lowlevel.current_token())
         observer.schedule(handler, str(folder), recursive=True)
         observer.daemon = True
         observer.start()
@@ -235,7 +244,7 @@ class Daemon:
         if self.desired is None:
             return
         try:
-            reconciler = self._reconciler(self.desired)
+            reconciler = await self._reconciler(self.desired)
             paths = reconciler.wiring.paths
             async with (
                 self.busy,
@@ -279,7 +288,14 @@ class Daemon:
             )
 
     async def _reload(self) -> None:
-        load = functools.partial(sources.load, self.settings.desired, ref=self.settings.desired_ref)
+        fresh, self.edited = self.edited, False
+        load = functools.partial(
+            sources.load,
+            self.settings.desired,
+            ref=self.settings.desired_ref,
+            cache=self.cache,
+            fresh=fresh,
+        )
         try:
             loaded = await anyio.to_thread.run_sync(load)
         except errors.ControllerError as exc:  # a ref that does not resolve, git missing
@@ -300,19 +316,32 @@ class Daemon:
         else:
             self.log("desired state changed", lanes=len(desired.lanes), commit=origin.commit)
 
-    def _reconciler(self, desired: DesiredState) -> reconcile.Reconciler:
-        paths = wiring.resolve_paths(
+    async def _reconciler(self, desired: DesiredState) -> reconcile.Reconciler:
+        """The reconciler for ``desired``, kept while desired state stays the same.
+
+        Resolving the paths asks git (and building the wiring opens the store): that happens
+        only when desired state changed, and in a worker thread, never in the event loop.
+        """
+        ref = self.origin.ref if self.origin is not None else None
+        if self.reconciler is not None and self.resolved == (desired, ref):
+            return self.reconciler
+        resolve = functools.partial(
+            wiring.resolve_paths,
             self.settings.desired,
             desired,
             state_override=self.settings.state,
-            desired_ref=self.origin.ref if self.origin is not None else None,
+            desired_ref=ref,
         )
+        paths = await anyio.to_thread.run_sync(resolve)
         if self.reconciler is not None and not self.reconciler.wiring.moved(paths):
-            self.reconciler.wiring.adopt(paths)  # new guards or desired ref, same workspace
-            return self.reconciler
-        if self.reconciler is not None:
-            self.reconciler.wiring.close()
-        self.reconciler = reconcile.Reconciler(wiring.build(paths))
+            # New guards or desired ref, same workspace.
+            await anyio.to_thread.run_sync(self.reconciler.wiring.adopt, paths)
+        else:
+            built = await anyio.to_thread.run_sync(wiring.build, paths)
+            if self.reconciler is not None:
+                self.reconciler.wiring.close()
+            self.reconciler = reconcile.Reconciler(built)
+        self.resolved = (desired, ref)
         return self.reconciler
 
 

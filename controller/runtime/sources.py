@@ -69,22 +69,52 @@ class _Wanted:
     where: Problem  # where to report a Workspace at the revision that disagrees
 
 
-def load(folder: Path, *, ref: str | None = None, follow: bool = True) -> Loaded:
+@dataclass(slots=True)
+class Cache:
+    """The last desired state read from the working tree and from a commit, and what from.
+
+    The daemon loads desired state before every pass; a resync that finds the same files
+    (path, inode, size, modification and change times) or the same commit reuses what it
+    parsed and validated last time, the very same object. Parsing is what costs: listing
+    and stating the files is cheap. A file event (``fresh``) always reads again: two writes
+    within one tick of the file system's clock can leave a file's times as they were.
+    """
+
+    tree: tuple[object, Loaded] | None = None
+    commit: tuple[object, Loaded] | None = None
+    parsed: int = 0
+    """How many times desired state was actually parsed (what a hit saves)."""
+
+
+def load(
+    folder: Path,
+    *,
+    ref: str | None = None,
+    follow: bool = True,
+    cache: Cache | None = None,
+    fresh: bool = False,
+) -> Loaded:
     """Read and validate the desired folder, all or nothing (blocking: files and git).
 
     With ``ref`` (the option), read it at that revision. Otherwise read the working tree, and
     if ``follow`` and its Workspace (or, without one, the remembered Workspace) sets
     ``desiredRef``, read that revision instead; the Workspace found there must name it too.
+    With a ``cache``, unchanged files or an unchanged commit are not parsed again (unless
+    ``fresh``).
     """
+    if cache is None:
+        cache = Cache()
+    elif fresh:
+        cache.tree = cache.commit = None
     if ref is not None:
-        return load_at(folder, ref)
-    here = Loaded(loading.load(read_desired(folder)), Origin(folder.resolve()))
+        return load_at(folder, ref, cache=cache)
+    here = _load_tree(folder, cache)
     if not follow or not isinstance(here.result, DesiredState):
         return here
     wanted = _wanted(folder, here.result)
     if wanted is None:
         return here
-    return _consistent(load_at(folder, wanted.ref), wanted)
+    return _consistent(load_at(folder, wanted.ref, cache=cache), wanted)
 
 
 def _wanted(folder: Path, desired: DesiredState) -> _Wanted | None:
@@ -128,19 +158,27 @@ def _consistent(at: Loaded, wanted: _Wanted) -> Loaded:
 # -- the working tree -------------------------------------------------------------------------
 
 
-def read_desired(folder: Path, *, display_base: Path | None = None) -> dict[str, str]:
-    """Every ``*.yaml``/``*.yml`` file under ``folder`` (hidden folders skipped), by display path.
+def _load_tree(folder: Path, cache: Cache) -> Loaded:
+    """Every ``*.yaml``/``*.yml`` file under ``folder`` (hidden folders skipped), validated.
 
     A missing folder reads as no files: the planner's empty-desired guard then refuses to
-    remove anything unless explicitly allowed.
+    remove anything unless explicitly allowed. Problems name files relative to the current
+    directory.
     """
-    if not folder.is_dir():
-        return {}
-    base = display_base or Path.cwd()
-    texts: dict[str, str] = {}
-    for path in sorted(_files(folder)):
-        texts[_display(path, base)] = _read(path)
-    return texts
+    files = sorted(_files(folder)) if folder.is_dir() else []
+    origin, base = Origin(folder.resolve()), Path.cwd()
+    key = (origin, base, tuple((path, _stamp(path)) for path in files))
+    if cache.tree is not None and cache.tree[0] == key:
+        return cache.tree[1]
+    texts = {_display(path, base): _read(path) for path in files}
+    loaded = Loaded(loading.load(texts), origin)
+    cache.tree, cache.parsed = (key, loaded), cache.parsed + 1
+    return loaded
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -183,18 +221,28 @@ class _Blob:
     size: int
 
 
-def load_at(folder: Path, ref: str) -> Loaded:
-    """Read and validate the desired folder as committed at ``ref``, all or nothing."""
+def load_at(folder: Path, ref: str, *, cache: Cache | None = None) -> Loaded:
+    """Read and validate the desired folder as committed at ``ref``, all or nothing.
+
+    With a ``cache`` holding the same commit, only the ref is resolved (one git call).
+    """
     folder = folder.resolve()
     checkout, commit = _resolve(folder, ref)
-    blobs = _ls_tree(checkout, commit, _inside(folder, checkout))
+    inside = _inside(folder, checkout)
+    key = (checkout, commit, inside, ref)
+    if cache is not None and cache.commit is not None and cache.commit[0] == key:
+        return cache.commit[1]
+    blobs = _ls_tree(checkout, commit, inside)
     problems = [Problem(b.path, 1, SYMLINK_PROBLEM) for b in blobs if b.mode == SYMLINK_MODE]
     texts = _cat(checkout, [b for b in blobs if b.mode != SYMLINK_MODE])
     result = loading.load(texts)
     if problems:
         found = problems + (list(result) if isinstance(result, tuple) else [])
         result = tuple(sorted(set(found)))
-    return Loaded(result, Origin(folder, ref, commit, checkout))
+    loaded = Loaded(result, Origin(folder, ref, commit, checkout))
+    if cache is not None:
+        cache.commit, cache.parsed = (key, loaded), cache.parsed + 1
+    return loaded
 
 
 def _resolve(folder: Path, ref: str) -> tuple[Path, str]:
