@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy import exc as sa_exc
 
 from controller import errors
 from controller.cli import output
@@ -118,13 +117,21 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except errors.ControllerError as exc:
             fail(str(exc))
-        except sa_exc.SQLAlchemyError as exc:
-            first = str(exc).splitlines()[0]
-            fail(f"the store failed: {first} (is --state / stateUrl the right database?)")
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except Exception as exc:
+            if not _from_sqlalchemy(exc):
+                raise
+            first = str(exc).splitlines()[0]
+            fail(f"the store failed: {first} (is --state / stateUrl the right database?)")
 
     return wrapper  # type: ignore[return-value]
+
+
+def _from_sqlalchemy(exc: Exception) -> bool:
+    """A SQLAlchemy error; only possible once SQLAlchemy is loaded (a pass may never load it)."""
+    loaded = sys.modules.get("sqlalchemy.exc")
+    return loaded is not None and isinstance(exc, loaded.SQLAlchemyError)
 
 
 def load(settings: Settings) -> DesiredState | tuple[Problem, ...]:

@@ -7,6 +7,7 @@ applied), 2 some action failed. Global options work before or after the command 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ import anyio
 import click
 
 from controller import __version__
-from controller.cli import common, output, runs, threads, verbs
+from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import drift, world
 from controller.runtime import reconcile, sources, wiring
@@ -30,8 +31,36 @@ from controller.store import events as event_log
 from controller.store import queries
 from controller.system import clock, locks
 
+LAZY_COMMANDS = {
+    **dict.fromkeys(("post", "read", "threads", "trigger", "triggers"), "threads"),
+    **dict.fromkeys(("submit", "runs", "abort", "usage"), "runs"),
+    **dict.fromkeys(("restart", "wait"), "verbs"),
+}
+"""Commands by the module of ``controller.cli`` that defines (and registers) them."""
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+
+class Commands(click.Group):
+    """The command line's commands; those of ``LAZY_COMMANDS`` load when named or listed.
+
+    Their modules load the wake and workflow machinery (and SQLAlchemy with it), which a pass
+    does not need (decision 84).
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module = importlib.import_module(f"controller.cli.{LAZY_COMMANDS[cmd_name]}")
+            module.register(self)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=Commands,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @common.global_options
 @click.option("--once", is_flag=True, help="Run one full pass (load, observe, plan, apply).")
 @click.option("--allow-empty", is_flag=True, help="Allow a pass that removes every lane.")
@@ -122,9 +151,17 @@ def _exit_code(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> 
     """1 refused; 2 not converged: an action or wake failed, a source was unreadable, drift."""
     if result.plan.refused:
         return EXIT_INVALID
-    if result.failed or result.blind or found or threads.exit_for(result):
+    if result.failed or result.blind or found or _wake_failed(result):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _wake_failed(result: reconcile.PassResult) -> bool:
+    if not result.wakes:
+        return False  # no wake, nothing for the thread commands to judge (nor to load)
+    from controller.cli import threads
+
+    return threads.exit_for(result) is not None
 
 
 def _pass_text(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> str:
@@ -436,6 +473,8 @@ def unblock(ctx: click.Context, /, participant: str, reason: str, **given: Any) 
     store = common.store_for_agent(settings, wiring.lane_identity())
     try:
         lifted = _unblock(store, participant, reason)
+        from controller.cli import threads  # the wake machinery: loaded for this command only
+
         if threads.unblock_participant(store, participant, reason):
             lifted.append("wakes")
     finally:
@@ -498,11 +537,6 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
     subprocess.run((*tmux, "select-window", "-t", window), check=False, timeout=10)
     # Replacing this process with tmux's client is the point; argv list, no shell.
     os.execvp("tmux", (*tmux, "attach-session", "-t", target.session_id or window))  # noqa: S606
-
-
-threads.register(cli)
-runs.register(cli)
-verbs.register(cli)
 
 
 def entrypoint() -> None:

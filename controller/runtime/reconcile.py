@@ -16,21 +16,23 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from controller import errors
 from controller.core import lifecycle, planner, strays, world
-from controller.executors import triggers as deliver
 from controller.executors.context import Context, Outcome
 from controller.observers import git, processes
 from controller.observers import tmux as tmux_observer
-from controller.runtime import apply, runs, wakes, wiring
+from controller.runtime import apply, wiring
 from controller.runtime import steps as steps_
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
-from controller.store import runs as runs_store
+
+if TYPE_CHECKING:
+    from controller.executors import triggers as deliver
+    from controller.runtime import runs, wakes
 
 NUDGE_WAIT = 0.1
 
@@ -90,19 +92,26 @@ class Reconciler:
 
     wiring: Wiring
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    runs_step: runs.RunsStep = field(default_factory=runs.RunsStep)
+    runs_step: runs.RunsStep | None = None  # loaded by the first pass that has runs
     lanes_step: steps_.LanesStep = field(default_factory=steps_.LanesStep)
     wakes_step: steps_.WakesStep = field(default_factory=steps_.WakesStep)
-
-    @property
-    def steps(self) -> tuple[steps_.Step, ...]:
-        """The steps of a pass, in order."""
-        return (self.runs_step, self.lanes_step, self.wakes_step)
 
     @property
     def waker(self) -> wakes.Waker:
         """The trigger queue's worker (one lease owner per reconciler)."""
         return self.wakes_step.waker
+
+    async def _runs(self, p: steps_.Pass) -> runs.RunsStep | None:
+        """The runs step, or None for a pass with no run to see: none in the store and no
+        WorkflowRun declared. Such a pass then reads one row less than a table, and never
+        loads the workflow machinery (decision 84)."""
+        if not p.desired.runs and not await anyio.to_thread.run_sync(p.ctx.store.has_runs):
+            return None
+        if self.runs_step is None:
+            from controller.runtime import runs
+
+            self.runs_step = runs.RunsStep()
+        return self.runs_step
 
     async def observe(self, desired: DesiredState | None = None) -> world.Observed:
         """Read every source once, concurrently (tmux only when some agent uses it)."""
@@ -214,6 +223,8 @@ class Reconciler:
     ) -> None:
         if selection is None:
             return
+        from controller.store import runs as runs_store  # run tasks' lanes may be selected too
+
         tasks = await anyio.to_thread.run_sync(runs_store.tasks, self.wiring.store)
         known = {*desired.lanes, *observed.records, *(t.lane for t in tasks.values())}
         unknown = sorted(selection - known)
@@ -233,7 +244,8 @@ class Reconciler:
     ) -> tuple[planner.Plan, world.Observed, datetime]:
         """Observe and plan every step, changing nothing; the lanes step's plan first."""
         p = await self.begin(desired, allow_empty=allow_empty, selection=selection)
-        runs_plan = await self.runs_step.plan(p)
+        runs_step = await self._runs(p)
+        runs_plan = await runs_step.plan(p) if runs_step is not None else None
         the_plan = _with_runs(await self.lanes_step.plan(p), runs_plan)
         return self._noted(the_plan), p.observed, p.now
 
@@ -259,13 +271,15 @@ class Reconciler:
         )
         await self._sync_policies(p.desired, p.observed, selection)
         the_plan = planner.Plan()
-        runs_plan = runs.RunsPlan()
+        runs_step = await self._runs(p)
+        runs_plan: runs.RunsPlan | None = None
         results: dict[str, steps_.StepResult] = {}
-        for step in self.steps:
+        steps: tuple[steps_.Step | None, ...] = (runs_step, self.lanes_step, self.wakes_step)
+        for step in (s for s in steps if s is not None):
             step_plan = await step.plan(p)
             if isinstance(step_plan, planner.Plan):
                 the_plan = step_plan
-            elif isinstance(step_plan, runs.RunsPlan):
+            elif step is runs_step:
                 runs_plan = step_plan
             results[step.name] = await step.apply(p, step_plan)
         the_plan = _with_runs(the_plan, runs_plan)
@@ -340,8 +354,10 @@ class Reconciler:
                 await anyio.to_thread.run_sync(update)
 
 
-def _with_runs(the_plan: planner.Plan, runs_plan: runs.RunsPlan) -> planner.Plan:
+def _with_runs(the_plan: planner.Plan, runs_plan: runs.RunsPlan | None) -> planner.Plan:
     """One plan to show: the runs' actions first (they come first), then the lanes'."""
+    if runs_plan is None:
+        return the_plan
     if not runs_plan.actions and not runs_plan.notices and not runs_plan.unselected:
         return the_plan
     return dataclasses.replace(

@@ -12,16 +12,18 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from controller.core import memory, planner, world
-from controller.executors import triggers as deliver
 from controller.executors.context import Context, Outcome
-from controller.runtime import apply, wakes
+from controller.runtime import apply
 from controller.spec.state import DesiredState
-from controller.store import jobs
+
+if TYPE_CHECKING:
+    from controller.executors import triggers as deliver
+    from controller.runtime import wakes
 
 
 @dataclass(slots=True)
@@ -123,10 +125,23 @@ class LanesStep:
 @dataclass(slots=True)
 class WakesStep:
     """Unread messages become trigger jobs, and due jobs are worked (never on a blind pass, and
-    never on a ``--lane`` pass: a wake types into a participant's window, whatever its lane)."""
+    never on a ``--lane`` pass: a wake types into a participant's window, whatever its lane).
 
-    waker: wakes.Waker = field(default_factory=wakes.Waker)
+    The wake machinery (the trigger queue, delivery, SQLAlchemy) loads with the first wake
+    worked: a workspace without threads never loads it.
+    """
+
+    loaded: wakes.Waker | None = None
     name: str = "wakes"
+
+    @property
+    def waker(self) -> wakes.Waker:
+        """The trigger queue's worker, created on first use."""
+        if self.loaded is None:
+            from controller.runtime import wakes
+
+            self.loaded = wakes.Waker()
+        return self.loaded
 
     async def plan(self, p: Pass) -> None:
         """Wakes are decided job by job when they are worked; nothing to show ahead."""
@@ -143,6 +158,8 @@ class WakesStep:
         self, ctx: Context, desired: DesiredState
     ) -> tuple[list[deliver.Envelope], datetime | None]:
         """Enqueue wakes due now, work due jobs; return results and the next due time."""
+        from controller.store import jobs
+
         await self.waker.enqueue_wanted(ctx, desired)
         envelopes = await self.waker.work(ctx, desired)
         due = await anyio.to_thread.run_sync(jobs.next_due, ctx.store)

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from sqlalchemy.engine import make_url
 
 from controller import errors
 from controller.spec import meta
 from controller.spec.state import DesiredState
 from controller.spec.workspace import Workspace, WorkspaceSpec
-from controller.store import queries
+from controller.store import queries, sqlite
 from controller.system import clock, proc, tmuxserver
 
 STATE_DIR = ".lanes"
@@ -336,6 +335,11 @@ def _git(start: Path, *args: str) -> str:
 
 
 def _absolute_sqlite(url: str, repo: Path) -> str:
+    plain = sqlite.file_of(url)
+    if plain is not None:  # the usual case, understood without loading SQLAlchemy
+        return url if plain.is_absolute() else f"sqlite:///{repo / plain}"
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return url

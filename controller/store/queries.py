@@ -1,46 +1,98 @@
 """Reads and writes of the store, for one workspace. Synchronous: async callers go through
 ``anyio.to_thread``; every method is one short transaction.
+
+SQLAlchemy is imported when a statement first needs it, not with this module: the reads every
+pass makes (``store.reads``) run on a SQLite store through ``store.sqlite`` instead, so a pass
+that changes nothing never loads it (decision 84).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from controller.core import memory, world
 from controller.core.phases import Phase
-from controller.store import database, events, tables
+from controller.store import deferred, events, sqlite
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from controller.store import tables
+else:
+    sa = deferred.module("sqlalchemy")
+    tables = deferred.module("controller.store.tables")
 
 
 class Store:
     """The store of one workspace."""
 
-    def __init__(self, engine: sa.Engine, workspace: str) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        url: str,
+        workspace: str,
+        *,
+        reader: sqlite.Reader | None = None,
+        engine: sa.Engine | None = None,
+    ) -> None:
+        self.url = url
         self.workspace = workspace
+        self._reader = reader
+        self._engine = engine
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, workspace: str) -> Store:
-        """Open (creating and migrating as needed) the store at ``url``."""
+        """Open the store at ``url``, creating or migrating it (with SQLAlchemy) if need be."""
+        reader = sqlite.Reader.open(url)
+        if reader is not None:
+            return cls(url, workspace, reader=reader)
+        from controller.store import database  # SQLAlchemy: to create, migrate or connect
+
         engine = database.create_engine(url)
-        database.migrate(engine)
-        return cls(engine, workspace)
+        try:
+            database.migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(url, workspace, reader=sqlite.Reader.open(url), engine=engine)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine, created on first use (a store opened by ``open`` is at the
+        newest revision already)."""
+        with self._lock:
+            if self._engine is None:
+                from controller.store import database
+
+                self._engine = database.create_engine(self.url)
+            return self._engine
 
     def close(self) -> None:
         """Release connections."""
-        self.engine.dispose()
+        if self._reader is not None:
+            self._reader.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _read(self, name: str) -> list[Mapping[Any, Any]]:
+        """The rows of one of ``store.reads``: through sqlite3 when the store is a SQLite file,
+        else through SQLAlchemy (the same statement)."""
+        if self._reader is not None:
+            return list(self._reader.rows(name, {"workspace": self.workspace}))
+        from controller.store import reads
+
+        with self.engine.connect() as conn:
+            found = conn.execute(reads.statements()[name], {"workspace": self.workspace})
+            return list(found.mappings().all())
 
     # -- lanes (the inventory) ------------------------------------------------------------
 
     def lane_records(self) -> dict[str, world.LaneRecord]:
         """Every lane the controller created or adopted in this workspace, by name."""
-        query = sa.select(tables.lanes).where(tables.lanes.c.workspace == self.workspace)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(tables.lanes.c.name)).mappings().all()
-        return {row["name"]: _record(row) for row in rows}
+        return {row["name"]: _record(row) for row in self._read("lanes")}
 
     def put_lane(self, record: world.LaneRecord, now: datetime) -> None:
         """Insert or replace the inventory record of a lane."""
@@ -89,11 +141,7 @@ class Store:
 
     def agent_records(self) -> dict[str, world.AgentRecord]:
         """Every agent the controller started in this workspace, by binding."""
-        t = tables.agents
-        query = sa.select(t).where(t.c.workspace == self.workspace).order_by(t.c.binding)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return {row["binding"]: _agent(row) for row in rows}
+        return {row["binding"]: _agent(row) for row in self._read("agents")}
 
     def agent_record(self, binding: str) -> world.AgentRecord | None:
         """One agent record, by binding."""
@@ -174,10 +222,11 @@ class Store:
 
     def memories(self) -> dict[str, memory.LaneMemory]:
         """Backoff bookkeeping of every lane that has any."""
-        table = tables.lane_memory
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(table).where(table.c.workspace == self.workspace))
-            return {row.name: _memory(row._mapping) for row in rows}
+        return {row["name"]: _memory(row) for row in self._read("memories")}
+
+    def has_runs(self) -> bool:
+        """Whether the workspace has any workflow run (running, ended or cleaned)."""
+        return bool(self._read("has_runs")[0]["found"])
 
     def put_memories(self, items: Mapping[str, memory.LaneMemory]) -> None:
         """Write the memory of several lanes; a default (clean) memory deletes the row."""
@@ -259,7 +308,7 @@ def _condition_json(condition: world.Condition) -> dict[str, str]:
     return {"type": condition.type, "reason": condition.reason, "message": condition.message}
 
 
-def _record(row: sa.RowMapping) -> world.LaneRecord:
+def _record(row: Mapping[Any, Any]) -> world.LaneRecord:
     return world.LaneRecord(
         name=row["name"],
         phase=Phase(row["phase"]),
@@ -273,7 +322,7 @@ def _record(row: sa.RowMapping) -> world.LaneRecord:
     )
 
 
-def _memory(row: sa.RowMapping) -> memory.LaneMemory:
+def _memory(row: Mapping[Any, Any]) -> memory.LaneMemory:
     return memory.LaneMemory(
         failures=row["failures"],
         next_attempt_at=row["next_attempt_at"],
@@ -295,7 +344,7 @@ def _event(row: sa.RowMapping) -> events.Event:
     )
 
 
-def _agent(row: sa.RowMapping) -> world.AgentRecord:
+def _agent(row: Mapping[Any, Any]) -> world.AgentRecord:
     return world.AgentRecord(
         binding=row["binding"],
         lane=row["lane"],

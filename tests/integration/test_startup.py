@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import Repo
 
 # Never needed by a pass on SQLite: the PostgreSQL dialect and driver, migrations (a store at
@@ -59,10 +61,32 @@ def among(modules: set[str], packages: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == p or m.startswith(f"{p}.") for p in packages))
 
 
-def test_a_no_op_pass_on_sqlite_loads_no_postgresql_migrations_or_daemon_code(repo: Repo) -> None:
+def test_a_pass_on_sqlite_loads_no_postgresql_migrations_or_daemon_code(repo: Repo) -> None:
     repo.lanes("a", "b")
-    assert repo.ctl("--once").returncode == 0  # creates the store and both worktrees
+    first = loaded(repo, "--once")  # creates the store (no migration to run) and both lanes
+    assert repo.worktrees() == [str(repo.root / "a"), str(repo.root / "b")]
+    assert among(first, FORBIDDEN) == []
     assert among(loaded(repo, "--once"), FORBIDDEN) == []
+
+
+# What a pass that changes nothing does without: SQLAlchemy (its reads go through sqlite3),
+# the workflow runs' step (there are none) and the wake machinery (no thread is declared).
+UNUSED = (
+    "sqlalchemy",
+    "controller.runtime.runs",
+    "controller.runtime.wakes",
+    "controller.cli.threads",
+)
+
+
+@pytest.mark.parametrize("command", [("--once",), ("plan",)])
+def test_a_pass_that_changes_nothing_loads_no_sqlalchemy(
+    repo: Repo, command: tuple[str, ...]
+) -> None:
+    repo.lanes("a")
+    for _ in range(2):  # creates lane a; then clears the backoff memory its creation left
+        assert repo.ctl("--once").returncode == 0
+    assert among(loaded(repo, *command), UNUSED) == []
 
 
 def test_a_pass_builds_the_validators_of_the_kinds_it_reads_only(repo: Repo) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from controller.core import memory, world
 from controller.core.phases import Phase
-from controller.store import database, events, queries, tables
+from controller.core.workflows import model
+from controller.store import database, events, queries, reads, sqlite, tables
+from controller.store import runs as runs_store
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +136,127 @@ def test_once_against_postgres(postgres_url: str, repo: object) -> None:
     status = repo.ctl("status", "--state", postgres_url, "-o", "json")
     assert '"phase": "ready"' in status.stdout
     assert not (repo.path / ".lanes" / "state.db").exists()
+
+
+# -- the reads of a pass, without SQLAlchemy (store.sqlite) -------------------------------------
+
+
+def test_compiled_reads_are_current() -> None:
+    # Regenerate with `python -m controller.store.reads` when a read or a table it reads changed.
+    assert sqlite.STATEMENTS.read_text(encoding="utf-8") == reads.render()
+
+
+def populated(path: Path, workspace: str) -> queries.Store:
+    """A SQLite store holding every kind of value the compiled reads decode."""
+    store = queries.Store.open(f"sqlite:///{path}", workspace)
+    cond = world.Condition("CleanupRefused", "UncommittedChanges", "2 changes")
+    store.put_lane(world.LaneRecord("a", Phase.READY, "/r/a", "lane/a", conditions=(cond,)), NOW)
+    later = NOW + timedelta(microseconds=1)
+    record = world.LaneRecord("b", Phase.BLOCKED, "/r/b", "lane/b", "refuse", True, True)
+    store.put_lane(record, later)
+    agent = world.AgentRecord(
+        "one", "a", "p", "tmux", world.AgentState.RUNNING, "h", pid=7, pid_created=1.5,
+        started_at=NOW, deaths=(NOW, later), next_start_at=later, heartbeat_at=None,
+    )  # fmt: skip
+    store.put_agent(agent, NOW)
+    store.put_agent(world.AgentRecord("two", "b", "q", "process", world.AgentState.EXITED, ""), NOW)
+    store.put_memories(
+        {
+            "a": memory.LaneMemory(2, later, "boom", ("provision:a:/r/a",)),
+            "b": memory.LaneMemory(1, None, None, ()),
+        }
+    )
+    return store
+
+
+def test_compiled_reads_return_what_sqlalchemy_returns(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    populated(path, "ws").close()
+    reader = sqlite.Reader.open(f"sqlite:///{path}")
+    assert reader is not None
+    engine = database.create_engine(f"sqlite:///{path}")
+    try:
+        for workspace in ("ws", "other"):
+            for name, statement in reads.statements().items():
+                with engine.connect() as conn:
+                    rows = conn.execute(statement, {"workspace": workspace}).mappings().all()
+                expected = [typed(dict(row)) for row in rows]
+                assert [typed(row) for row in reader.rows(name, {"workspace": workspace})] == (
+                    expected
+                ), name
+    finally:
+        reader.close()
+        engine.dispose()
+
+
+def typed(row: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """A row's columns with their Python types (and time zones) spelled out."""
+    return [
+        (k, type(v).__name__, (v, v.tzinfo) if isinstance(v, datetime) else v)
+        for k, v in row.items()
+    ]
+
+
+def test_a_store_reads_the_same_with_or_without_sqlalchemy(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    fast = populated(path, "ws")
+    slow = queries.Store(f"sqlite:///{path}", "ws")  # no reader: every read through SQLAlchemy
+    try:
+        assert fast.lane_records() == slow.lane_records()
+        assert fast.agent_records() == slow.agent_records()
+        assert fast.memories() == slow.memories()
+        assert len(fast.lane_records()) == len(fast.agent_records()) == len(fast.memories()) == 2
+        assert fast.has_runs() is slow.has_runs() is False
+        task = model.TaskSpec("t", "m", ("x",))
+        snapshot = model.RunSnapshot("w", "h", (task,), {})
+        run = model.RunRecord("r", "w", snapshot, created_at=NOW)
+        lanes = {"t": ("r-t", "runs/r/t")}
+        assert runs_store.create(fast, run, source="submit", lanes=lanes, now=NOW)
+        assert fast.has_runs() is slow.has_runs() is True
+    finally:
+        fast.close()
+        slow.close()
+
+
+def shape(path: Path) -> dict[str, Any]:
+    """Every table of a SQLite file: columns, indexes (with their SQL), foreign keys, rows of
+    alembic_version."""
+    conn = sqlite3.connect(path)
+    try:
+        found: dict[str, Any] = {}
+        names = (
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+        )
+        for name, _ in conn.execute(names).fetchall():
+            indexes = []
+            for row in conn.execute(f"PRAGMA index_list({name})").fetchall():
+                columns = conn.execute(f"PRAGMA index_xinfo({row[1]})").fetchall()
+                sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (row[1],))
+                indexes.append((row[1:], columns, sql.fetchone()))
+            found[name] = (
+                conn.execute(f"PRAGMA table_xinfo({name})").fetchall(),
+                sorted(indexes),
+                conn.execute(f"PRAGMA foreign_key_list({name})").fetchall(),
+            )
+        found["versions"] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        return found
+    finally:
+        conn.close()
+
+
+def test_a_new_sqlite_store_is_what_the_migrations_build(tmp_path: Path) -> None:
+    # A new store is created from the tables directly, without Alembic; migrating an empty
+    # database from the first revision must build exactly the same, or later migrations would
+    # meet a schema they were not written for.
+    created, migrated = tmp_path / "created.db", tmp_path / "migrated.db"
+    for path in (created, migrated):
+        engine = database.create_engine(f"sqlite:///{path}")
+        try:
+            if path == created:
+                database.migrate(engine)
+            else:
+                database._run_alembic(engine)
+        finally:
+            engine.dispose()
+    assert shape(created) == shape(migrated)
+    assert shape(created)["versions"] == [(tables.HEAD_REVISION,)]
