@@ -63,10 +63,20 @@ def file_of(url: str) -> Path | None:
 
 
 def prepare_file(path: Path) -> None:
-    """Create the database file 0600 in a 0700 folder, or make an existing one 0600 again."""
+    """Create the database file 0600 in a 0700 folder, or make an existing one 0600 again.
+
+    An existing file is never opened: closing any descriptor of a database file drops every
+    POSIX lock the process holds on it, those of SQLite's open connections included, and a
+    connection that lost its lock can see the write-ahead log reset under it ("disk I/O
+    error", lost commits).
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    os.close(fd)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
     path.chmod(0o600)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -260,3 +263,37 @@ def test_a_new_sqlite_store_is_what_the_migrations_build(tmp_path: Path) -> None
             engine.dispose()
     assert shape(created) == shape(migrated)
     assert shape(created)["versions"] == [(tables.HEAD_REVISION,)]
+
+
+def other_process_reads(path: Path) -> list[list[str]]:
+    """The lanes as another process sees them; it closes the database when done."""
+    script = (
+        "import json, sqlite3, sys; "
+        "print(json.dumps(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()))"
+    )
+    query = "SELECT name, phase FROM lanes ORDER BY name"
+    done = subprocess.run(
+        (sys.executable, "-c", script, str(path), query), capture_output=True, text=True, check=True
+    )
+    found: list[list[str]] = json.loads(done.stdout)
+    return found
+
+
+def test_commits_survive_another_process_closing_the_database(tmp_path: Path) -> None:
+    # Opening the engine after the sqlite3 reader used to open and close the database file,
+    # which drops every POSIX lock the process holds on it: another process closing the
+    # database then took itself for the last user and reset the write-ahead log under ours
+    # ("disk I/O error" in the daemon, and its commits lost).
+    path = tmp_path / "state.db"
+    queries.Store.open(f"sqlite:///{path}", "ws").close()
+    store = queries.Store.open(f"sqlite:///{path}", "ws")
+    try:
+        assert store.lane_records() == {}  # through the reader
+        for name in ("a", "b", "c"):
+            store.put_lane(world.LaneRecord(name, Phase.READY, f"/r/{name}", "x"), NOW)
+            assert other_process_reads(path)[-1] == [name, "ready"]
+        store.update_lane("a", NOW, phase=Phase.RUNNING)
+        assert other_process_reads(path)[0] == ["a", "running"]
+        assert sorted(store.lane_records()) == ["a", "b", "c"]
+    finally:
+        store.close()
