@@ -351,13 +351,17 @@ async def _still_there(ctx: Context, action: actions.AdoptAgent) -> bool:
     return probe is not None and probe.pid == action.pid and not probe.dead
 
 
+def phase_for(running: int) -> Phase:
+    """An active lane's phase by its running agents: ready, running (1) or shared (2+)."""
+    return Phase.READY if running == 0 else Phase.RUNNING if running == 1 else Phase.SHARED
+
+
 async def refresh_phase(ctx: Context, lane: str) -> None:
     """Set the lane's phase from its running agents: ready, running (1) or shared (2+)."""
     record = await ctx.db(ctx.store.lane_record, lane)
     if record is None or record.phase not in phases.ACTIVE:
         return
-    running = await ctx.db(ctx.store.running_agents, lane)
-    target = Phase.READY if running == 0 else Phase.RUNNING if running == 1 else Phase.SHARED
+    target = phase_for(await ctx.db(ctx.store.running_agents, lane))
     if target != record.phase:
         phases.transition(record.phase, target)
         await ctx.db(ctx.store.update_lane, lane, ctx.clock.now(), phase=target)

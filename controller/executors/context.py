@@ -70,7 +70,20 @@ class Context:
         **data: Any,
     ) -> None:
         """Append one event to the log now (not at the end of the pass: a crash keeps it)."""
-        event = events.Event(
+        event = self.event(kind, reason, lane=lane, participant=participant, **data)
+        await self.db(self.store.append_events, [event])
+
+    def event(
+        self,
+        kind: str,
+        reason: str,
+        *,
+        lane: str | None = None,
+        participant: str | None = None,
+        **data: Any,
+    ) -> events.Event:
+        """An event of this pass, at the current time, to append with a change it records."""
+        return events.Event(
             kind=kind,
             reason=reason,
             at=self.clock.now(),
@@ -79,7 +92,6 @@ class Context:
             participant=participant,
             data=data,
         )
-        await self.db(self.store.append_events, [event])
 
     @property
     def quarantine(self) -> Path:

@@ -21,6 +21,7 @@ from controller.core import actions, phases, world
 from controller.core.phases import Phase
 from controller.executors import agents, inspecting, quarantining, removing
 from controller.executors.context import Context, Outcome
+from controller.store import events
 from controller.system import clock, paths, proc
 
 GIT_TIMEOUT = 120.0
@@ -46,8 +47,7 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
     path = paths.inside(ctx.root_of(action.path), action.path)
     if await _is_worktree_on(ctx, path, action.branch):
         return await adopt(actions.AdoptWorktree(action.lane, action.path, "", action.branch), ctx)
-    record = await _begin(ctx, action)
-    await anyio.to_thread.run_sync(_ensure_root, ctx.root)
+    record = await ctx.db(_begin, ctx, action)
     argv = _add_argv(ctx.repo, path, action)
     for attempt in range(1, ADD_ATTEMPTS + 1):
         done = await ctx.runner.run(argv, timeout=GIT_TIMEOUT)
@@ -65,16 +65,7 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
             )
             return Outcome(action, "failed", f"git worktree add failed: {done.stderr.strip()}")
         await ctx.clock.sleep(0.05 * attempt)
-    await _set_phase(ctx, action.lane, record.phase, Phase.READY, conditions=())
-    await agents.refresh_phase(ctx, action.lane)  # agents still recorded running keep it running
-    await ctx.emit(
-        "LaneProvisioned",
-        action.reason,
-        lane=action.lane,
-        path=str(path),
-        branch=action.branch,
-        createdBranch=record.created_branch,
-    )
+    await ctx.db(_provisioned, ctx, action, record, path)
     note = await _check_out_submodules(ctx, action.lane, path=path)
     return Outcome(action, "applied", f"created {path} on {action.branch}{note}")
 
@@ -111,9 +102,12 @@ def _add_argv(repo: Path, path: Path, action: actions.ProvisionLane) -> tuple[st
     return (*git, "--no-track", "-b", action.branch, str(path), action.base)
 
 
-async def _begin(ctx: Context, action: actions.ProvisionLane) -> world.LaneRecord:
-    """Write the inventory record before git creates anything."""
-    old = await ctx.db(ctx.store.lane_record, action.lane)
+def _begin(ctx: Context, action: actions.ProvisionLane) -> world.LaneRecord:
+    """Write the inventory record before git creates anything (and the worktree root).
+
+    Blocking (the store, files): one worker thread for all of it, once per lane.
+    """
+    old = ctx.store.lane_record(action.lane)
     current = old.phase if old else Phase.NEW
     if current == Phase.CLOSED:
         current = phases.transition(current, Phase.NEW)
@@ -127,8 +121,41 @@ async def _begin(ctx: Context, action: actions.ProvisionLane) -> world.LaneRecor
         created_branch=(not action.reuse_branch) or bool(old and old.created_branch),
         conditions=(),
     )
-    await ctx.db(ctx.store.put_lane, record, ctx.clock.now())
+    ctx.store.put_lane(record, ctx.clock.now())
+    _ensure_root(ctx.root)
     return record
+
+
+def _provisioned(
+    ctx: Context, action: actions.ProvisionLane, record: world.LaneRecord, path: Path
+) -> None:
+    """Record the new worktree, and the events saying so, in one transaction.
+
+    The lane is ready, or running (shared) when agents of it are still recorded running.
+    Blocking (the store): one worker thread for all of it, once per lane.
+    """
+    phases.transition(record.phase, Phase.READY)
+    target = agents.phase_for(ctx.store.running_agents(action.lane))
+    log = [_phase_changed(ctx, action.lane, record.phase, Phase.READY)]
+    if target != Phase.READY:
+        phases.transition(Phase.READY, target)
+        log.append(_phase_changed(ctx, action.lane, Phase.READY, target))
+    log.append(
+        ctx.event(
+            "LaneProvisioned",
+            action.reason,
+            lane=action.lane,
+            path=str(path),
+            branch=action.branch,
+            createdBranch=record.created_branch,
+        )
+    )
+    ctx.store.update_lane(action.lane, ctx.clock.now(), emit=log, phase=target, conditions=())
+
+
+def _phase_changed(ctx: Context, lane: str, current: Phase, target: Phase) -> events.Event:
+    why = f"{current} -> {target}"
+    return ctx.event("PhaseChanged", why, lane=lane, previous=str(current), phase=str(target))
 
 
 async def _roll_back(

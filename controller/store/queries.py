@@ -112,8 +112,11 @@ class Store:
         keep = ("created_at",)
         self._upsert(tables.lanes, values, keys=("workspace", "name"), keep=keep)
 
-    def update_lane(self, name: str, now: datetime, **changes: Any) -> None:
-        """Change some fields of a lane record (phase, conditions, ...)."""
+    def update_lane(
+        self, name: str, now: datetime, *, emit: Sequence[events.Event] = (), **changes: Any
+    ) -> None:
+        """Change some fields of a lane record (phase, conditions, ...), and append the events
+        ``emit`` saying so in the same transaction."""
         if "phase" in changes:
             changes["phase"] = str(changes["phase"])
         if "conditions" in changes:
@@ -125,6 +128,8 @@ class Store:
         )
         with self.engine.begin() as conn:
             conn.execute(query)
+            if emit:
+                conn.execute(sa.insert(tables.events), self._event_rows(emit))
 
     def delete_lane(self, name: str, *, keep_memory: bool = False) -> None:
         """Drop a lane from the inventory (its worktree is gone), and its memory unless kept."""
@@ -257,7 +262,12 @@ class Store:
         """Append events to the log (redacted here, whatever the caller passed)."""
         if not items:
             return
-        rows = [
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(tables.events), self._event_rows(items))
+
+    def _event_rows(self, items: Sequence[events.Event]) -> list[dict[str, Any]]:
+        """The rows of ``items``, redacted: every event is written through here."""
+        return [
             {
                 "workspace": self.workspace,
                 "at": e.at,
@@ -270,8 +280,6 @@ class Store:
             }
             for e in items
         ]
-        with self.engine.begin() as conn:
-            conn.execute(sa.insert(tables.events), rows)
 
     def read_events(
         self, *, lane: str | None = None, after: int = 0, limit: int | None = None
