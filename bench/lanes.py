@@ -14,7 +14,7 @@ share one new, converged repository (a no-op pass changes nothing, which is chec
 ratio printed is between numbers measured in the same run of this script; each number is the
 median of the repetitions. What is measured:
 
-(a) 50 lanes from scratch: the controller (maxParallelLanes 8, the default; also 1 and 16)
+(a) 50 lanes from scratch: the controller (maxParallelLanes 8, the default; also 1, 2, 4, 16)
     against one ``bash -c`` loop of ``git worktree add -b lane/lNNN <path> HEAD``, and the same
     adds two at a time (``xargs -P 2``). One lane from scratch is measured too, to split fixed
     cost (start-up, store creation) from per-lane cost.
@@ -66,7 +66,7 @@ import harness as h  # bench/h.py (scripts run as `python bench/<name>.py`)
 CREATE_LANES = 50
 NOOP_SIZES = (50, 200, 500, 1000)
 SCALING_SIZES = (200, 500)
-PARALLEL_VARIANTS = (1, 16)
+PARALLEL_VARIANTS = (1, 2, 4, 16)
 DEFAULT_PARALLEL = 8
 GIT_PARALLEL = 2  # the git loop's adds at a time in its parallel variant
 TARGET_CREATE_RATIO = 0.8

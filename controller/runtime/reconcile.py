@@ -103,12 +103,12 @@ class Reconciler:
 
     async def _runs(self, p: steps_.Pass) -> runs.RunsStep | None:
         """The runs step, or None for a pass with no run to see: none in the store and no
-        WorkflowRun declared. Such a pass then reads one row less than a table, and never
+        WorkflowRun declared. Such a pass costs one small query instead of the step, and never
         loads the workflow machinery (decision 84)."""
         if not p.desired.runs and not await anyio.to_thread.run_sync(p.ctx.store.has_runs):
             return None
         if self.runs_step is None:
-            from controller.runtime import runs
+            from controller.runtime import runs  # the workflow machinery: only with runs
 
             self.runs_step = runs.RunsStep()
         return self.runs_step

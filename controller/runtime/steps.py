@@ -138,7 +138,7 @@ class WakesStep:
     def waker(self) -> wakes.Waker:
         """The trigger queue's worker, created on first use."""
         if self.loaded is None:
-            from controller.runtime import wakes
+            from controller.runtime import wakes  # the trigger queue and delivery: on first use
 
             self.loaded = wakes.Waker()
         return self.loaded
@@ -158,7 +158,7 @@ class WakesStep:
         self, ctx: Context, desired: DesiredState
     ) -> tuple[list[deliver.Envelope], datetime | None]:
         """Enqueue wakes due now, work due jobs; return results and the next due time."""
-        from controller.store import jobs
+        from controller.store import jobs  # the trigger queue: only with threads declared
 
         await self.waker.enqueue_wanted(ctx, desired)
         envelopes = await self.waker.work(ctx, desired)

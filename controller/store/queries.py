@@ -65,7 +65,7 @@ class Store:
         newest revision already)."""
         with self._lock:
             if self._engine is None:
-                from controller.store import database
+                from controller.store import database  # SQLAlchemy: first write, or no reader
 
                 self._engine = database.create_engine(self.url)
             return self._engine
@@ -82,7 +82,7 @@ class Store:
         else through SQLAlchemy (the same statement)."""
         if self._reader is not None:
             return list(self._reader.rows(name, {"workspace": self.workspace}))
-        from controller.store import reads
+        from controller.store import reads  # the statements, for SQLAlchemy to run
 
         with self.engine.connect() as conn:
             found = conn.execute(reads.statements()[name], {"workspace": self.workspace})
