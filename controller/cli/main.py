@@ -20,7 +20,7 @@ import anyio
 import click
 
 from controller import __version__
-from controller.cli import agentlogs, common, output, runs, threads
+from controller.cli import agentlogs, common, output, rescues, runs, threads
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import drift, world
 from controller.runtime import reconcile, sources, wiring
@@ -474,6 +474,7 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
 threads.register(cli)
 runs.register(cli)
 agentlogs.register(cli)
+rescues.register(cli)
 
 
 def entrypoint() -> None:
