@@ -62,7 +62,7 @@ def logs(
     found = outputs.known(
         desired, agents=agents.values(), lanes=lanes, logs_dir=paths.state_dir / "logs"
     )
-    source = outputs.find(lane, participant, found)
+    source = outputs.find(lane, participant, known=found)
     tmux = wiring.tmux_server(paths, proc.SubprocessRunner(wiring.base_env()))
     printer = _Printer(source, json_lines=settings.json)
     show = functools.partial(_show, source, tmux=tmux, lines=lines, raw=raw, follow=follow)

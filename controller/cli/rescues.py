@@ -254,9 +254,9 @@ def rescues_restore(
     """Bring the files of rescue REF back into a lane or a folder, touching nothing else."""
     settings = common.merge(ctx, **given)
     ws = _workspace(settings)
-    into_target = rescueops.target(ws.paths, ws.desired, into)
+    into_target = rescueops.target(ws.paths, ws.desired, into=into)
     run = functools.partial(
-        rescueops.restore, ws.paths, ws.runner, ref, into=into_target, dry_run=dry_run,
+        rescueops.restore, ws.paths, ws.runner, ref=ref, into=into_target, dry_run=dry_run,
         lock_timeout=settings.lock_timeout,
     )  # fmt: skip
     try:

@@ -83,7 +83,7 @@ def _time(stamp: str) -> datetime | None:
         return None
 
 
-def parents(commit: str, listed: Sequence[str], message: str) -> tuple[str, str | None]:
+def parents(commit: str, listed: Sequence[str], *, message: str) -> tuple[str, str | None]:
     """The first parent (HEAD, or the empty tree on an unborn branch) and the index commit."""
     empty = EMPTY_TREE.get(len(commit), EMPTY_TREE[40])
     if len(listed) >= 2:
@@ -195,7 +195,7 @@ class Verdict(enum.StrEnum):
 
 
 def decide(
-    entries: Sequence[Entry], seen: Mapping[str, Seen], folders: Mapping[str, Found]
+    entries: Sequence[Entry], seen: Mapping[str, Seen], *, folders: Mapping[str, Found]
 ) -> Restore:
     """Which files to write and delete to bring the rescued work back, or why not.
 
@@ -215,7 +215,7 @@ def decide(
         if verdict is Verdict.SAME:
             continue  # nothing is done there
         writes = verdict is Verdict.WRITE
-        reason = _in_the_way(path, seen[path], folders, delete, writes=writes)
+        reason = _in_the_way(path, seen[path], folders=folders, delete=delete, writes=writes)
         if reason is not None:
             conflicts.append(Conflict(path, reason))
 
@@ -258,9 +258,9 @@ def _verdict(entry: Entry, seen: Seen) -> Verdict | str:
 def _in_the_way(
     path: str,
     seen: Seen,
+    *,
     folders: Mapping[str, Found],
     delete: set[str],
-    *,
     writes: bool,
 ) -> str | None:
     for folder in leading(path):

@@ -94,7 +94,11 @@ def fresh(previous: Sequence[str], current: Sequence[str], *, scrolled: int | No
     """
     if not previous:
         return Fresh(tuple(current))
-    shifts = [s for s in range(len(previous) + 1) if _lines_up(previous, current, s, scrolled)]
+    shifts = [
+        s
+        for s in range(len(previous) + 1)
+        if _lines_up(previous, current, shift=s, scrolled=scrolled)
+    ]
     if not shifts:
         return Fresh(_changed(previous, current))
     shift = shifts[0] if scrolled is None else min(shifts, key=lambda s: (abs(s - scrolled), s))
@@ -106,7 +110,7 @@ def fresh(previous: Sequence[str], current: Sequence[str], *, scrolled: int | No
 
 
 def _lines_up(
-    previous: Sequence[str], current: Sequence[str], shift: int, scrolled: int | None
+    previous: Sequence[str], current: Sequence[str], *, shift: int, scrolled: int | None
 ) -> bool:
     settled = list(previous[shift:-1])
     if not settled:

@@ -51,7 +51,7 @@ class Rescued:
     base: str
 
 
-async def resolve(runner: proc.Runner, repo: Path, ref: str) -> Rescued:
+async def resolve(runner: proc.Runner, repo: Path, *, ref: str) -> Rescued:
     """The rescue ``ref`` names (``refs/lanes/rescue/<lane>/<leaf>`` or ``<lane>/<leaf>``)."""
     if ref.startswith(rescues.INNER):
         raise errors.ControllerError(
@@ -72,32 +72,32 @@ async def resolve(runner: proc.Runner, repo: Path, ref: str) -> Rescued:
     commit = done.stdout.strip()
     shown = await _git(runner, repo, "log", "-1", "--format=%P%x00%B", commit)
     listed, _, message = shown.partition("\0")
-    base, _ = rescues.parents(commit, listed.split(), message)
+    base, _ = rescues.parents(commit, listed.split(), message=message)
     return Rescued(name, commit, base)
 
 
 async def plan(
-    runner: proc.Runner, repo: Path, rescued: Rescued, *, target: Path, kind: Target
+    runner: proc.Runner, repo: Path, *, rescued: Rescued, target: Path, kind: Target
 ) -> rescues.Restore:
     """What restoring ``rescued`` into ``target`` would do (nothing is changed)."""
     if kind is Target.NEW:
-        return await _everything(runner, repo, rescued)
+        return await _everything(runner, repo, rescued=rescued)
     raw = await _git(
         runner, repo, "diff-tree", "-r", "-z", "--no-renames", rescued.base, rescued.commit
     )
     entries = rescues.parse_raw(raw)
     folders, seen = await anyio.to_thread.run_sync(_look, target, entries)
     files = [path for path, s in seen.items() if s.kind is Found.FILE]
-    hashes = await _hashes(runner, target, files)
+    hashes = await _hashes(runner, target, files=files)
     seen.update({path: Seen(Found.FILE, seen[path].mode, sha) for path, sha in hashes.items()})
-    return rescues.decide(entries, seen, folders)
+    return rescues.decide(entries, seen, folders=folders)
 
 
 async def apply(
     runner: proc.Runner,
     repo: Path,
-    rescued: Rescued,
     *,
+    rescued: Rescued,
     target: Path,
     restore: rescues.Restore,
     scratch: Path,
@@ -107,13 +107,15 @@ async def apply(
         raise RestoreRefused(f"{len(restore.conflicts)} conflicting file(s); nothing was changed")
     await anyio.to_thread.run_sync(_delete, target, restore.delete)
     if restore.write:
-        await _checkout(runner, repo, rescued, target=target, files=restore.write, scratch=scratch)
+        await _checkout(
+            runner, repo, rescued=rescued, target=target, files=restore.write, scratch=scratch
+        )
 
 
 # -- a new folder -----------------------------------------------------------------------------
 
 
-async def _everything(runner: proc.Runner, repo: Path, rescued: Rescued) -> rescues.Restore:
+async def _everything(runner: proc.Runner, repo: Path, *, rescued: Rescued) -> rescues.Restore:
     """Every file of the rescue (its submodules skipped)."""
     listing = await _git(runner, repo, "ls-tree", "-r", "-z", "--full-tree", rescued.commit)
     files: list[str] = []
@@ -142,7 +144,9 @@ def _look(
         # Below a file or a symlink nothing is looked at: a link may lead out of the target.
         inside = all(folders[f] is Found.DIR for f in around)
         length = len(entry.new_sha)
-        seen[entry.path] = _seen(target, entry.path, length) if inside else Seen(Found.MISSING)
+        seen[entry.path] = (
+            _seen(target, entry.path, length=length) if inside else Seen(Found.MISSING)
+        )
     return folders, seen
 
 
@@ -158,7 +162,7 @@ def _kind(path: Path) -> Found:
     return Found.FILE if stat.S_ISREG(mode) else Found.OTHER
 
 
-def _seen(target: Path, relative: str, length: int) -> Seen:
+def _seen(target: Path, relative: str, *, length: int) -> Seen:
     path = target / relative
     kind = _kind(path)
     if kind is Found.FILE:
@@ -187,7 +191,7 @@ def _files_under(target: Path, relative: str) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-async def _hashes(runner: proc.Runner, target: Path, files: Sequence[str]) -> dict[str, str]:
+async def _hashes(runner: proc.Runner, target: Path, *, files: Sequence[str]) -> dict[str, str]:
     """Blob ids of the target's files, as ``git add`` would store them (its filters apply)."""
     found: dict[str, str] = {}
     for start in range(0, len(files), CHUNK):
@@ -215,8 +219,8 @@ def _delete(target: Path, files: Sequence[str]) -> None:
 async def _checkout(
     runner: proc.Runner,
     repo: Path,
-    rescued: Rescued,
     *,
+    rescued: Rescued,
     target: Path,
     files: Sequence[str],
     scratch: Path,

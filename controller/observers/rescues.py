@@ -136,12 +136,12 @@ async def observe(runner: proc.Runner, repo: Path, *, quarantine: Path, lane: st
 
     async def fill(rescue: Rescue) -> None:
         async with limiter:
-            filled.append(await _contents(runner, repo, rescue))
+            filled.append(await _contents(runner, repo, rescue=rescue))
 
     async with anyio.create_task_group() as group:
         for rescue in found:
             group.start_soon(fill, rescue)
-    counted = await _commits(runner, repo, filled)
+    counted = await _commits(runner, repo, found=filled)
     folders = await anyio.to_thread.run_sync(_folders, quarantine, lane)
     ordered = sorted(counted, key=lambda r: (r.name.lane, r.name.leaf))
     return Found(tuple(ordered), folders, tuple(sorted(stray)))
@@ -156,7 +156,7 @@ def _rescue(item: Listed) -> Rescue | None:
     name = rescues.parse_ref(item.ref)
     if name is None:
         return None
-    base, index = rescues.parents(item.commit, item.parents, item.message)
+    base, index = rescues.parents(item.commit, item.parents, message=item.message)
     branch = rescues.branch_of(item.message)
     return Rescue(name, item.commit, base, index, branch)
 
@@ -177,7 +177,7 @@ def _with_inner(found: list[Rescue], inner: Sequence[str]) -> tuple[list[Rescue]
     return kept, stray
 
 
-async def _contents(runner: proc.Runner, repo: Path, rescue: Rescue) -> Rescue:
+async def _contents(runner: proc.Runner, repo: Path, *, rescue: Rescue) -> Rescue:
     diff = ("diff-tree", "-r", "-z", "--no-renames")
     changed = await _git(runner, repo, *diff, "--name-status", rescue.base, rescue.commit)
     untracked: tuple[str, ...] | None = None
@@ -187,7 +187,7 @@ async def _contents(runner: proc.Runner, repo: Path, rescue: Rescue) -> Rescue:
     return replace(rescue, changes=parse_name_status(changed), untracked=untracked)
 
 
-async def _commits(runner: proc.Runner, repo: Path, found: Sequence[Rescue]) -> list[Rescue]:
+async def _commits(runner: proc.Runner, repo: Path, *, found: Sequence[Rescue]) -> list[Rescue]:
     """Each rescue with the number of commits its first parent reaches that no branch has."""
     tips = sorted({r.base for r in found if r.base not in rescues.EMPTY_TREE.values()})
     if not tips:

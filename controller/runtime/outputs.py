@@ -119,7 +119,7 @@ def files_of(log: Path) -> tuple[Path, ...]:
     return (log, err) if err.exists() else (log,)
 
 
-def find(lane: str, participant: str | None, known: Known) -> Source:
+def find(lane: str, participant: str | None, *, known: Known) -> Source:
     """The output to show for ``participant`` (or the lane's only one), or ``NoOutput``."""
     lanes = known.all_lanes()
     if lane not in lanes:
@@ -132,7 +132,7 @@ def find(lane: str, participant: str | None, known: Known) -> Source:
     elif participant not in names:
         listed = ", ".join(names) or "none"
         raise NoOutput(f"{participant} has no agent in lane {lane} (participants: {listed})")
-    return _source(lane, participant, known)
+    return _source(lane, participant, known=known)
 
 
 def _choose(lane: str, names: Sequence[str]) -> str:
@@ -144,7 +144,7 @@ def _choose(lane: str, names: Sequence[str]) -> str:
     )
 
 
-def _source(lane: str, participant: str, known: Known) -> Source:
+def _source(lane: str, participant: str, *, known: Known) -> Source:
     record = next(
         (a for a in known.agents if a.lane == lane and a.participant == participant), None
     )

@@ -48,10 +48,10 @@ class Refused(errors.ControllerError):
         self.done = done
 
 
-def target(paths: wiring.Paths, desired: DesiredState, into: str) -> Into:
+def target(paths: wiring.Paths, desired: DesiredState, *, into: str) -> Into:
     """A lane (a bare name) or a path (with a slash); see ``restoring.Target``."""
     if "/" not in into and into not in (".", ".."):
-        return _lane(paths, desired, into)
+        return _lane(paths, desired, lane=into)
     # `..` folded for what is shown, without following a symlink (as resolve() would).
     path = Path(os.path.normpath(Path(into).expanduser().absolute()))
     if not path.exists() and not path.is_symlink():
@@ -66,7 +66,7 @@ def target(paths: wiring.Paths, desired: DesiredState, into: str) -> Into:
     )
 
 
-def _lane(paths: wiring.Paths, desired: DesiredState, lane: str) -> Into:
+def _lane(paths: wiring.Paths, desired: DesiredState, *, lane: str) -> Into:
     store = wiring.open_store(paths)
     try:
         records = store.lane_records()
@@ -101,16 +101,18 @@ def _checkout_top(path: Path) -> bool:
 async def restore(
     paths: wiring.Paths,
     runner: proc.Runner,
-    ref: str,
     *,
+    ref: str,
     into: Into,
     dry_run: bool,
     lock_timeout: float,
 ) -> Restored:
     """Restore rescue ``ref`` into ``into`` (or only plan it), under the workspace lock."""
-    rescued = await restoring.resolve(runner, paths.repo, ref)
+    rescued = await restoring.resolve(runner, paths.repo, ref=ref)
     async with locks.workspace_lock(paths.lock, wait=lock_timeout):
-        plan = await restoring.plan(runner, paths.repo, rescued, target=into.path, kind=into.kind)
+        plan = await restoring.plan(
+            runner, paths.repo, rescued=rescued, target=into.path, kind=into.kind
+        )
         done = Restored(rescued, into, plan, dry_run)
         if plan.conflicts:
             raise Refused(done)
@@ -120,7 +122,7 @@ async def restore(
             await anyio.Path(into.path).mkdir(parents=True, exist_ok=True)
         scratch = paths.state_dir / "tmp"
         await restoring.apply(
-            runner, paths.repo, rescued, target=into.path, restore=plan, scratch=scratch
+            runner, paths.repo, rescued=rescued, target=into.path, restore=plan, scratch=scratch
         )
         await anyio.to_thread.run_sync(_audit, paths, done)
     return done

@@ -72,11 +72,11 @@ def test_parse_folder(folder: str, lane: str, at: datetime | None) -> None:
     ],
 )
 def test_parents(listed: tuple[str, ...], message: str, expected: tuple[str, str | None]) -> None:
-    assert rescues.parents(D, listed, message) == expected
+    assert rescues.parents(D, listed, message=message) == expected
 
 
 def test_parents_of_a_sha256_rescue_use_its_empty_tree() -> None:
-    assert rescues.parents("e" * 64, (), "") == (rescues.EMPTY_TREE[64], None)
+    assert rescues.parents("e" * 64, (), message="") == (rescues.EMPTY_TREE[64], None)
 
 
 @pytest.mark.parametrize(
@@ -156,43 +156,43 @@ MISSING = Seen(Found.MISSING)
     ],
 )  # fmt: skip
 def test_decide_one_path(entry: Entry, seen: Seen, restore: Restore) -> None:
-    assert rescues.decide([entry], {entry.path: seen}, {}) == restore
+    assert rescues.decide([entry], {entry.path: seen}, folders={}) == restore
 
 
 def test_a_file_in_the_way_of_a_folder_is_a_conflict_unless_the_restore_deletes_it() -> None:
     entries = [added("a/b")]
     folders = {"a": Found.FILE}
     reason = "a is a file in the target, not a folder"
-    assert rescues.decide(entries, {"a/b": MISSING}, folders).conflicts == (
+    assert rescues.decide(entries, {"a/b": MISSING}, folders=folders).conflicts == (
         Conflict("a/b", reason),
     )
     entries.append(deleted("a"))
-    both = rescues.decide(entries, {"a/b": MISSING, "a": BASE}, folders)
+    both = rescues.decide(entries, {"a/b": MISSING, "a": BASE}, folders=folders)
     assert both == Restore(write=("a/b",), delete=("a",))
 
 
 def test_a_symlink_where_a_folder_was_is_a_conflict() -> None:
-    restore = rescues.decide([added("d/x")], {"d/x": MISSING}, {"d": Found.LINK})
+    restore = rescues.decide([added("d/x")], {"d/x": MISSING}, folders={"d": Found.LINK})
     assert restore.conflicts == (Conflict("d/x", "d is a symlink in the target, not a folder"),)
 
 
 def test_a_fifo_where_a_folder_was_is_a_conflict() -> None:
-    restore = rescues.decide([added("d/x")], {"d/x": MISSING}, {"d": Found.OTHER})
+    restore = rescues.decide([added("d/x")], {"d/x": MISSING}, folders={"d": Found.OTHER})
     assert restore.conflicts == (Conflict("d/x", "d is not a folder in the target"),)
 
 
 def test_nothing_to_do_under_a_symlink_is_no_conflict() -> None:
-    restore = rescues.decide([deleted("d/x")], {"d/x": MISSING}, {"d": Found.LINK})
+    restore = rescues.decide([deleted("d/x")], {"d/x": MISSING}, folders={"d": Found.LINK})
     assert restore == Restore(unchanged=("d/x",))
 
 
 def test_a_folder_the_restore_empties_may_become_a_file() -> None:
     entries = [deleted("f/x"), added("f")]
     seen = {"f/x": BASE, "f": Seen(Found.DIR, inside=("f/x",))}
-    restore = rescues.decide(entries, seen, {"f": Found.DIR})
+    restore = rescues.decide(entries, seen, folders={"f": Found.DIR})
     assert restore == Restore(write=("f",), delete=("f/x",))
 
 
 def test_folders_that_exist_are_no_conflict() -> None:
-    restore = rescues.decide([added("a/b/c")], {"a/b/c": MISSING}, {"a": Found.DIR})
+    restore = rescues.decide([added("a/b/c")], {"a/b/c": MISSING}, folders={"a": Found.DIR})
     assert restore == Restore(write=("a/b/c",))

@@ -42,7 +42,7 @@ KNOWN = outputs.Known(
     ],
 )  # fmt: skip
 def test_find(lane: str, participant: str | None, source: outputs.Source) -> None:
-    assert outputs.find(lane, participant, KNOWN) == source
+    assert outputs.find(lane, participant, known=KNOWN) == source
 
 
 @pytest.mark.parametrize(
@@ -60,4 +60,4 @@ def test_find_says_why_there_is_nothing_to_show(
     lane: str, participant: str | None, message: str
 ) -> None:
     with pytest.raises(outputs.NoOutput, match=message.replace("(", r"\(").replace(")", r"\)")):
-        outputs.find(lane, participant, KNOWN)
+        outputs.find(lane, participant, known=KNOWN)
