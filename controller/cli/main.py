@@ -20,7 +20,7 @@ import anyio
 import click
 
 from controller import __version__
-from controller.cli import common, output, runs, threads, verbs
+from controller.cli import agentlogs, common, output, rescues, runs, threads, verbs
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import drift, world
 from controller.runtime import reconcile, sources, wiring
@@ -503,6 +503,8 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
 threads.register(cli)
 runs.register(cli)
 verbs.register(cli)
+agentlogs.register(cli)
+rescues.register(cli)
 
 
 def entrypoint() -> None:
