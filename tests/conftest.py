@@ -78,9 +78,14 @@ class Repo:
 
     def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
         done = subprocess.run(
-            ("git", *args), cwd=cwd or self.path, env=self.env,
-            capture_output=True, text=True, check=False, timeout=60,
-        )  # fmt: skip
+            ("git", *args),
+            cwd=cwd or self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
         return done.stdout.strip()
@@ -104,9 +109,14 @@ class Repo:
     def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the real command line in the repository."""
         return subprocess.run(
-            (sys.executable, "-m", "controller", *args), cwd=self.path, env=self.env,
-            capture_output=True, text=True, check=False, timeout=timeout,
-        )  # fmt: skip
+            (sys.executable, "-m", "controller", *args),
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
 
     def worktrees(self) -> list[str]:
         """Paths of the lane worktrees git knows (the main checkout excluded)."""
@@ -188,9 +198,12 @@ def tmux_socket(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("TMUX_TMPDIR", tmpdir)  # for libtmux, which tests use to look
     yield name
     subprocess.run(
-        ("tmux", "-L", name, "kill-server"), env=repo.env, capture_output=True, check=False,
+        ("tmux", "-L", name, "kill-server"),
+        env=repo.env,
+        capture_output=True,
+        check=False,
         timeout=10,
-    )  # fmt: skip
+    )
     reap(str(tmp_path))
     shutil.rmtree(tmpdir, ignore_errors=True)
 

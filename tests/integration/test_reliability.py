@@ -21,9 +21,13 @@ pytestmark = pytest.mark.integration
 
 def start(repo: Repo, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        (sys.executable, "-m", "controller", *args), cwd=repo.path, env=repo.env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        (sys.executable, "-m", "controller", *args),
+        cwd=repo.path,
+        env=repo.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_when(repo: Repo, proc: subprocess.Popen[str], *, entries: int) -> None:

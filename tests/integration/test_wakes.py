@@ -20,9 +20,14 @@ pytestmark = pytest.mark.integration
 
 
 def setup(
-    repo: Repo, socket: str, tmp_path: Path, *, policy: str = "", binding: str = "",
+    repo: Repo,
+    socket: str,
+    tmp_path: Path,
+    *,
+    policy: str = "",
+    binding: str = "",
     thread_members: str = "[bot, human]",
-) -> Path:  # fmt: skip
+) -> Path:
     """A lane with a stand-in agent `bot` that records what it reads; thread `review`."""
     record = tmp_path / "bot.jsonl"
     workspace(repo, socket)
@@ -127,8 +132,11 @@ def test_busy_terminal_defers_then_delivers(repo: Repo, tmux_socket: str, tmp_pa
     )
     pane = agents(repo)["bot"]["pane"]
     # Someone types in the agent's terminal (a half-written line, not submitted).
-    subprocess.run(("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "typing.."),
-                   env=repo.env, check=True)  # fmt: skip
+    subprocess.run(
+        ("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "typing.."),
+        env=repo.env,
+        check=True,
+    )
     post(repo, "human", "review please")
     (first,) = wakes(repo)
     assert (first["result"], first["reason"]) == ("deferred", "collision_deferred")
@@ -140,15 +148,15 @@ def test_busy_terminal_defers_then_delivers(repo: Repo, tmux_socket: str, tmp_pa
 
 
 def test_rate_limit_holds_the_second_wake(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
-    setup(repo, tmux_socket, tmp_path,
-          policy="rateLimits: {perParticipant: {count: 1, per: 1h}}")  # fmt: skip
+    setup(repo, tmux_socket, tmp_path, policy="rateLimits: {perParticipant: {count: 1, per: 1h}}")
     post(repo, "human", "first")
     assert [w["result"] for w in wakes(repo)] == ["delivered"]
     post(repo, "human", "second")
     (held,) = wakes(repo)
     assert (held["result"], held["reason"]) == ("deferred", "rate_limited_participant")
-    forced = repo.ctl("trigger", "bot", "--thread", "review", "--force",
-                      "--reason", "urgent fix", "-o", "json")  # fmt: skip
+    forced = repo.ctl(
+        "trigger", "bot", "--thread", "review", "--force", "--reason", "urgent fix", "-o", "json"
+    )
     assert json.loads(forced.stdout)["result"] == "delivered"
     audit = [e for e in events(repo) if e["kind"] == "TriggerForced"]
     assert audit and audit[0]["reason"] == "urgent fix" and audit[0]["data"]["by"]
@@ -185,9 +193,13 @@ def test_progress_keeps_the_loop_guard_quiet(repo: Repo, tmux_socket: str, tmp_p
 
 def test_dead_window_is_resumed_then_woken(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
     resumed = tmp_path / "resumed.jsonl"
-    setup(repo, tmux_socket, tmp_path,
-          binding=f"restart: never\n  resume: [{sys.executable}, {AGENT}, --quiet, --record, "
-                  f"{resumed}]")  # fmt: skip
+    setup(
+        repo,
+        tmux_socket,
+        tmp_path,
+        binding=f"restart: never\n  resume: [{sys.executable}, {AGENT}, --quiet, --record, "
+        f"{resumed}]",
+    )
     os.kill(agents(repo)["bot"]["pid"], signal.SIGKILL)
     wait_until(lambda: agents(repo)["bot"]["state"] == "dead")
     post(repo, "human", "are you there?")
@@ -250,8 +262,12 @@ def test_daemon_wakes_quickly_and_rechecks_deferrals(
     )
     daemon = subprocess.Popen(
         (sys.executable, "-m", "controller", "run", "--resync", "120", "--debounce", "0.1"),
-        cwd=repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=repo.path,
+        env=repo.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(4)  # quiet, and the daemon's first pass is done
         started = time.monotonic()
@@ -260,12 +276,18 @@ def test_daemon_wakes_quickly_and_rechecks_deferrals(
         assert time.monotonic() - started < 5  # not the 120 s resync
         time.sleep(3)  # past the echo of our own delivery
         pane = agents(repo)["bot"]["pane"]
-        subprocess.run(("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "busy"),
-                       env=repo.env, check=True)  # fmt: skip
+        subprocess.run(
+            ("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "busy"),
+            env=repo.env,
+            check=True,
+        )
         post(repo, "human", "second")
         wait_until(lambda: len(lines(record)) == 2, timeout=30)  # deferred, then re-checked
-        kinds = [a["reason"] for j in json.loads(repo.ctl("triggers", "-o", "json").stdout)
-                 for a in j["attempts"]]  # fmt: skip
+        kinds = [
+            a["reason"]
+            for j in json.loads(repo.ctl("triggers", "-o", "json").stdout)
+            for a in j["attempts"]
+        ]
         assert "collision_deferred" in kinds
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -276,8 +298,12 @@ def test_daemon_wakes_quickly_and_rechecks_deferrals(
 def test_process_runtime_participant_is_not_typed_into_or_duplicated(
     repo: Repo, tmux_socket: str, tmp_path: Path
 ) -> None:
-    setup(repo, tmux_socket, tmp_path,
-          binding=f"runtime: process\n  resume: [{sys.executable}, {AGENT}, --quiet]")  # fmt: skip
+    setup(
+        repo,
+        tmux_socket,
+        tmp_path,
+        binding=f"runtime: process\n  resume: [{sys.executable}, {AGENT}, --quiet]",
+    )
     post(repo, "human", "hello")
     (wake,) = wakes(repo)
     assert (wake["result"], wake["reason"]) == ("fallback_required", "fallback_required_no_session")
@@ -310,7 +336,12 @@ def test_post_from_inside_a_lane_uses_the_workspace_desired_state(
     }  # what the agent is given
     done = subprocess.run(
         (sys.executable, "-m", "controller", "post", "review", "from the lane"),
-        cwd=repo.root / "a", env=env, capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        cwd=repo.root / "a",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "as bot" in done.stdout
