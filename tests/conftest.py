@@ -158,6 +158,20 @@ def wait_until(
     raise AssertionError(f"condition not met within {timeout}s: {predicate}")
 
 
+def stays_true(predicate: Callable[[], object], seconds: float, *, every: float = 0.05) -> None:
+    """Check ``predicate`` for ``seconds``; fail as soon as it is false.
+
+    For what must *not* happen within a time: the bound is explicit, and a violation fails at
+    once instead of after a sleep. Use ``wait_until`` for anything that can be observed.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        assert predicate(), f"condition stopped holding within {seconds}s: {predicate}"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(every)
+
+
 def git_children_of(repo: Path) -> list[int]:
     """PIDs of git processes still working in ``repo`` (e.g. orphaned by a SIGKILL)."""
     import psutil

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controller.core.safeguards import collision
 from tests.conftest import Repo, wait_until
 from tests.integration.test_agents import AGENT, agents, events, once, workspace
 
@@ -123,24 +125,25 @@ def test_non_members_are_refused(repo: Repo, tmux_socket: str, tmp_path: Path) -
     assert done.returncode == 1
 
 
+# Long enough that a loaded machine starts the next command within it: typing must still
+# count as recent when the controller looks (tmux stamps activity in whole seconds).
+QUIET = 8
+COLLISION = f"collision: {{quietSeconds: {QUIET}, recheckSeconds: 1, maxDeferSeconds: 60}}"
+
+
 def test_busy_terminal_defers_then_delivers(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
-    record = setup(
-        repo,
-        tmux_socket,
-        tmp_path,
-        policy="collision: {quietSeconds: 5, recheckSeconds: 1, maxDeferSeconds: 60}",
-    )
+    record = setup(repo, tmux_socket, tmp_path, policy=COLLISION)
     pane = agents(repo)["bot"]["pane"]
+    post(repo, "human", "review please")
     # Someone types in the agent's terminal (a half-written line, not submitted).
     subprocess.run(
         ("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "typing.."),
         env=repo.env,
         check=True,
     )
-    post(repo, "human", "review please")
     (first,) = wakes(repo)
     assert (first["result"], first["reason"]) == ("deferred", "collision_deferred")
-    time.sleep(5.5)  # tmux records activity in whole seconds
+    wait_until(lambda: idle_seconds(repo, tmux_socket, pane) >= QUIET)
     (second,) = wakes(repo)
     assert second["result"] == "delivered"
     wait_until(lambda: lines(record))
@@ -206,7 +209,8 @@ def test_dead_window_is_resumed_then_woken(repo: Repo, tmux_socket: str, tmp_pat
     (first,) = wakes(repo)
     assert (first["result"], first["reason"]) == ("queued", "resumed")
     wait_until(lambda: resumed.exists())
-    time.sleep(2.2)  # the wake follows once the resumed session is up
+    due = datetime.fromisoformat(first["until"])  # the wake follows once the session is up
+    wait_until(lambda: datetime.now(UTC) >= due)
     (second,) = wakes(repo)
     assert second["result"] == "delivered"
     wait_until(lambda: lines(resumed))
@@ -254,28 +258,18 @@ def test_triggers_json_lists_jobs_with_attempts(
 def test_daemon_wakes_quickly_and_rechecks_deferrals(
     repo: Repo, tmux_socket: str, tmp_path: Path
 ) -> None:
-    record = setup(
-        repo,
-        tmux_socket,
-        tmp_path,
-        policy="collision: {quietSeconds: 3, recheckSeconds: 1, maxDeferSeconds: 60}",
-    )
-    daemon = subprocess.Popen(
-        (sys.executable, "-m", "controller", "run", "--resync", "120", "--debounce", "0.1"),
-        cwd=repo.path,
-        env=repo.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    record = setup(repo, tmux_socket, tmp_path, policy=COLLISION)
+    pane = agents(repo)["bot"]["pane"]
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(repo, log)
     try:
-        time.sleep(4)  # quiet, and the daemon's first pass is done
+        wait_until(lambda: "pass" in logged(log), timeout=60)
+        wait_until(lambda: idle_seconds(repo, tmux_socket, pane) >= QUIET)
         started = time.monotonic()
         post(repo, "human", "first")
         wait_until(lambda: len(lines(record)) == 1, timeout=20)
         assert time.monotonic() - started < 5  # not the 120 s resync
-        time.sleep(3)  # past the echo of our own delivery
-        pane = agents(repo)["bot"]["pane"]
+        wait_until(lambda: past_own_echo(repo))
         subprocess.run(
             ("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "busy"),
             env=repo.env,
@@ -291,8 +285,50 @@ def test_daemon_wakes_quickly_and_rechecks_deferrals(
         assert "collision_deferred" in kinds
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0, err
+        daemon.wait(timeout=30)
+    assert daemon.returncode == 0, log.read_text()
+
+
+def start_daemon(repo: Repo, log: Path) -> subprocess.Popen[bytes]:
+    """`controller run` logging JSON lines to ``log``, which the test reads as it goes."""
+    argv = ("run", "--resync", "120", "--debounce", "0.1", "-o", "json")
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            (sys.executable, "-m", "controller", *argv),
+            cwd=repo.path,
+            env=repo.env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+
+
+def logged(log: Path) -> list[str]:
+    """The events the daemon logged so far (``pass`` once a pass is done)."""
+    complete = log.read_text().split("\n")[:-1]  # a line still being written is not one yet
+    return [json.loads(x).get("event", "") for x in complete if x.startswith("{")]
+
+
+def idle_seconds(repo: Repo, socket: str, pane: str) -> float:
+    """Seconds since tmux last saw activity in the pane's window (it stamps whole seconds)."""
+    argv = ("tmux", "-L", socket, "display-message", "-p", "-t", pane, "#{window_activity}")
+    done = subprocess.run(
+        argv, env=repo.env, capture_output=True, text=True, check=False, timeout=10
+    )
+    stamp = done.stdout.strip()
+    return time.time() - int(stamp) if done.returncode == 0 and stamp.isdigit() else 0.0
+
+
+def past_own_echo(repo: Repo) -> bool:
+    """Whether activity tmux stamps now falls after the echo window of the last delivery.
+
+    The stub may read the wake before the delivery is recorded: no delivery yet is not past it.
+    """
+    jobs = json.loads(repo.ctl("triggers", "-o", "json").stdout)
+    attempts = [a for j in jobs for a in j["attempts"] if a["verdict"] == "delivered"]
+    if not attempts:
+        return False
+    last = max(datetime.fromisoformat(a["at"]) for a in attempts)
+    return int(time.time()) > (last + collision.ECHO_AFTER).timestamp()
 
 
 def test_process_runtime_participant_is_not_typed_into_or_duplicated(
