@@ -187,9 +187,13 @@ def measure(
     with out_path.open("w+b") as out:
         start = time.perf_counter()
         child = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         watchdog = threading.Timer(RUN_TIMEOUT, child.kill)  # a hung run must not hang us
         watchdog.start()
         _, status, usage = os.wait4(child.pid, 0)
@@ -224,9 +228,15 @@ def run_quiet(
 ) -> subprocess.CompletedProcess[str]:
     """Run a helper command to completion (not measured), whatever its exit status."""
     return subprocess.run(
-        list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, check=False, timeout=60,
-    )  # fmt: skip
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 BYTECODE: dict[str, str] = {}
@@ -473,9 +483,15 @@ def fresh_workspace(lanes: int, *, parallel: int | None = None) -> Iterator[Work
         env = {**base_env(), "GIT_CONFIG_GLOBAL": str(gitconfig), "TMUX_TMPDIR": tmux_dir}
         tag = secrets.token_hex(4)
         ws = Workspace(
-            path=path, env=env, scratch=scratch, top=top, socket=f"bench-{tag}",
-            baseline_socket=f"bench-{tag}-loop", lanes=h.lane_names(lanes), parallel=parallel,
-        )  # fmt: skip
+            path=path,
+            env=env,
+            scratch=scratch,
+            top=top,
+            socket=f"bench-{tag}",
+            baseline_socket=f"bench-{tag}-loop",
+            lanes=h.lane_names(lanes),
+            parallel=parallel,
+        )
         stack.callback(ws.cleanup)
         h.run_checked(("git", "init", "--quiet"), cwd=path, env=env)
         (path / "README.md").write_text("A repository for the agent benchmark.\n")
@@ -564,8 +580,19 @@ def count_with_strace(ws: Workspace, argv: Sequence[str]) -> Spawns | None:
     if strace is None:
         return None
     trace = ws.scratch / "strace.txt"
-    traced = [strace, "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(trace),
-              "--", *argv]  # fmt: skip
+    traced = [
+        strace,
+        "-f",
+        "-qq",
+        "-e",
+        "trace=execve",
+        "-e",
+        "signal=none",
+        "-o",
+        str(trace),
+        "--",
+        *argv,
+    ]
     ran = ws.measure(traced, quiet=False)
     if ran.sample.rc == 0 and trace.exists():
         spawns = parse_strace(trace.read_text(errors="replace"))
@@ -657,8 +684,9 @@ def converge(results: Results, ws: Workspace, key: str) -> Ran:
         ran = ws.measure(ws.controller(), quiet=first is None)  # the first pass is reported
         first = first or ran
         if ran.sample.rc != 0:
-            results.warn(f"{key}: pass {attempt} exited {ran.sample.rc}: "
-                         f"{h.first_problem(ran.output)}")  # fmt: skip
+            results.warn(
+                f"{key}: pass {attempt} exited {ran.sample.rc}: {h.first_problem(ran.output)}"
+            )
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) + 0.5)
             continue
         plan = ws.measure(ws.controller("plan", "--detailed-exitcode"), quiet=False)
@@ -909,28 +937,57 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         f"(a) {AGENTS} agents from scratch. wall: until the program exits; ready: until all "
         f"{AGENTS} agent programs run",
     ]
-    rows = [[f"shell loop: tmux new-session x{AGENTS} (bash -c)", cell(loop),
-             cell(loop, "ready_s"), cpu(loop), "1.00x", "1.00x"]]  # fmt: skip
-    rows.append([
-        "shell loop, agents through the controller's launcher", cell(launcher),
-        cell(launcher, "ready_s"), cpu(launcher), f"{med(launcher) / med(loop):.2f}x",
-        f"{med(launcher, 'ready_s') / med(loop, 'ready_s'):.2f}x",
-    ])  # fmt: skip
+    rows = [
+        [
+            f"shell loop: tmux new-session x{AGENTS} (bash -c)",
+            cell(loop),
+            cell(loop, "ready_s"),
+            cpu(loop),
+            "1.00x",
+            "1.00x",
+        ]
+    ]
+    rows.append(
+        [
+            "shell loop, agents through the controller's launcher",
+            cell(launcher),
+            cell(launcher, "ready_s"),
+            cpu(launcher),
+            f"{med(launcher) / med(loop):.2f}x",
+            f"{med(launcher, 'ready_s') / med(loop, 'ready_s'):.2f}x",
+        ]
+    )
     for p in PARALLEL:
         key = f"agents/{AGENTS}/ctl-p{p}"
         r = derived["agent_start_ratio_to_shell_loop"][f"p{p}"]
         default = " (default)" if p == DEFAULT_PARALLEL else ""
-        rows.append([f"controller, agents only, maxParallelLanes {p}{default}", cell(key),
-                     cell(key, "ready_s"), cpu(key), f"{r['wall']:.2f}x",
-                     f"{r['ready']:.2f}x"])  # fmt: skip
+        rows.append(
+            [
+                f"controller, agents only, maxParallelLanes {p}{default}",
+                cell(key),
+                cell(key, "ready_s"),
+                cpu(key),
+                f"{r['wall']:.2f}x",
+                f"{r['ready']:.2f}x",
+            ]
+        )
     for p in PARALLEL:
         key = f"lanes/{AGENTS}/ctl-p{p}"
-        rows.append([f"controller, lanes only, maxParallelLanes {p}", cell(key), "-", cpu(key),
-                     "", ""])  # fmt: skip
+        rows.append(
+            [f"controller, lanes only, maxParallelLanes {p}", cell(key), "-", cpu(key), "", ""]
+        )
     for p in PARALLEL:
         key = f"full/{AGENTS}/ctl-p{p}"
-        rows.append([f"controller, lanes + agents, maxParallelLanes {p}", cell(key),
-                     cell(key, "ready_s"), cpu(key), "", ""])  # fmt: skip
+        rows.append(
+            [
+                f"controller, lanes + agents, maxParallelLanes {p}",
+                cell(key),
+                cell(key, "ready_s"),
+                cpu(key),
+                "",
+                "",
+            ]
+        )
     out += h.table(["", "wall s", "ready s", "cpu s", "wall vs loop", "ready vs loop"], rows)
     ratio = derived["agent_start_ratio_to_shell_loop"][f"p{DEFAULT_PARALLEL}"]
     per = derived["agent_start_per_agent"]
@@ -955,16 +1012,32 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
     names = sorted({n for s in results.spawns.values() for n in s.programs})
     for size in NOOP_SIZES:
         spawns = results.spawns[f"noop/{size}"]
-        rows.append([
-            f"{size} agents", cell(f"noop/{size}/controller"), cpu(f"noop/{size}/controller"),
-            f"{med(f'noop/{size}/controller') - med(f'noop/{size}/import-cli'):.3f}",
-            f"{med(f'noop/{size}/import-cli'):.3f}", f"{med(f'noop/{size}/list-panes'):.3f}",
-            f"{med(f'noop/{size}/worktree-list'):.3f}",
-            *(str(spawns.programs.get(n, 0)) for n in names), str(spawns.total),
-            str(spawns.failed_execs),
-        ])  # fmt: skip
-    header = ["", "no-op s", "cpu s", "above import s", "import cli s", "list-panes s",
-              "worktree list s", *names, "execs", "failed execs"]  # fmt: skip
+        rows.append(
+            [
+                f"{size} agents",
+                cell(f"noop/{size}/controller"),
+                cpu(f"noop/{size}/controller"),
+                f"{med(f'noop/{size}/controller') - med(f'noop/{size}/import-cli'):.3f}",
+                f"{med(f'noop/{size}/import-cli'):.3f}",
+                f"{med(f'noop/{size}/list-panes'):.3f}",
+                f"{med(f'noop/{size}/worktree-list'):.3f}",
+                *(str(spawns.programs.get(n, 0)) for n in names),
+                str(spawns.total),
+                str(spawns.failed_execs),
+            ]
+        )
+    header = [
+        "",
+        "no-op s",
+        "cpu s",
+        "above import s",
+        "import cli s",
+        "list-panes s",
+        "worktree list s",
+        *names,
+        "execs",
+        "failed execs",
+    ]
     out += h.table(header, rows)
     method = results.spawns[f"noop/{NOOP_SIZES[0]}"].method
     out += [
@@ -996,11 +1069,17 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
     for label, key in teardowns.items():
         lefts = results.leaks.get(key, [])
         worst = {k: max(left[k] for left in lefts) for k in lefts[0]} if lefts else {}
-        rows.append([
-            label, cell(key), cpu(key),
-            *(str(worst.get(k, "?")) for k in ("panes", "agent_processes", "worktrees",
-                                                  "worktree_dirs")),
-        ])  # fmt: skip
+        rows.append(
+            [
+                label,
+                cell(key),
+                cpu(key),
+                *(
+                    str(worst.get(k, "?"))
+                    for k in ("panes", "agent_processes", "worktrees", "worktree_dirs")
+                ),
+            ]
+        )
     out += h.table(["", "wall s", "cpu s", "panes", "agent procs", "worktrees", "dirs"], rows)
     out += [
         f"  zero leaks: {h.verdict(derived['targets']['no_leaks'])} (largest count over every "
@@ -1009,8 +1088,12 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         "(d) peak RSS of the controller process (ru_maxrss, MiB)",
     ]
     rows = [[f"no-op pass, {s} agents", mib(f"noop/{s}/controller")] for s in reversed(NOOP_SIZES)]
-    rows.append([f"start {AGENTS} agents, default parallelism",
-                 mib(f"agents/{AGENTS}/ctl-p{DEFAULT_PARALLEL}")])  # fmt: skip
+    rows.append(
+        [
+            f"start {AGENTS} agents, default parallelism",
+            mib(f"agents/{AGENTS}/ctl-p{DEFAULT_PARALLEL}"),
+        ]
+    )
     cli = f"noop/{NOOP_SIZES[-1]}/import-cli"
     rows.append(["python -c 'import controller.cli.main'", mib(cli)])
     out += h.table(["", "MiB"], rows)
@@ -1022,20 +1105,31 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
             spawns = results.spawns[key]
             tmux_verbs = Counter(_tmux_verb(c) for c in spawns.commands if c.startswith("tmux "))
             git_verbs = Counter(_git_verb(c) for c in spawns.commands if c.startswith("git "))
-            rows.append([
-                key, str(spawns.programs.get("tmux", 0)), str(spawns.programs.get("git", 0)),
-                f"{spawns.programs.get('tmux', 0) / AGENTS:.2f}",
-                ", ".join(f"{v} {n}" for v, n in tmux_verbs.most_common()),
-                ", ".join(f"{v} {n}" for v, n in git_verbs.most_common()),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    key,
+                    str(spawns.programs.get("tmux", 0)),
+                    str(spawns.programs.get("git", 0)),
+                    f"{spawns.programs.get('tmux', 0) / AGENTS:.2f}",
+                    ", ".join(f"{v} {n}" for v, n in tmux_verbs.most_common()),
+                    ", ".join(f"{v} {n}" for v, n in git_verbs.most_common()),
+                ]
+            )
         out += h.table(["", "tmux", "git", "tmux/agent", "tmux commands", "git commands"], rows)
     if results.warnings:
         out += ["", "warnings:", *(f"  - {w}" for w in results.warnings)]
     return "\n".join(out)
 
 
-_TMUX_VERBS = ("list-panes", "list-sessions", "new-session", "new-window", "kill-window",
-               "kill-server", "kill-session")  # fmt: skip
+_TMUX_VERBS = (
+    "list-panes",
+    "list-sessions",
+    "new-session",
+    "new-window",
+    "kill-window",
+    "kill-server",
+    "kill-session",
+)
 
 
 def _tmux_verb(command: str) -> str:

@@ -44,9 +44,14 @@ def lane_names(count: int) -> tuple[str, ...]:
 def run_checked(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> str:
     """Run a set-up command that must succeed; return its stdout."""
     done = subprocess.run(
-        list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True, check=False,
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=RUN_TIMEOUT,
-    )  # fmt: skip
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout

@@ -188,9 +188,13 @@ def measure(
         before = _cpu_times()
         start = time.perf_counter()
         child = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         watchdog = threading.Timer(RUN_TIMEOUT, child.kill)  # a hung run must not hang us
         watchdog.start()
         _, status, usage = os.wait4(child.pid, 0)
@@ -440,9 +444,18 @@ def count_spawns(repo: Repo, argv: Sequence[str]) -> Spawns:
     if strace is not None:
         trace = repo.scratch / "strace.txt"
         traced = [
-            strace, "-f", "-qq", "-e", "trace=execve,clone,clone3,fork,vfork", "-e", "signal=none",
-            "-o", str(trace), "--", *argv,
-        ]  # fmt: skip
+            strace,
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve,clone,clone3,fork,vfork",
+            "-e",
+            "signal=none",
+            "-o",
+            str(trace),
+            "--",
+            *argv,
+        ]
         ran = repo.measure(traced)
         if trace.exists():
             spawns = parse_strace(trace.read_text(errors="replace"))
@@ -551,8 +564,9 @@ def converge(results: Results, repo: Repo, key: str) -> tuple[Ran, int]:
         if ran.sample.rc != 0:
             if attempt == 1:
                 results.note_failure(key, len(repo.lanes) - repo.worktree_count())
-            results.warn(f"{key}: pass {attempt} exited {ran.sample.rc}: "
-                         f"{h.first_problem(ran.output)}")  # fmt: skip
+            results.warn(
+                f"{key}: pass {attempt} exited {ran.sample.rc}: {h.first_problem(ran.output)}"
+            )
             failed_passes += 1
             wait = BACKOFF_SECONDS * 2 ** (failed_passes - 1) + 0.5
             log(f"  waiting {wait:.1f} s for the controller's backoff of the failed lane(s)")
@@ -627,9 +641,11 @@ def bench_noop(results: Results, reps: int) -> None:
             plan = repo.measure(repo.controller("plan", "--detailed-exitcode"))
             count = repo.worktree_count()
             if count != size or plan.sample.rc != 0:
-                results.warn(f"noop/{size}: after the no-op passes, {count} worktrees and "
-                             f"`plan --detailed-exitcode` exited {plan.sample.rc}: "
-                             f"{h.first_problem(plan.output)}")  # fmt: skip
+                results.warn(
+                    f"noop/{size}: after the no-op passes, {count} worktrees and "
+                    f"`plan --detailed-exitcode` exited {plan.sample.rc}: "
+                    f"{h.first_problem(plan.output)}"
+                )
             log(f"  counting subprocesses of a no-op pass at {size} lanes")
             results.spawns[f"noop/{size}"] = count_spawns(repo, repo.controller())
 
@@ -794,8 +810,13 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
     for p in (DEFAULT_PARALLEL, *PARALLEL_VARIANTS):
         default = " (default)" if p == DEFAULT_PARALLEL else ""
         ratio = f"{derived['create_ratio_to_git_loop'][f'p{p}']:.2f}x"
-        rows.append(create_row(f"controller, maxParallelLanes {p}{default}",
-                               f"create/{CREATE_LANES}/ctl-p{p}", ratio))  # fmt: skip
+        rows.append(
+            create_row(
+                f"controller, maxParallelLanes {p}{default}",
+                f"create/{CREATE_LANES}/ctl-p{p}",
+                ratio,
+            )
+        )
     rows.append(create_row("git worktree add, 1 lane", "create/1/git", ""))
     rows.append(create_row("controller, 1 lane (fixed cost)", "create/1/ctl", ""))
     out += h.table(["", "wall s", "cpu s", "peak RSS MiB", "vs git", "failed runs"], rows)
@@ -814,14 +835,28 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
     rows = []
     for size in NOOP_SIZES:
         n = derived["noop"][str(size)]
-        rows.append([
-            f"{size} lanes", wall(f"noop/{size}/controller"),
-            f"{med(f'noop/{size}/controller', 'cpu_s'):.3f}", f"{n['floor_s']:.3f}",
-            f"{n['ratio_to_floor']:.1f}x", f"{n['cli_floor_s']:.3f}",
-            f"{n['ratio_to_cli_floor']:.2f}x", f"{n['ms_per_lane']:.2f}",
-        ])  # fmt: skip
-    header = ["", "no-op s", "cpu s", "floor s", "vs floor", "cli floor s", "vs cli floor",
-              "ms/lane"]  # fmt: skip
+        rows.append(
+            [
+                f"{size} lanes",
+                wall(f"noop/{size}/controller"),
+                f"{med(f'noop/{size}/controller', 'cpu_s'):.3f}",
+                f"{n['floor_s']:.3f}",
+                f"{n['ratio_to_floor']:.1f}x",
+                f"{n['cli_floor_s']:.3f}",
+                f"{n['ratio_to_cli_floor']:.2f}x",
+                f"{n['ms_per_lane']:.2f}",
+            ]
+        )
+    header = [
+        "",
+        "no-op s",
+        "cpu s",
+        "floor s",
+        "vs floor",
+        "cli floor s",
+        "vs cli floor",
+        "ms/lane",
+    ]
     out += h.table(header, rows)
     small = NOOP_SIZES[0]
     settings = ", ".join(f"{k}={v}" for k, v in info["environment_bytecode"].items() if v)
@@ -848,10 +883,12 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
     rows = [
         [f"no-op pass, {big} lanes", mib(f"noop/{big}/controller")],
         [f"no-op pass, {NOOP_SIZES[0]} lanes", mib(f"noop/{NOOP_SIZES[0]}/controller")],
-        [f"create {CREATE_LANES} lanes, default parallelism",
-         mib(f"create/{CREATE_LANES}/ctl-p{DEFAULT_PARALLEL}")],
+        [
+            f"create {CREATE_LANES} lanes, default parallelism",
+            mib(f"create/{CREATE_LANES}/ctl-p{DEFAULT_PARALLEL}"),
+        ],
         ["python -c 'import controller.cli.main' (baseline)", mib(f"noop/{big}/import-cli")],
-    ]  # fmt: skip
+    ]
     out += h.table(["", "MiB"], rows)
     out += ["", "(d) programs the controller starts in one pass (counted once, not timed)"]
     rows = []
@@ -860,8 +897,14 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         helpers = "-" if spawns.indirect is None else str(sum(spawns.indirect.values()))
         adds = sum(1 for c in spawns.commands if " worktree add " in f" {c} ")
         rows.append([key, str(spawns.git), str(adds), str(others), helpers, spawns.method])
-    header = ["", "git calls", "of which worktree add", "other programs", "git's own helpers",
-              "counted by"]  # fmt: skip
+    header = [
+        "",
+        "git calls",
+        "of which worktree add",
+        "other programs",
+        "git's own helpers",
+        "counted by",
+    ]
     out += h.table(header, rows)
     out += [
         "",
@@ -871,13 +914,30 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
     rows = []
     for size in (CREATE_LANES, *SCALING_SIZES):
         ctl, git = f"create/{size}/ctl-p{DEFAULT_PARALLEL}", f"create/{size}/git"
-        rows.append([
-            f"{size} lanes", wall(git), f"{med(git, 'cpu_s'):.2f}", f"{1000 * med(git) / size:.1f}",
-            wall(ctl), f"{med(ctl, 'cpu_s'):.2f}", f"{1000 * med(ctl) / size:.1f}",
-            f"{derived['create_scaling_ratio_to_git_loop'][str(size)]:.2f}x", _fails(results, ctl),
-        ])  # fmt: skip
-    header = ["", "git loop s", "cpu s", "ms/lane", "controller s", "cpu s", "ms/lane", "ratio",
-              "failed runs"]  # fmt: skip
+        rows.append(
+            [
+                f"{size} lanes",
+                wall(git),
+                f"{med(git, 'cpu_s'):.2f}",
+                f"{1000 * med(git) / size:.1f}",
+                wall(ctl),
+                f"{med(ctl, 'cpu_s'):.2f}",
+                f"{1000 * med(ctl) / size:.1f}",
+                f"{derived['create_scaling_ratio_to_git_loop'][str(size)]:.2f}x",
+                _fails(results, ctl),
+            ]
+        )
+    header = [
+        "",
+        "git loop s",
+        "cpu s",
+        "ms/lane",
+        "controller s",
+        "cpu s",
+        "ms/lane",
+        "ratio",
+        "failed runs",
+    ]
     out += h.table(header, rows)
     parallel = [k for k in results.samples if k.startswith("create/") and "/ctl-p" in k]
     parallel = [k for k in parallel if not k.endswith("-p1") and int(k.split("/")[1]) > 1]
@@ -948,8 +1008,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["load_average_at_end"] = list(os.getloadavg())
     info["controller_at_end"] = _controller_version()
     if info["controller_at_end"] != info["controller"]:
-        results.warn(f"the controller changed during the run: {info['controller']} -> "
-                     f"{info['controller_at_end']}")  # fmt: skip
+        results.warn(
+            f"the controller changed during the run: {info['controller']} -> "
+            f"{info['controller_at_end']}"
+        )
     derived = derive(results)
     seconds = time.perf_counter() - started
     print(report(results, derived, reps, info))

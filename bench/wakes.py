@@ -255,10 +255,18 @@ def drain(backend: str, url: str, workers: int, n: int) -> QueueRun:
     try:
         now = datetime.now(UTC) - timedelta(seconds=1)
         rows = [
-            {"workspace": WORKSPACE, "participant": f"p{i}", "thread": "t", "state": "queued",
-             "due_at": now, "unread_seq": 1, "created_at": now, "updated_at": now}
+            {
+                "workspace": WORKSPACE,
+                "participant": f"p{i}",
+                "thread": "t",
+                "state": "queued",
+                "due_at": now,
+                "unread_seq": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
             for i in range(n)
-        ]  # fmt: skip
+        ]
         t0 = time.perf_counter()
         with store.engine.begin() as conn:
             conn.execute(sa.insert(tables.trigger_jobs), rows)
@@ -321,10 +329,13 @@ def drain(backend: str, url: str, workers: int, n: int) -> QueueRun:
             states = {int(i): str(st) for i, st in conn.execute(sa.select(j.c.id, j.c.state))}
         duplicates = len([i for i in states if per_job.get(i, 0) > 1])
         # A drain stopped early leaves queued (and killed running) jobs: not missing.
-        missing = len([
-            i for i, st in states.items()
-            if per_job.get(i, 0) == 0 and not (timed_out and st != "done")
-        ])  # fmt: skip
+        missing = len(
+            [
+                i
+                for i, st in states.items()
+                if per_job.get(i, 0) == 0 and not (timed_out and st != "done")
+            ]
+        )
         counts = jobs.counts(store)
     finally:
         for proc in procs:
@@ -336,17 +347,26 @@ def drain(backend: str, url: str, workers: int, n: int) -> QueueRun:
     claims = sum(r["claims"] for r in results)
     nan = float("nan")
     return QueueRun(
-        backend=backend, workers=workers, jobs=n, insert_s=insert_s, drain_s=drain_s,
-        exit_s=exit_s, jobs_per_s=done / drain_s if drain_s > 0 else float("nan"),
-        per_worker=results, duplicates=duplicates, missing=missing,
-        lost_leases=sum(r["lost"] for r in results), final_counts=counts,
+        backend=backend,
+        workers=workers,
+        jobs=n,
+        insert_s=insert_s,
+        drain_s=drain_s,
+        exit_s=exit_s,
+        jobs_per_s=done / drain_s if drain_s > 0 else float("nan"),
+        per_worker=results,
+        duplicates=duplicates,
+        missing=missing,
+        lost_leases=sum(r["lost"] for r in results),
+        final_counts=counts,
         claim_ms=1000 * sum(r["claim_s"] for r in results) / claims if claims else nan,
         record_ms=1000 * sum(r["record_s"] for r in results) / done if results else nan,
         settle_ms=1000 * sum(r["settle_s"] for r in results) / done if results else nan,
         client_cpu_ms_per_job=1000 * sum(r["cpu_s"] for r in results) / done if results else nan,
         claim_share=sum(r["claim_s"] for r in results) / (workers * drain_s) if results else nan,
-        machine_busy=busy, timed_out=timed_out,
-    )  # fmt: skip
+        machine_busy=busy,
+        timed_out=timed_out,
+    )
 
 
 def _busy_share(before: Any, after: Any) -> float:
@@ -453,9 +473,15 @@ class Rig:
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a helper command in the repository."""
         done = subprocess.run(
-            argv, cwd=self.repo, env=self.env, capture_output=True, text=True, check=False,
-            timeout=120, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            argv,
+            cwd=self.repo,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         if check and done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr}")
         return done
@@ -511,11 +537,16 @@ spec:
         t0 = time.perf_counter()
         with self.daemon_log.open("wb") as out:
             self.daemon = subprocess.Popen(
-                self.ctl("run", "--resync", "60", "-o", "json"), cwd=self.repo, env=self.env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_for(lambda: self.record.exists() and "pass" in self.events(), START_TIMEOUT,
-                 self.diagnose)  # fmt: skip
+                self.ctl("run", "--resync", "60", "-o", "json"),
+                cwd=self.repo,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(
+            lambda: self.record.exists() and "pass" in self.events(), START_TIMEOUT, self.diagnose
+        )
         return time.perf_counter() - t0
 
     def events(self) -> list[str]:
@@ -557,9 +588,13 @@ spec:
         post_start = time.time()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            self.ctl("post", "review", "--as", "human", f"msg {n}"), cwd=self.repo, env=self.env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            self.ctl("post", "review", "--as", "human", f"msg {n}"),
+            cwd=self.repo,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         post_s = latency = line_at = float("nan")
         deadline = t0 + WAKE_TIMEOUT
         try:
@@ -617,10 +652,11 @@ spec:
                 messages = {
                     int(r.seq): r.at
                     for r in conn.execute(
-                        sa.select(m.c.seq, m.c.at).where(m.c.thread == "review",
-                                                         m.c.sender == "human")
+                        sa.select(m.c.seq, m.c.at).where(
+                            m.c.thread == "review", m.c.sender == "human"
+                        )
                     )
-                }  # fmt: skip
+                }
                 job_rows = conn.execute(
                     sa.select(j.c.id, j.c.unread_seq, j.c.created_at).where(
                         j.c.participant == "bot"
@@ -668,9 +704,12 @@ spec:
         with contextlib.suppress(Exception):
             self.stop_daemon()
         subprocess.run(
-            ("tmux", "-L", self.socket, "kill-server"), env=self.env, capture_output=True,
-            check=False, timeout=10,
-        )  # fmt: skip
+            ("tmux", "-L", self.socket, "kill-server"),
+            env=self.env,
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )
         # kill-server returns before the server and the agents it hangs up on have exited.
         _, alive = psutil.wait_procs(self.leftovers(), timeout=5)
         for proc in alive:
@@ -700,9 +739,15 @@ def timed(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> float:
     """Wall time of one command that must succeed."""
     t0 = time.perf_counter()
     done = subprocess.run(
-        list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True, check=False,
-        timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr}")
@@ -871,9 +916,13 @@ def _code_line(info: Mapping[str, Any]) -> str:
 
 
 def report(
-    info: Mapping[str, Any], queue: Sequence[QueueRun], pg_skipped: bool, wakes: WakeResults,
-    n: int, k: int,
-) -> str:  # fmt: skip
+    info: Mapping[str, Any],
+    queue: Sequence[QueueRun],
+    pg_skipped: bool,
+    wakes: WakeResults,
+    n: int,
+    k: int,
+) -> str:
     """The readable tables."""
     out = [
         "Wake benchmark (one run; every ratio is between numbers of this run)",
@@ -892,14 +941,27 @@ def report(
     for r in queue:
         base.setdefault(r.backend, r.jobs_per_s)
         scale = r.jobs_per_s / base[r.backend]
-        rows.append([
-            r.backend, str(r.workers), f"{r.jobs_per_s:.0f}", f"{scale:.2f}x",
-            f"{r.drain_s:.2f}", f"{r.exit_s:.2f}", f"{r.claim_ms:.2f}", f"{r.claim_share:.0%}",
-            f"{r.record_ms:.2f}",
-            f"{r.settle_ms:.2f}", str(r.duplicates), str(r.missing), str(r.lost_leases),
-            " ".join(f"{s}={c}" for s, c in sorted(r.final_counts.items())),
-            f"{r.client_cpu_ms_per_job:.2f}", f"{r.machine_busy:.0%}", f"{r.insert_s:.2f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                r.backend,
+                str(r.workers),
+                f"{r.jobs_per_s:.0f}",
+                f"{scale:.2f}x",
+                f"{r.drain_s:.2f}",
+                f"{r.exit_s:.2f}",
+                f"{r.claim_ms:.2f}",
+                f"{r.claim_share:.0%}",
+                f"{r.record_ms:.2f}",
+                f"{r.settle_ms:.2f}",
+                str(r.duplicates),
+                str(r.missing),
+                str(r.lost_leases),
+                " ".join(f"{s}={c}" for s, c in sorted(r.final_counts.items())),
+                f"{r.client_cpu_ms_per_job:.2f}",
+                f"{r.machine_busy:.0%}",
+                f"{r.insert_s:.2f}",
+            ]
+        )
     out.append(
         table(
             [
@@ -1021,8 +1083,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         BYTECODE["PYTHONPYCACHEPREFIX"] = pycache
         subprocess.run(
             [sys.executable, "-c", "import controller.cli.main, controller.store.jobs"],
-            cwd=ROOT, env=worker_env(), check=True, timeout=120,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=worker_env(),
+            check=True,
+            timeout=120,
+        )
         queue = bench_queue(n, pg_url)
         wakes = bench_wakes(k)
     info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
