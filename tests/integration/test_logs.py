@@ -135,8 +135,10 @@ def test_follow_prints_only_new_lines_also_when_the_history_scrolls(
 
 def test_logs_of_a_process_agent_come_from_its_log_file(repo: Repo, tmp_path: Path) -> None:
     repo.lanes("b")
-    bind(repo, {"lane": "b", "participant": "worker", "runtime": "process",
-                "command": agent(5, tmp_path)})  # fmt: skip
+    bind(
+        repo,
+        {"lane": "b", "participant": "worker", "runtime": "process", "command": agent(5, tmp_path)},
+    )
     once(repo)
     wait_until(lambda: "done" in logs(repo, "b", "worker"))
     out = logs(repo, "b", "worker", "--lines", "3")
@@ -155,13 +157,33 @@ def test_logs_of_a_process_agent_come_from_its_log_file(repo: Repo, tmp_path: Pa
 
 def test_logs_of_a_workflow_task_show_its_stdout_and_stderr(repo: Repo) -> None:
     script = "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"
-    catalog = {"apiVersion": "lanes/v1", "kind": "ModelCatalog", "metadata": {"name": "m"},
-               "spec": {"models": [{"name": "sonnet", "contextWindow": 200000,
-                                    "inputPerMTok": 3.0, "outputPerMTok": 15.0}]}}  # fmt: skip
-    task = {"name": "t", "model": "sonnet", "usage": "manual",
-            "command": [sys.executable, "-c", script]}  # fmt: skip
-    flow = {"apiVersion": "lanes/v1", "kind": "Workflow", "metadata": {"name": "w"},
-            "spec": {"tasks": [task]}}  # fmt: skip
+    catalog = {
+        "apiVersion": "lanes/v1",
+        "kind": "ModelCatalog",
+        "metadata": {"name": "m"},
+        "spec": {
+            "models": [
+                {
+                    "name": "sonnet",
+                    "contextWindow": 200000,
+                    "inputPerMTok": 3.0,
+                    "outputPerMTok": 15.0,
+                }
+            ]
+        },
+    }
+    task = {
+        "name": "t",
+        "model": "sonnet",
+        "usage": "manual",
+        "command": [sys.executable, "-c", script],
+    }
+    flow = {
+        "apiVersion": "lanes/v1",
+        "kind": "Workflow",
+        "metadata": {"name": "w"},
+        "spec": {"tasks": [task]},
+    }
     repo.write("flow.yaml", json.dumps(catalog) + "\n---\n" + json.dumps(flow) + "\n")
     done = repo.ctl("submit", "w", "--wait", timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -245,9 +267,13 @@ class Following:
     def __init__(self, repo: Repo, args: tuple[str, ...]) -> None:
         argv = (sys.executable, "-m", "controller", "logs", "-f", *args)
         self.proc = subprocess.Popen(
-            argv, cwd=repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            argv,
+            cwd=repo.path,
+            env=repo.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         self.text = ""
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -128,14 +128,24 @@ def test_rescues_lists_every_rescue_and_quarantine_folder_with_what_it_holds(
         os.fsdecode(b"new dir/" + ODD).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     )
     assert changes == {
-        ("M", "README.md"), ("M", "bin.dat"), ("M", "run.sh"), ("D", "gone.txt"),
-        ("M", "link"), ("A", "staged.txt"), ("A", odd), ("A", "new dir/tool"),
+        ("M", "README.md"),
+        ("M", "bin.dat"),
+        ("M", "run.sh"),
+        ("D", "gone.txt"),
+        ("M", "link"),
+        ("A", "staged.txt"),
+        ("A", odd),
+        ("A", "new dir/tool"),
         ("A", "to-readme"),
-    }  # fmt: skip
+    }
     assert sorted(found["untracked"]) == sorted([odd, "new dir/tool", "to-readme"])
     assert found["files"] == {
-        "changed": 9, "added": 4, "modified": 4, "deleted": 1, "untracked": 3,
-    }  # fmt: skip
+        "changed": 9,
+        "added": 4,
+        "modified": 4,
+        "deleted": 1,
+        "untracked": 3,
+    }
     assert found["commitsOnNoBranch"] == 0 and found["inner"] == []
     (folder,) = view["quarantine"]
     assert folder["lane"] == "a" and folder["files"] == 1

@@ -40,12 +40,14 @@ def test_a_name_gives_its_ref() -> None:
 @pytest.mark.parametrize(
     ("ref", "name"),
     [
-        ("refs/lanes/rescue-inner/a/20261121T144947Z/1-sub/work",
-         rescues.Name("a", "20261121T144947Z", AT)),
+        (
+            "refs/lanes/rescue-inner/a/20261121T144947Z/1-sub/work",
+            rescues.Name("a", "20261121T144947Z", AT),
+        ),
         ("refs/lanes/rescue-inner/a/20261121T144947Z", None),
         ("refs/lanes/rescue/a/20261121T144947Z", None),
     ],
-)  # fmt: skip
+)
 def test_parse_inner(ref: str, name: rescues.Name | None) -> None:
     assert rescues.parse_inner(ref) == name
 
@@ -135,26 +137,47 @@ MISSING = Seen(Found.MISSING)
         (modified("f"), BASE, Restore(write=("f",))),
         (modified("f"), MISSING, Restore(write=("f",))),
         (modified("f"), RESCUED, Restore(unchanged=("f",))),
-        (modified("f"), Seen(Found.FILE, "100755", B),  # the mode changed there
-         Restore(conflicts=(Conflict("f", "changed in the target since the rescue's first "
-                                          "parent"),))),
+        (
+            modified("f"),
+            Seen(Found.FILE, "100755", B),  # the mode changed there
+            Restore(
+                conflicts=(Conflict("f", "changed in the target since the rescue's first parent"),)
+            ),
+        ),
         (added("f"), MISSING, Restore(write=("f",))),
         (added("f"), RESCUED, Restore(unchanged=("f",))),
-        (added("f"), OTHER,
-         Restore(conflicts=(Conflict("f", "exists in the target with other content"),))),
+        (
+            added("f"),
+            OTHER,
+            Restore(conflicts=(Conflict("f", "exists in the target with other content"),)),
+        ),
         (deleted("f"), BASE, Restore(delete=("f",))),
         (deleted("f"), MISSING, Restore(unchanged=("f",))),
-        (deleted("f"), OTHER, Restore(conflicts=(Conflict("f", "changed in the target since "
-                                                               "the rescue's first parent"),))),
-        (deleted("f"), Seen(Found.DIR, inside=("f/x",)),
-         Restore(conflicts=(Conflict("f", "is a folder in the target"),))),
-        (modified("f"), Seen(Found.OTHER),
-         Restore(conflicts=(Conflict("f", "is neither a file nor a symlink in the target"),))),
-        (added("f"), Seen(Found.DIR, inside=("f/x",)),
-         Restore(conflicts=(Conflict("f", "a folder holding other files is in the way"),))),
+        (
+            deleted("f"),
+            OTHER,
+            Restore(
+                conflicts=(Conflict("f", "changed in the target since the rescue's first parent"),)
+            ),
+        ),
+        (
+            deleted("f"),
+            Seen(Found.DIR, inside=("f/x",)),
+            Restore(conflicts=(Conflict("f", "is a folder in the target"),)),
+        ),
+        (
+            modified("f"),
+            Seen(Found.OTHER),
+            Restore(conflicts=(Conflict("f", "is neither a file nor a symlink in the target"),)),
+        ),
+        (
+            added("f"),
+            Seen(Found.DIR, inside=("f/x",)),
+            Restore(conflicts=(Conflict("f", "a folder holding other files is in the way"),)),
+        ),
         (Entry("A", "000000", "160000", Z, C, "sub"), MISSING, Restore(skipped=("sub",))),
     ],
-)  # fmt: skip
+)
 def test_decide_one_path(entry: Entry, seen: Seen, restore: Restore) -> None:
     assert rescues.decide([entry], {entry.path: seen}, folders={}) == restore
 

@@ -14,10 +14,14 @@ LOG = Path("/ws/.lanes/logs/b/worker.log")
 
 def agent(lane: str, participant: str, **fields: object) -> world.AgentRecord:
     return world.AgentRecord(
-        binding=f"{lane}-{participant}", lane=lane, participant=participant,
-        runtime=str(fields.pop("runtime", "tmux")), state=world.AgentState.RUNNING,
-        spec_hash="h", **fields,  # type: ignore[arg-type]
-    )  # fmt: skip
+        binding=f"{lane}-{participant}",
+        lane=lane,
+        participant=participant,
+        runtime=str(fields.pop("runtime", "tmux")),
+        state=world.AgentState.RUNNING,
+        spec_hash="h",
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 KNOWN = outputs.Known(
@@ -37,10 +41,15 @@ KNOWN = outputs.Known(
     [
         ("a", None, outputs.Source("a", "one", outputs.Kind.PANE, pane_id="%3")),
         ("b", "worker", outputs.Source("b", "worker", outputs.Kind.FILES, files=(LOG,))),
-        ("t", None, outputs.Source("t", "t", outputs.Kind.FILES,
-                                   files=(Path("/ws/t.log"), Path("/ws/t.err")))),
+        (
+            "t",
+            None,
+            outputs.Source(
+                "t", "t", outputs.Kind.FILES, files=(Path("/ws/t.log"), Path("/ws/t.err"))
+            ),
+        ),
     ],
-)  # fmt: skip
+)
 def test_find(lane: str, participant: str | None, source: outputs.Source) -> None:
     assert outputs.find(lane, participant, known=KNOWN) == source
 
