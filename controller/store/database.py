@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,33 @@ def create_engine(url: str) -> sa.Engine:
 
 
 def _prepare_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 in a 0700 folder, in WAL mode, or make it 0600 again.
+
+    The file is created and switched to WAL under the migration lock: two processes switching
+    a new file at once fail with "database is locked" (SQLite does not wait for that lock).
+    An existing file is never opened outside SQLite: closing any descriptor of a database file
+    drops every POSIX lock the process holds on it, those of SQLite's connections included.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    os.close(fd)
+    with _file_lock(path):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+        if path.stat().st_size == 0:  # new, or created by a process that stopped right after
+            connection = sqlite3.connect(path, timeout=30)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                connection.close()
     path.chmod(0o600)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # The timeout first: switching to WAL needs a lock too, and waits only as long as it says.
+    # The timeout first. The file is in WAL mode already (see _prepare_sqlite_file): a no-op.
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -97,6 +116,13 @@ def _migration_lock(engine: sa.Engine) -> Iterator[None]:
     if path is None:
         yield  # PostgreSQL takes an advisory lock inside the migration transaction
         return
+    with _file_lock(path):
+        yield
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on a file beside the database (never on the database file itself)."""
     fd = os.open(f"{path}.migrate-lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

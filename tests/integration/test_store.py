@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -145,3 +149,74 @@ def test_once_against_postgres(postgres_url: str, repo: object) -> None:
     status = repo.ctl("status", "--state", postgres_url, "-o", "json")
     assert '"phase": "ready"' in status.stdout
     assert not (repo.path / ".lanes" / "state.db").exists()
+
+
+OPENERS = """
+import os, sys, traceback
+from controller.store import queries
+count, failures = int(sys.argv[1]), 0
+for path in sys.argv[2:]:
+    children = []
+    for _ in range(count):  # forked from a warm interpreter: they reach the file at once
+        pid = os.fork()
+        if pid == 0:
+            try:
+                queries.Store.open(f"sqlite:///{path}", "ws").lane_records()
+            except Exception:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        children.append(pid)
+    failures += sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in children)
+sys.exit(failures)
+"""
+
+
+@pytest.mark.usefixtures("cpu_load")
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path: Path) -> None:
+    # A new file switched to WAL by two processes at once failed one of them with "database
+    # is locked": `controller wait` started beside `controller --once` on a fresh checkout
+    # exited 1.
+    paths = [str(tmp_path / f"s{i}" / "state.db") for i in range(30)]
+    done = subprocess.run(
+        (sys.executable, "-c", OPENERS, "5", *paths), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for path in paths:
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def other_process_reads(path: Path) -> list[list[str]]:
+    """The lanes as another process sees them; it closes the database when done."""
+    script = (
+        "import json, sqlite3, sys; "
+        "print(json.dumps(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()))"
+    )
+    query = "SELECT name, phase FROM lanes ORDER BY name"
+    done = subprocess.run(
+        (sys.executable, "-c", script, str(path), query), capture_output=True, text=True, check=True
+    )
+    found: list[list[str]] = json.loads(done.stdout)
+    return found
+
+
+def test_commits_survive_another_process_closing_the_database(tmp_path: Path) -> None:
+    # Opening a second engine on the file used to open and close the database file outside
+    # SQLite, which drops every POSIX lock the process holds on it: another process closing
+    # the database then took itself for the last user and reset the write-ahead log under
+    # ours ("disk I/O error" in the daemon, and its commits lost).
+    path = tmp_path / "state.db"
+    first = queries.Store.open(f"sqlite:///{path}", "ws")
+    try:
+        assert first.lane_records() == {}
+        second = queries.Store.open(f"sqlite:///{path}", "ws")
+        second.close()
+        for name in ("a", "b", "c"):
+            first.put_lane(world.LaneRecord(name, Phase.READY, f"/r/{name}", "x"), NOW)
+            assert other_process_reads(path)[-1] == [name, "ready"]
+        first.update_lane("a", NOW, phase=Phase.RUNNING)
+        assert other_process_reads(path)[0] == ["a", "running"]
+        assert sorted(first.lane_records()) == ["a", "b", "c"]
+    finally:
+        first.close()
