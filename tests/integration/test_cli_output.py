@@ -279,3 +279,55 @@ def test_attach_to_a_lane_that_is_not_declared_says_so(repo: Repo) -> None:
 
 def test_no_agent_outlives_these_tests(marker: str) -> None:
     wait_until(lambda: alive_with(marker) == [], timeout=10)
+
+
+# -- shell completion -------------------------------------------------------------------------
+
+
+def completion(shell_kind: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """What ``controller`` prints with ``_CONTROLLER_COMPLETE`` set, as a shell asks."""
+    program = Path(sys.executable).parent / "controller"
+    return subprocess.run(
+        (str(program),),
+        env={**os.environ, "_CONTROLLER_COMPLETE": shell_kind, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("shell_kind", "found"),
+    [
+        ("bash_source", "complete -o nosort -F _controller_completion controller"),
+        ("zsh_source", "#compdef controller"),
+        ("fish_source", "complete --no-files --command controller"),
+    ],
+)
+def test_completion_scripts_are_produced(shell_kind: str, found: str) -> None:
+    done = completion(shell_kind)
+    assert done.returncode == 0, done.stderr
+    assert found in done.stdout
+    assert "_CONTROLLER_COMPLETE=" in done.stdout  # the script asks the program back
+
+
+def test_bash_loads_the_script_and_completes_commands_options_and_choices() -> None:
+    script = completion("bash_source").stdout
+    loaded = subprocess.run(
+        ("bash", "--noprofile", "--norc", "-c", f"{script}\ncomplete -p controller"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    asked = {
+        "controller ev": ("1", "plain,events"),
+        "controller events --ki": ("2", "plain,--kind"),
+        "controller status --color ": ("3", "plain,always"),
+        "controller plan -o ": ("3", "plain,json"),
+    }
+    for words, (cword, answer) in asked.items():
+        done = completion("bash_complete", COMP_WORDS=words, COMP_CWORD=cword)
+        assert answer in done.stdout.splitlines(), (words, done.stdout)

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = [ROOT / "README.md", ROOT / "docs" / "user-guide.md", ROOT / "docs" / "recipes.md"]
 SCENARIOS = doccheck.scenarios([f for f in FILES if f.exists()], base=ROOT)
 WORKERS = 4
-REWRITE = os.environ.get("DOCS_REWRITE", "")  # "1": outputs that differ; "all": every one
+# "1": outputs that differ; "all": every output; "fresh": every output, with new values
+REWRITE = os.environ.get("DOCS_REWRITE", "")
 SCENARIO_LINES = {
     path.relative_to(ROOT).as_posix(): path.read_text(encoding="utf-8").split("\n")
     for path in FILES
@@ -136,7 +137,8 @@ class Report:
     ) -> None:
         if "..." not in command.expected:
             span = (command.output_line, len(command.expected))
-            kept = [shell.as_documented(line) for line in got]
+            # "fresh": this run's values, even where the docs' commands use the old ones.
+            kept = got if REWRITE == "fresh" else [shell.as_documented(line) for line in got]
             self.rewrites.append((step.path, *span, step.indent, kept))
 
 
@@ -151,7 +153,7 @@ def run_step(shell: doccheck.Shell, step: doccheck.Step, report: Report) -> None
             shell.learned.update(doccheck.learn(command.expected, got))
             if not doccheck.matches(command.expected, got, unordered=step.unordered):
                 report.mismatch(step, command, got, shell)
-            elif REWRITE == "all":
+            elif REWRITE in ("all", "fresh"):
                 report.refresh(step, command, got, shell)
             continue
         if shell.status != 0:
@@ -205,15 +207,23 @@ def run_scenario(scenario: doccheck.Scenario) -> tuple[Report, float]:
 
 
 @pytest.fixture(scope="module")
-def outcomes() -> dict[str, tuple[Report, float]]:
-    """Every scenario, run side by side (each in its own folders and tmux servers: most of
-    their time is spent waiting for the programs they start)."""
+def outcomes(request: pytest.FixtureRequest) -> dict[str, tuple[Report, float]]:
+    """The selected scenarios, run side by side (each in its own folders and tmux servers:
+    most of their time is spent waiting for the programs they start)."""
     for tool in ("git", "tmux", "bash"):
         need(tool)
+    chosen = {
+        str(item.callspec.params["name"])
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and hasattr(item, "callspec")
+        and "name" in item.callspec.params
+        and item.module is request.module
+    }
     with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        running = {name: pool.submit(run_scenario, s) for name, s in SCENARIOS.items()}
+        running = {name: pool.submit(run_scenario, SCENARIOS[name]) for name in sorted(chosen)}
         done = {name: future.result() for name, future in running.items()}
-    if REWRITE in ("1", "all"):
+    if REWRITE in ("1", "all", "fresh"):
         rewrite([r for report, _ in done.values() for r in report.rewrites])
     return done
 
@@ -251,3 +261,24 @@ def test_a_shell_keeps_its_folder_and_last_status_and_maps_paths(tmp_path: Path)
     shell.write("a.yaml", "b: 1\n")
     shell.write("a.yaml", "c: 2\n", append=True)
     assert (real / "a.yaml").read_text() == "b: 1\n---\nc: 2\n"
+
+
+def test_the_pictures_can_be_made_again(tmp_path: Path) -> None:
+    for tool in ("git", "tmux"):
+        need(tool)
+    done = subprocess.run(
+        (sys.executable, str(ROOT / "scripts" / "render_svgs.py"), "--out", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("plan", "status", "runs-show"):
+        svg = (tmp_path / f"{name}.svg").read_text()
+        assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>"), name
+        assert "/tmp/docs/app" in svg.replace("&#160;", " ") or name == "runs-show"
+        committed = f"docs/images/{name}.svg"
+        assert (ROOT / committed).is_file(), committed
+        assert committed in (ROOT / "README.md").read_text(), committed
+        assert f"images/{name}.svg" in (ROOT / "docs" / "user-guide.md").read_text(), name
