@@ -19,9 +19,10 @@ at a time (the working folder and the last exit status carry over, as at a promp
 
 The docs are written as if in ``/tmp/docs`` with this project at ``/work/main``; both are
 replaced by the real folders in commands and files, and back in outputs. Hidden steps may use
-``$PROJECT_VENV_BIN``, the folder of the Python running the tests (with ``controller`` in it). Outputs are compared
-after normalising what differs from run to run: times, hashes, process ids, tmux ids, ages,
-durations and runs of spaces (table columns widen with the numbers in them).
+``$PROJECT_VENV_BIN``, the folder of the Python running the tests (with ``controller`` in
+it). Outputs are compared after normalising what differs from run to run: times, hashes,
+process ids, tmux ids, ages, durations and runs of spaces (table columns widen with the
+numbers in them).
 """
 
 from __future__ import annotations

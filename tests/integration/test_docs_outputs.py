@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import os
 import random
+import re
 import shutil
 import string
 import subprocess
@@ -143,6 +144,24 @@ class Report:
             self.rewrites.append((step.path, *span, step.indent, kept))
 
 
+# Commands that only look: an agent may write its file a moment after the pass that woke it
+# returned, so these are asked again (for a while) until they show what the docs show.
+READ_ONLY = re.compile(r"^(tail|cat|head|ls|find) |^tmux -L \S+ capture-pane ")
+
+
+def settled(
+    shell: doccheck.Shell, command: doccheck.Command, got: list[str], *, unordered: bool
+) -> list[str]:
+    """The output of a looking command, once it matches the docs (or after 10 s)."""
+    deadline = time.monotonic() + 10
+    while not doccheck.matches(command.expected, got, unordered=unordered):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+        got = shell.run(command.text).splitlines()
+    return got
+
+
 def run_step(shell: doccheck.Shell, step: doccheck.Step, report: Report) -> None:
     if step.kind in ("write", "append"):
         shell.write(step.target, step.text, append=step.kind == "append")
@@ -150,6 +169,8 @@ def run_step(shell: doccheck.Shell, step: doccheck.Step, report: Report) -> None
     shown: list[str] = []
     for command in step.commands:
         got = shell.run(command.text).splitlines()
+        if step.kind == "console" and READ_ONLY.match(command.text):
+            got = settled(shell, command, got, unordered=step.unordered)
         if step.kind == "console":
             shell.learned.update(doccheck.learn(command.expected, got))
             if not doccheck.matches(command.expected, got, unordered=step.unordered):
