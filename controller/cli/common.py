@@ -86,6 +86,21 @@ def global_options(func: F) -> F:
     return func
 
 
+def lane_option(func: F) -> F:
+    """``--lane NAME`` (repeatable): act on these lanes only."""
+    return click.option(
+        "--lane",
+        multiple=True,
+        metavar="NAME",
+        help="Act on this lane only (repeatable); other lanes are left as they are.",
+    )(func)
+
+
+def selection(lanes: tuple[str, ...]) -> frozenset[str] | None:
+    """The lanes a ``--lane`` pass may act on; None (every lane) without ``--lane``."""
+    return frozenset(lanes) if lanes else None
+
+
 def _check_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None

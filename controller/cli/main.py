@@ -22,7 +22,7 @@ import anyio
 import click
 
 from controller import __version__
-from controller.cli import common, output, runs, threads
+from controller.cli import agentlogs, common, output, rescues, runs, threads, verbs
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import drift, world
 from controller.runtime import reconcile, sources, wiring
@@ -38,32 +38,38 @@ from controller.system import clock, locks
 @common.global_options
 @click.option("--once", is_flag=True, help="Run one full pass (load, observe, plan, apply).")
 @click.option("--allow-empty", is_flag=True, help="Allow a pass that removes every lane.")
+@common.lane_option
 @click.version_option(__version__, prog_name="controller")
 @click.pass_context
-def cli(ctx: click.Context, /, once: bool, allow_empty: bool, **given: Any) -> None:
+def cli(
+    ctx: click.Context, /, once: bool, allow_empty: bool, lane: tuple[str, ...], **given: Any
+) -> None:
     """The lane controller: declare lanes as YAML in desired/, and let a loop make them so.
 
     Run `controller --once` for one pass, `controller run` for the daemon, `controller plan`
     to see what a pass would do.
     """
     settings = common.merge(ctx, **given)
+    if lane and not (once and ctx.invoked_subcommand is None):
+        common.fail("--lane goes with --once, or after `plan` or `run --once`")
     if ctx.invoked_subcommand is not None:
         return
     if not once:
         click.echo(ctx.get_help())
         ctx.exit(EXIT_OK)
-    ctx.exit(_once(settings, allow_empty=allow_empty))
+    ctx.exit(_once(settings, allow_empty=allow_empty, selection=common.selection(lane)))
 
 
 # -- --once -----------------------------------------------------------------------------------
 
 
 @common.handle_errors
-def _once(settings: Settings, *, allow_empty: bool) -> int:
+def _once(settings: Settings, *, allow_empty: bool, selection: frozenset[str] | None) -> int:
     desired, origin = common.load_origin_or_exit(settings)
     reconciler = common.reconciler(settings, desired, origin)
+    go = functools.partial(_once_async, allow_empty=allow_empty, selection=selection)
     try:
-        return anyio.run(_once_async, settings, reconciler, desired, origin, allow_empty)
+        return anyio.run(go, settings, reconciler, desired, origin)
     finally:
         reconciler.wiring.close()
 
@@ -73,7 +79,9 @@ async def _once_async(
     reconciler: reconcile.Reconciler,
     desired: DesiredState,
     origin: sources.Origin,
+    *,
     allow_empty: bool,
+    selection: frozenset[str] | None,
 ) -> int:
     def waiting(pid: int | None) -> None:
         click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
@@ -87,14 +95,15 @@ async def _once_async(
     lock = reconciler.wiring.paths.lock
     if not settings.json and origin.describe():
         click.echo(origin.describe())
+    limits: dict[str, Any] = {"allow_empty": allow_empty, "selection": selection}
     if settings.verbose and not settings.json:
-        the_plan, _, _ = await reconciler.plan(desired, allow_empty=allow_empty)
+        the_plan, _, _ = await reconciler.plan(desired, **limits)
         click.echo(output.plan_text(the_plan, color=color) + "\n", color=color)
     async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=waiting):
-        result = await reconciler.run_pass(desired, allow_empty=allow_empty, on_outcome=progress)
+        result = await reconciler.run_pass(desired, on_outcome=progress, **limits)
         # After the pass: a cleanup refused in it is on the lane's record now.
         records = await anyio.to_thread.run_sync(reconciler.wiring.store.lane_records)
-    found = drift.find_drift(result.plan.conditions, _recorded(records))
+    found = drift.find_drift(result.plan.conditions, _recorded(records, result.plan.selection))
     code = _exit_code(result, found)
     if settings.json:
         click.echo(output.to_json(_pass_json(result, code, found, origin)))
@@ -103,9 +112,15 @@ async def _once_async(
     return code
 
 
-def _recorded(records: Mapping[str, world.LaneRecord]) -> dict[str, tuple[world.Condition, ...]]:
-    """The conditions the inventory holds (a refused cleanup), by lane."""
-    return {name: record.conditions for name, record in records.items()}
+def _recorded(
+    records: Mapping[str, world.LaneRecord], selection: frozenset[str] | None = None
+) -> dict[str, tuple[world.Condition, ...]]:
+    """The conditions the inventory holds (a refused cleanup), by (selected) lane."""
+    return {
+        name: record.conditions
+        for name, record in records.items()
+        if selection is None or name in selection
+    }
 
 
 def _exit_code(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> int:
@@ -125,6 +140,7 @@ def _pass_text(
     if p.refused:
         lines.append(output.paint(f"Refused: {p.refused}", "red", color=color))
     lines += output.conditions_text(p.conditions, p.notices, color=color)
+    lines += output.unselected_text(p)
     lines += [
         f"  > wake {w.participant} @ {w.thread}: {w.result} ({w.reason})" for w in result.wakes
     ]
@@ -164,6 +180,7 @@ def _pass_json(
 @click.option("--debounce", type=float, default=0.5, metavar="SECONDS", show_default=True,
               help="Quiet time after a change in desired/ before a pass.")  # fmt: skip
 @click.option("--once", is_flag=True, help="Run one pass and exit (same as `controller --once`).")
+@common.lane_option
 @click.pass_context
 @common.handle_errors
 def run(
@@ -173,12 +190,15 @@ def run(
     resync: float | None,
     debounce: float,
     once: bool,
+    lane: tuple[str, ...],
     **given: Any,
 ) -> None:
     """Run the daemon: watch desired/, resync periodically, stop cleanly on SIGINT/SIGTERM."""
     settings = common.merge(ctx, **given)
+    if lane and not once:
+        common.fail("--lane goes with --once: the daemon always reconciles every lane")
     if once:
-        ctx.exit(_once(settings, allow_empty=allow_empty))
+        ctx.exit(_once(settings, allow_empty=allow_empty, selection=common.selection(lane)))
     from controller.cli import logs  # lazy: structlog only for the daemon
     from controller.runtime import daemon
 
@@ -203,20 +223,29 @@ def run(
               help="Exit 0 converged, 2 not converged (changes, or drift that needs you), "
                    "1 on error.")  # fmt: skip
 @click.option("--allow-empty", is_flag=True, help="Plan as if --allow-empty were given.")
+@common.lane_option
 @click.pass_context
 @common.handle_errors
-def plan(ctx: click.Context, /, detailed_exitcode: bool, allow_empty: bool, **given: Any) -> None:
+def plan(
+    ctx: click.Context,
+    /,
+    detailed_exitcode: bool,
+    allow_empty: bool,
+    lane: tuple[str, ...],
+    **given: Any,
+) -> None:
     """Print what a pass would do, changing nothing."""
     settings = common.merge(ctx, **given)
     desired, origin = common.load_origin_or_exit(settings)
     reconciler = common.reconciler(settings, desired, origin)
+    planning = functools.partial(
+        reconciler.plan, desired, allow_empty=allow_empty, selection=common.selection(lane)
+    )
     try:
-        the_plan, observed, _ = anyio.run(
-            functools.partial(reconciler.plan, desired, allow_empty=allow_empty)
-        )
+        the_plan, observed, _ = anyio.run(planning)
     finally:
         reconciler.wiring.close()
-    found = drift.find_drift(the_plan.conditions, _recorded(observed.records))
+    found = drift.find_drift(the_plan.conditions, _recorded(observed.records, the_plan.selection))
     if settings.json:
         view = {**output.plan_json(the_plan), "desired": origin.to_json()}
         click.echo(output.to_json({**view, "drift": [d.to_json() for d in found]}))
@@ -536,6 +565,9 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
 
 threads.register(cli)
 runs.register(cli)
+verbs.register(cli)
+agentlogs.register(cli)
+rescues.register(cli)
 
 
 def entrypoint() -> None:

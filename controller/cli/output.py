@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import enum
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import click
 
-from controller.core import actions, drift, planner, world
+from controller.core import actions, drift, planner, strays, world
 from controller.executors.context import Outcome
 from controller.spec.loading import Problem
 from controller.store import events
@@ -90,6 +91,7 @@ def plan_text(the_plan: planner.Plan, *, color: bool = False) -> str:
         out += [line for a in the_plan.pending for line in _action_lines(a, color=color)]
         out.append("")
     out += conditions_text(the_plan.conditions, the_plan.notices, color=color)
+    out += unselected_text(the_plan)
     tips = hints(the_plan)
     out += [f"Hint: {h}" for h in tips] + ([""] if tips else [])
     counts = the_plan.counts()
@@ -142,7 +144,21 @@ def idle_line(the_plan: planner.Plan) -> str:
         return f"No changes now; {len(the_plan.pending)} action(s) held back (see warnings)."
     if warnings:
         return f"No changes, but {warnings} warning(s) above need attention."
+    if the_plan.selection is not None:
+        return "No changes in the selected lane(s)."
     return "No changes. The world matches the desired state."
+
+
+def unselected_text(the_plan: planner.Plan) -> list[str]:
+    """With ``--lane``: what the pass leaves alone, counted by lane."""
+    if not the_plan.unselected:
+        return []
+    counts = Counter(a.lane for a in the_plan.unselected)
+    shown = ", ".join(
+        f"{'no lane' if lane == strays.WORKSPACE_WIDE else lane} ({n} action{'s' * (n != 1)})"
+        for lane, n in sorted(counts.items())
+    )
+    return [f"Held back, not selected by --lane: {shown}.", ""]
 
 
 def _action_lines(action: actions.ActionBase, *, color: bool = False) -> list[str]:
@@ -184,6 +200,8 @@ def plan_json(the_plan: planner.Plan) -> dict[str, Any]:
         "hints": hints(the_plan),
         "refused": the_plan.refused,
         "summary": {str(k): v for k, v in counts.items()},
+        "selection": sorted(the_plan.selection) if the_plan.selection is not None else None,
+        "unselected": [dict(a.to_json()) for a in the_plan.unselected],
     }
 
 

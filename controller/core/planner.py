@@ -33,6 +33,8 @@ class Plan:
     conditions: Mapping[str, tuple[world.Condition, ...]] = field(default_factory=dict)
     notices: tuple[str, ...] = ()
     refused: str | None = None
+    selection: frozenset[str] | None = None  # --lane: the lanes this pass may act on
+    unselected: tuple[ActionBase, ...] = ()  # held back: their lanes are not selected
 
     def counts(self) -> Mapping[Change, int]:
         """How many actions of each change kind, for the summary line."""
@@ -71,18 +73,21 @@ def plan(
     *,
     allow_empty: bool = False,
     released: frozenset[str] = frozenset(),
+    selection: frozenset[str] | None = None,
 ) -> Plan:
     """Compute the actions that bring the world to the desired state, and nothing else.
 
     Every declared lane gets a worktree on its branch; every inventory lane no longer declared
     is removed (its work saved or the removal refused, by its ``onDirtyCleanup``); orphans in
     the inventory are repaired. Lanes backing off after failures keep their actions pending
-    until ``now`` passes their next attempt time. Output is sorted by lane name.
+    until ``now`` passes their next attempt time. With a ``selection`` (``--lane``), only the
+    selected lanes' actions and conditions are kept; the others' actions are ``unselected``,
+    and workspace-wide cleanup (stray processes) waits too. Output is sorted by lane name.
     """
     draft = _Draft()
     unknown = _unknown_reasons(observed)
     if unknown:
-        return _plan_blind(desired, observed, unknown)
+        return _plan_blind(desired, observed, unknown, selection)
     for lane in desired.lanes.values():
         _plan_desired(draft, lane, observed)
     for name, record in observed.records.items():
@@ -90,9 +95,8 @@ def plan(
             _plan_undesired(draft, record, observed)
     _note_strays(draft, desired, observed)
     _add_agents(draft, desired, observed, now)
-    return _finish(
-        draft, desired, observed, memories, now, allow_empty=allow_empty, released=released
-    )
+    guards = _Guards(allow_empty=allow_empty, released=released, selection=selection)
+    return _finish(draft, desired, observed, memories, now, guards=guards)
 
 
 def _add_agents(
@@ -162,12 +166,19 @@ def _unknown_reasons(observed: world.Observed) -> tuple[str, ...]:
     )
 
 
-def _plan_blind(desired: DesiredState, observed: world.Observed, unknown: tuple[str, ...]) -> Plan:
-    """Nothing is done on an unknown observation; every lane says why."""
+def _plan_blind(
+    desired: DesiredState,
+    observed: world.Observed,
+    unknown: tuple[str, ...],
+    selection: frozenset[str] | None,
+) -> Plan:
+    """Nothing is done on an unknown observation; every (selected) lane says why."""
     message = "not reconciled this pass, a source could not be read: " + "; ".join(unknown)
     condition = world.Condition("ObservationUnknown", "SourceUnreadable", message)
-    names = sorted(set(desired.lanes) | set(observed.records))
-    return Plan(conditions=dict.fromkeys(names, (condition,)), notices=(message,))
+    names = sorted(n for n in set(desired.lanes) | set(observed.records) if _chosen(n, selection))
+    return Plan(
+        conditions=dict.fromkeys(names, (condition,)), notices=(message,), selection=selection
+    )
 
 
 def _plan_desired(draft: _Draft, lane: Lane, observed: world.Observed) -> None:
@@ -391,6 +402,15 @@ def _branch_holder(observed: world.Observed, branch: str, path: str) -> world.Gi
     return next((t for t in observed.worktrees if t.branch == branch and t.path != path), None)
 
 
+@dataclass(frozen=True, slots=True)
+class _Guards:
+    """What limits a pass beyond desired state: the guards' overrides and ``--lane``."""
+
+    allow_empty: bool = False
+    released: frozenset[str] = frozenset()
+    selection: frozenset[str] | None = None
+
+
 def _finish(
     draft: _Draft,
     desired: DesiredState,
@@ -398,24 +418,41 @@ def _finish(
     memories: Mapping[str, memory.LaneMemory],
     now: datetime,
     *,
-    allow_empty: bool,
-    released: frozenset[str],
+    guards: _Guards,
 ) -> Plan:
     steps = {name: draft.steps[name] for name in sorted(draft.steps)}
-    refused = _empty_guard(desired, observed, allow_empty=allow_empty, released=released)
+    released = guards.released
+    refused = _empty_guard(desired, observed, allow_empty=guards.allow_empty, released=released)
     if refused is not None:
         steps = {n: s for n, s in steps.items() if n in desired.lanes or n in released}
+    # Before the other holds: backoff and maxDeletionsPerPass count the selected lanes only.
+    unselected = _hold_unselected(steps, guards.selection)
     pending: list[actions.Action] = []
     _hold_backoffs(draft, steps, pending, memories, now)
     _hold_deletions(draft, steps, pending, desired.workspace.spec.max_deletions_per_pass)
     _hold_moves(draft, steps)
+    conditions = sorted(draft.conditions.items())
     return Plan(
         actions=tuple(a for chain in steps.values() for a in chain),
         pending=tuple(pending),
-        conditions={n: tuple(c) for n, c in sorted(draft.conditions.items())},
+        conditions={n: tuple(c) for n, c in conditions if _chosen(n, guards.selection)},
         notices=tuple(draft.notices),
         refused=refused,
+        selection=guards.selection,
+        unselected=tuple(unselected),
     )
+
+
+def _chosen(lane: str, selection: frozenset[str] | None) -> bool:
+    return selection is None or lane in selection
+
+
+def _hold_unselected(
+    steps: dict[str, list[actions.Action]], selection: frozenset[str] | None
+) -> list[actions.Action]:
+    """With ``--lane``, lanes outside the selection keep their actions for a later pass, and
+    so does cleanup that belongs to no lane (stray processes): nothing outside is touched."""
+    return [a for name in [n for n in steps if not _chosen(n, selection)] for a in steps.pop(name)]
 
 
 def _empty_guard(

@@ -21,7 +21,8 @@ DELETED = " (deleted)"  # how Linux marks a link in /proc whose target was delet
 def _scan(pids: frozenset[int], marker: str) -> tuple[dict[int, world.Proc], dict[int, world.Proc]]:
     found: dict[int, world.Proc] = {}
     launched: dict[int, world.Proc] = {}
-    attrs = ["pid", "create_time", "status", "cmdline"]
+    parents: dict[int, int] = {}
+    attrs = ["pid", "create_time", "status", "cmdline", "ppid"]
     for proc in psutil.process_iter(attrs if marker else attrs[:3]):
         info = proc.info
         if info["create_time"] is None:
@@ -31,7 +32,17 @@ def _scan(pids: frozenset[int], marker: str) -> tuple[dict[int, world.Proc], dic
             found[info["pid"]] = _with_cwd(entry)
         if marker and _is_launcher(info.get("cmdline") or (), marker):
             launched[info["pid"]] = _with_cwd(replace(entry, argv=tuple(info["cmdline"])))
-    return found, launched
+            parents[info["pid"]] = info.get("ppid") or 0
+    return found, launchers_only(launched, parents)
+
+
+def launchers_only(
+    candidates: Mapping[int, world.Proc], parents: Mapping[int, int]
+) -> dict[int, world.Proc]:
+    """Drop a candidate whose parent is a launcher: it is that launcher's agent, forked and
+    not yet exec'd, so for an instant it still has the launcher's command line (taking it for
+    an unrecorded launcher would stop a healthy agent)."""
+    return {pid: p for pid, p in candidates.items() if parents.get(pid) not in candidates}
 
 
 def _with_cwd(proc: world.Proc) -> world.Proc:

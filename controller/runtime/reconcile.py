@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from controller import errors
 from controller.core import lifecycle, planner, strays, world
 from controller.executors import triggers as deliver
 from controller.executors.context import Context, Outcome
@@ -29,8 +30,13 @@ from controller.runtime import apply, runs, wakes, wiring
 from controller.runtime import steps as steps_
 from controller.runtime.wiring import Wiring
 from controller.spec.state import DesiredState
+from controller.store import runs as runs_store
 
 NUDGE_WAIT = 0.1
+
+
+class UnknownLanes(errors.ControllerError):
+    """``--lane`` names a lane that is neither declared, nor in the inventory, nor a run's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,24 +183,56 @@ class Reconciler:
         correlation: str | None = None,
         allow_empty: bool = False,
         on_outcome: apply.OnOutcome | None = None,
+        selection: frozenset[str] | None = None,
     ) -> steps_.Pass:
-        """Observe once and gather what every step plans from."""
+        """Observe once and gather what every step plans from.
+
+        A ``selection`` (``--lane``) naming a lane that is neither declared, nor in the
+        inventory, nor a run task's lane raises ``UnknownLanes`` before anything is done.
+        """
         desired = wiring.effective(self.wiring.paths, desired)
         now = self.wiring.clock.now()
         observed = await self.observe(desired)
+        await self._check_selection(selection, desired, observed)
         memories = await anyio.to_thread.run_sync(self.wiring.store.memories)
         ctx = self.context(correlation or uuid.uuid4().hex[:16])
         if not isinstance(observed.panes, world.Unknown):
             ctx.sessions.update({p.session_name: p.session_id for p in observed.panes})
         return steps_.Pass(
-            desired, observed, now, memories, ctx, allow_empty=allow_empty, on_outcome=on_outcome
+            desired,
+            observed,
+            now,
+            memories,
+            ctx,
+            allow_empty=allow_empty,
+            on_outcome=on_outcome,
+            selection=selection,
         )
 
+    async def _check_selection(
+        self, selection: frozenset[str] | None, desired: DesiredState, observed: world.Observed
+    ) -> None:
+        if selection is None:
+            return
+        tasks = await anyio.to_thread.run_sync(runs_store.tasks, self.wiring.store)
+        known = {*desired.lanes, *observed.records, *(t.lane for t in tasks.values())}
+        unknown = sorted(selection - known)
+        if unknown:
+            shown = ", ".join(sorted(known)) or "none"
+            raise UnknownLanes(
+                f"--lane {', '.join(unknown)}: no such lane (neither declared nor in the "
+                f"inventory); lanes: {shown}"
+            )
+
     async def plan(
-        self, desired: DesiredState, *, allow_empty: bool = False
+        self,
+        desired: DesiredState,
+        *,
+        allow_empty: bool = False,
+        selection: frozenset[str] | None = None,
     ) -> tuple[planner.Plan, world.Observed, datetime]:
         """Observe and plan every step, changing nothing; the lanes step's plan first."""
-        p = await self.begin(desired, allow_empty=allow_empty)
+        p = await self.begin(desired, allow_empty=allow_empty, selection=selection)
         runs_plan = await self.runs_step.plan(p)
         the_plan = _with_runs(await self.lanes_step.plan(p), runs_plan)
         return self._noted(the_plan), p.observed, p.now
@@ -205,10 +243,21 @@ class Reconciler:
         *,
         allow_empty: bool = False,
         on_outcome: apply.OnOutcome | None = None,
+        selection: frozenset[str] | None = None,
+        correlation: str | None = None,
     ) -> PassResult:
-        """One full pass: observe once, then each step plans and applies in turn."""
-        p = await self.begin(desired, allow_empty=allow_empty, on_outcome=on_outcome)
-        await self._sync_policies(p.desired, p.observed)
+        """One full pass: observe once, then each step plans and applies in turn.
+
+        With a ``selection`` (``--lane``) the pass acts on those lanes only (see ``planner``).
+        """
+        p = await self.begin(
+            desired,
+            correlation=correlation,
+            allow_empty=allow_empty,
+            on_outcome=on_outcome,
+            selection=selection,
+        )
+        await self._sync_policies(p.desired, p.observed, selection)
         the_plan = planner.Plan()
         runs_plan = runs.RunsPlan()
         results: dict[str, steps_.StepResult] = {}
@@ -272,10 +321,17 @@ class Reconciler:
             children=self.children,
         )
 
-    async def _sync_policies(self, desired: DesiredState, observed: world.Observed) -> None:
-        """Keep each record's cleanup policy equal to what its lane last declared."""
+    async def _sync_policies(
+        self,
+        desired: DesiredState,
+        observed: world.Observed,
+        selection: frozenset[str] | None = None,
+    ) -> None:
+        """Keep each (selected) record's cleanup policy equal to what its lane last declared."""
         now = self.wiring.clock.now()
         for name, record in observed.records.items():
+            if selection is not None and name not in selection:
+                continue
             lane = desired.lanes.get(name)
             if lane is not None and lane.spec.on_dirty_cleanup != record.on_dirty:
                 update = functools.partial(
@@ -286,12 +342,13 @@ class Reconciler:
 
 def _with_runs(the_plan: planner.Plan, runs_plan: runs.RunsPlan) -> planner.Plan:
     """One plan to show: the runs' actions first (they come first), then the lanes'."""
-    if not runs_plan.actions and not runs_plan.notices:
+    if not runs_plan.actions and not runs_plan.notices and not runs_plan.unselected:
         return the_plan
     return dataclasses.replace(
         the_plan,
         actions=(*runs_plan.actions, *the_plan.actions),
         notices=(*the_plan.notices, *runs_plan.notices),
+        unselected=(*runs_plan.unselected, *the_plan.unselected),
     )
 
 

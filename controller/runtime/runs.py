@@ -97,6 +97,7 @@ class RunsPlan:
     notices: tuple[str, ...] = ()
     next_due: datetime | None = None
     parsed: tuple[tuple[str, str, int, Parsed], ...] = ()  # (run, task, attempt, Parsed)
+    unselected: tuple[run_actions.RunAction, ...] = ()  # held back: no lane of theirs selected
 
 
 # --- observe -------------------------------------------------------------------------------
@@ -648,6 +649,8 @@ class RunsStep:
         paths = run_handlers.paths_of(p.ctx)
         seen = await observe(p.ctx.store, _git_of(p.ctx), paths, p.desired, p.observed)
         the_plan = _with_branches(plan(seen, p.desired, p.now), p.observed)
+        if p.selection is not None:
+            the_plan, p.selection = select(the_plan, seen, p.selection)
         lanes = task_lanes(seen, paths, workspace=p.ctx.workspace, plan_=the_plan)
         p.expanded, problems = expansion.expand(p.desired, lanes)
         p.released = seen.released
@@ -673,6 +676,27 @@ class RunsStep:
         p.expanded, _ = expansion.expand(p.desired, lanes)
         p.released = seen.released
         with_agents(p, await anyio.to_thread.run_sync(store.agent_records))
+
+
+def select(
+    the_plan: RunsPlan, seen: RunsSeen, selection: frozenset[str]
+) -> tuple[RunsPlan, frozenset[str]]:
+    """With ``--lane``: a run acts only when one of its task lanes is selected, and then every
+    lane of it is selected (a run's decisions span its tasks: one completes, the next is
+    dispatched). Runs yet to be created (WorkflowRun documents) wait for a full pass."""
+    chosen = {
+        v.row.record.name
+        for v in seen.runs
+        if any(t.row.lane in selection for t in v.tasks.values())
+    }
+    lanes = {t.row.lane for v in seen.runs if v.row.record.name in chosen for t in v.tasks.values()}
+    kept = dataclasses.replace(
+        the_plan,
+        actions=tuple(a for a in the_plan.actions if a.run in chosen),
+        parsed=tuple(x for x in the_plan.parsed if x[0] in chosen),
+        unselected=tuple(a for a in the_plan.actions if a.run not in chosen),
+    )
+    return kept, selection | lanes
 
 
 def _with_branches(the_plan: RunsPlan, observed: world.Observed) -> RunsPlan:

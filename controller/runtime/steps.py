@@ -38,6 +38,7 @@ class Pass:
     released: frozenset[str] = frozenset()  # lanes of cleaned runs: removed, never guarded
     notices: list[str] = field(default_factory=list)
     on_outcome: apply.OnOutcome | None = None
+    selection: frozenset[str] | None = None  # --lane: the lanes this pass may act on
 
     @property
     def effective(self) -> DesiredState:
@@ -96,6 +97,7 @@ class LanesStep:
             p.now,
             allow_empty=p.allow_empty,
             released=p.released,
+            selection=p.selection,
         )
 
     async def apply(self, p: Pass, plan: planner.Plan) -> StepResult:
@@ -120,7 +122,8 @@ class LanesStep:
 
 @dataclass(slots=True)
 class WakesStep:
-    """Unread messages become trigger jobs, and due jobs are worked (never on a blind pass)."""
+    """Unread messages become trigger jobs, and due jobs are worked (never on a blind pass, and
+    never on a ``--lane`` pass: a wake types into a participant's window, whatever its lane)."""
 
     waker: wakes.Waker = field(default_factory=wakes.Waker)
     name: str = "wakes"
@@ -131,7 +134,7 @@ class WakesStep:
 
     async def apply(self, p: Pass, plan: None) -> StepResult:
         """Enqueue wanted wakes and work the due jobs."""
-        if not p.desired.threads or p.blind:
+        if not p.desired.threads or p.blind or p.selection is not None:
             return StepResult()
         envelopes, due = await self.work(p.ctx, p.desired)
         return StepResult(wakes=tuple(envelopes), next_due=due)
@@ -155,9 +158,10 @@ def remembered(
     """The memory of every lane after this pass (lanes with nothing to do are reset).
 
     Only actions that back off (``backs_off``) count as "applied and planned again": agent
-    restarts have their own backoff and crash-loop guard (core.lifecycle).
+    restarts have their own backoff and crash-loop guard (core.lifecycle). Lanes held back
+    (pending, or outside a ``--lane`` selection) keep their memory as it is.
     """
-    pending = {a.lane for a in the_plan.pending}
+    pending = {a.lane for a in (*the_plan.pending, *the_plan.unselected)}
     after: dict[str, memory.LaneMemory] = {}
     for lane in set(before) | set(the_plan.lanes):
         if lane in pending:

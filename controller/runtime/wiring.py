@@ -350,7 +350,7 @@ def build(paths: Paths) -> Wiring:
     remember_workspace(paths)
     store = queries.Store.open(paths.state_url, paths.workspace)
     runner = proc.SubprocessRunner(base_env())
-    tmux = tmuxserver.TmuxServer(runner, paths.tmux_socket, paths.state_dir / "tmux.conf")
+    tmux = tmux_server(paths, runner)
     tmux.write_config()
     agent_env = agents_env()
     if paths.desired_ref:
@@ -364,6 +364,11 @@ def build(paths: Paths) -> Wiring:
         tmux=tmux,
         agent_env=agent_env,
     )
+
+
+def tmux_server(paths: Paths, runner: proc.Runner) -> tmuxserver.TmuxServer:
+    """The workspace's tmux server: its socket name and configuration file."""
+    return tmuxserver.TmuxServer(runner, paths.tmux_socket, paths.state_dir / "tmux.conf")
 
 
 def open_store(paths: Paths) -> queries.Store:

@@ -64,6 +64,14 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class Capture:
+    """A pane's content at one moment, and how many rows its history held then."""
+
+    history: int  # rows scrolled off the top of the screen (tmux's ``history_size``)
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Created:
     """Ids and pid of a window just created."""
 
@@ -139,7 +147,8 @@ class TmuxServer:
             head = ("new-session", "-d", "-s", session, "-n", name, "-x", "200", "-y", "50")
         else:
             head = ("new-window", "-d", "-t", f"{session_id}:", "-n", name)
-        done = (await self.run(*head, "-c", cwd, "-P", "-F", fmt, "--", *argv)).check()
+        literal = tuple(_literal(item) for item in argv)
+        done = (await self.run(*head, "-c", cwd, "-P", "-F", fmt, "--", *literal)).check()
         sid, wid, pid_, ppid, server = done.stdout.strip().split(SEP, 4)
         await self.remember(int(server))
         return Created(sid, wid, pid_, int(ppid), int(server))
@@ -178,6 +187,25 @@ class TmuxServer:
         """The visible content of a pane."""
         done = await self.run("capture-pane", "-p", "-t", pane_id)
         return done.stdout if done.ok else ""
+
+    async def capture_pane(
+        self, pane_id: str, *, lines: int, escapes: bool = False
+    ) -> Capture | None:
+        """The last ``lines`` rows of a pane's history and its screen, or None if it is gone.
+
+        Wrapped lines are joined (``-J``). The history size is read by the same tmux call, so
+        that two captures tell how far the history scrolled between them. ``escapes`` keeps
+        the colours and attributes as escape sequences (``-e``).
+        """
+        size = ("display-message", "-p", "-t", pane_id, "#{history_size}", ";")
+        flags = ("-e",) if escapes else ()
+        done = await self.run(
+            *size, "capture-pane", "-p", "-J", *flags, "-S", f"-{lines}", "-t", pane_id
+        )
+        history, _, text = done.stdout.partition("\n")
+        if not done.ok or not history.strip().isdigit():
+            return None
+        return Capture(int(history), text)
 
     async def send_text(self, pane_id: str, text: str) -> bool:
         """Type ``text`` literally (no key names are interpreted)."""
@@ -297,3 +325,9 @@ def _write_record(path: Path, record: ServerRecord) -> None:
 def no_server(stderr: str) -> bool:
     """Whether tmux's error means "no server is running" (an empty, *known* state)."""
     return NO_SERVER in stderr or ("error connecting to" in stderr and NO_SOCKET in stderr)
+
+
+def _literal(item: str) -> str:
+    """An argv item tmux passes on as it is: tmux ends a command at an argument ending in
+    ``;`` (and turns a final ``\\;`` into ``;``), so a final ``;`` is written ``\\;``."""
+    return item[:-1] + "\\;" if item.endswith(";") else item

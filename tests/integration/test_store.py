@@ -39,9 +39,14 @@ def store(url: str) -> Iterator[queries.Store]:
 def test_lane_records_round_trip(store: queries.Store) -> None:
     cond = world.Condition("CleanupRefused", "UncommittedChanges", "2 changes")
     record = world.LaneRecord(
-        name="auth", phase=Phase.PROVISIONING, path="/r/.lanes/worktrees/auth",
-        branch="lane/auth", on_dirty="refuse", created_branch=True, conditions=(cond,),
-    )  # fmt: skip
+        name="auth",
+        phase=Phase.PROVISIONING,
+        path="/r/.lanes/worktrees/auth",
+        branch="lane/auth",
+        on_dirty="refuse",
+        created_branch=True,
+        conditions=(cond,),
+    )
     store.put_lane(record, NOW)
     got = store.lane_records()["auth"]
     assert got.phase == Phase.PROVISIONING and got.on_dirty == "refuse" and got.created_branch
@@ -78,11 +83,19 @@ def test_events_append_redacted_and_filtered(store: queries.Store) -> None:
         [
             events.Event("LaneProvisioned", "new", NOW, "c1", lane="a", data={"path": "/x"}),
             events.Event(
-                "AgentStarted", "start", NOW, "c1", lane="b",
-                data={"env": {"API_KEY": "s3cret"}, "token": "t0k", "url": "postgresql://u:pw@h/db"},
+                "AgentStarted",
+                "start",
+                NOW,
+                "c1",
+                lane="b",
+                data={
+                    "env": {"API_KEY": "s3cret"},
+                    "token": "t0k",
+                    "url": "postgresql://u:pw@h/db",
+                },
             ),
         ]
-    )  # fmt: skip
+    )
     every = store.read_events()
     assert [e.kind for e in every] == ["LaneProvisioned", "AgentStarted"]
     secret = every[1].data

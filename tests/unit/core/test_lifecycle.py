@@ -27,11 +27,16 @@ def test_restart_delay(consecutive: int, seconds: int) -> None:
 @pytest.mark.parametrize(
     ("policy", "status", "restarts"),
     [
-        ("always", 0, True), ("always", 1, True), ("always", None, True),
-        ("on-failure", 0, False), ("on-failure", 1, True), ("on-failure", None, True),
-        ("never", 1, False), ("never", None, False),
+        ("always", 0, True),
+        ("always", 1, True),
+        ("always", None, True),
+        ("on-failure", 0, False),
+        ("on-failure", 1, True),
+        ("on-failure", None, True),
+        ("never", 1, False),
+        ("never", None, False),
     ],
-)  # fmt: skip
+)
 def test_policy(policy: str, status: int | None, restarts: bool) -> None:
     b = binding("x", restart=policy)
     decision = lifecycle.after_death(agent(b), b, exit_code=status, now=NOW)

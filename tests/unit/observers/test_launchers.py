@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.core import world
 from controller.observers import processes
 
 RUN = "/r/.lanes/run/env-"
@@ -54,3 +55,13 @@ RUN = "/r/.lanes/run/env-"
 )
 def test_is_launcher(cmdline: list[str], expected: bool) -> None:
     assert processes._is_launcher(cmdline, RUN) is expected
+
+
+def test_a_launchers_agent_not_yet_execd_is_not_a_launcher() -> None:
+    # Between fork and exec the agent still has its launcher's command line: it must never be
+    # taken for an unrecorded launcher (stopping it killed healthy tasks under load).
+    launcher = world.Proc(100, 1.0)
+    child = world.Proc(101, 2.0)
+    stray = world.Proc(200, 3.0)
+    found = processes.launchers_only({100: launcher, 101: child, 200: stray}, {101: 100, 200: 1})
+    assert found == {100: launcher, 200: stray}
