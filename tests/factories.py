@@ -96,6 +96,7 @@ def agent(
 
     kw.setdefault("pid", 100)
     kw.setdefault("pid_created", 1000.0)
+    kw.setdefault("spec_fields", dict(lifecycle.spec_fields(b)))
     if b.spec.runtime == "tmux":
         kw.setdefault("pane_id", "%1")
         kw.setdefault("window_id", "@1")

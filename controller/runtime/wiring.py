@@ -409,3 +409,8 @@ def lane_identity() -> LaneIdentity:
 def who() -> str:
     """The operator behind an audited override."""
     return os.environ.get("USER") or os.environ.get("LOGNAME") or f"uid {os.getuid()}"
+
+
+def color_environment() -> tuple[str | None, str | None]:
+    """``NO_COLOR`` and ``FORCE_COLOR`` as set (https://no-color.org, https://force-color.org)."""
+    return os.environ.get("NO_COLOR"), os.environ.get("FORCE_COLOR")

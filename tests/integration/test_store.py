@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -220,3 +221,42 @@ def test_commits_survive_another_process_closing_the_database(tmp_path: Path) ->
         assert sorted(first.lane_records()) == ["a", "b", "c"]
     finally:
         first.close()
+
+
+def test_agent_records_keep_their_field_digests(store: queries.Store) -> None:
+    from controller.core import lifecycle
+
+    fields = {"command": "0123456789abcdef", "env.API_KEY": "fedcba9876543210"}
+    record = world.AgentRecord(
+        "b", "a", "p", "tmux", world.AgentState.RUNNING, "h", spec_fields=fields
+    )
+    store.put_agent(record, NOW)
+    assert store.agent_records()["b"].spec_fields == fields
+    store.put_agent(replace(record, binding="old", spec_fields={}), NOW)
+    assert store.agent_records()["old"].spec_fields == {}  # as rows written before 0005
+    assert lifecycle.changed_fields({}, fields) == (lifecycle.FieldChange("binding"),)
+
+
+def test_agents_recorded_before_revision_0005_read_without_digests(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = database.create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(database.MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO agents (workspace, binding, lane, participant, runtime, state, "
+            "spec_hash, deaths, updated_at) VALUES ('ws', 'b', 'a', 'p', 'tmux', 'running', "
+            "'h', '[]', '2026-11-21 12:00:00')"
+        )
+    engine.dispose()
+    store = queries.Store.open(url, "ws")  # migrates to the head revision
+    try:
+        assert store.agent_records()["b"].spec_fields == {}
+    finally:
+        store.close()
