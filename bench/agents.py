@@ -35,222 +35,42 @@ repository, also on error. What is measured:
 (d) Peak RSS of the controller in the 200-agent no-op pass (``ru_maxrss`` from ``os.wait4``).
 Also counted once, with the PATH wrappers: the tmux and git calls of the pass that starts 50
 agents and of the pass that tears them down (calls per agent).
+
+The rig (repositories, measuring, the quietness policy, subprocess counting, the report's frame)
+is bench/harness.py, shared with the other benchmarks.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import os
-import platform
-import re
-import secrets
 import shlex
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import harness as h  # bench/h.py (scripts run as `python bench/<name>.py`)
+import harness as h  # bench/harness.py (scripts run as `python bench/<name>.py`)
 import psutil
+from harness import Ran, log
 
 AGENTS = 50
 NOOP_SIZES = (50, 200)
 PARALLEL = (8, 16)
 DEFAULT_PARALLEL = 8
 TARGET_START_RATIO = 1.2
-RUN_TIMEOUT = 600.0
-READY_TIMEOUT = 60.0
-READY_POLL = 0.02
 MAX_SETUP_PASSES = 4
 BACKOFF_SECONDS = 10.0  # the controller's first backoff after a failed action
-
-ROOT = Path(__file__).resolve().parents[1]
-STUB = str(ROOT / "tests" / "stubs" / "agent.py")
+STUB = h.STUB
 AGENT_ARGV = (sys.executable, STUB, "--sleep")
-
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Agent Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Agent Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
+TOOLS = ("git", "tmux")  # counted with wrappers on PATH
 
 
-STARTED = time.perf_counter()
-
-
-def log(message: str) -> None:
-    """Progress goes to stderr (with the seconds since start) so that stdout holds the report."""
-    print(f"[{time.perf_counter() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-# -- running and measuring ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One measured run of one program."""
-
-    wall_s: float
-    rc: int
-    maxrss_kib: int
-    cpu_s: float
-    """User plus system CPU of the process and of every descendant it reaped."""
-    busy_before: float
-    """Share of all CPUs that other processes kept busy just before the run (0 to 1)."""
-    ready_s: float | None = None
-    """From spawn until every expected agent program was running (None: not asked)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Ran:
-    """A sample and what the program printed (stdout and stderr together)."""
-
-    sample: Sample
-    output: str
-
-
-PROC_STAT = Path("/proc/stat")
-QUIET_SHARE = 0.25  # at most this share of all CPUs busy before a measurement starts
-QUIET_WAIT = 3.0  # seconds to wait for that, at most, before measuring anyway
-QUIET_WAIT_BUSY = 0.6  # ... once the machine has stayed busy through several waits in a row
-QUIET_MISSES = 3
-QUIET_WINDOW = 0.2
-_quiet_misses: list[int] = [0]  # consecutive waits that ended busy
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    """Idle and total jiffies of all CPUs, or None where /proc/stat does not exist."""
-    try:
-        fields = [int(x) for x in PROC_STAT.read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return fields[3] + fields[4], sum(fields[:8])
-
-
-def busy_share() -> float:
-    """Share of all CPUs busy over a short window (0 where it cannot be known)."""
-    before = _cpu_times()
-    time.sleep(QUIET_WINDOW)
-    after = _cpu_times()
-    if before is None or after is None or after[1] <= before[1]:
-        return 0.0
-    return 1.0 - (after[0] - before[0]) / (after[1] - before[1])
-
-
-def wait_for_quiet() -> float:
-    """Wait (a little) until the CPUs are mostly idle; return the last busy share.
-
-    Agents that are still starting from a previous step, or someone else's test suite, would
-    otherwise slow the next measurement down. On a machine that stays busy (several waits in a
-    row ended busy) the wait is cut short: waiting longer would not make it quiet. Runs that
-    started busy are counted in the report.
-    """
-    limit = QUIET_WAIT if _quiet_misses[0] < QUIET_MISSES else QUIET_WAIT_BUSY
-    deadline = time.perf_counter() + limit
-    share = busy_share()
-    while share > QUIET_SHARE and time.perf_counter() < deadline:
-        time.sleep(0.1)
-        share = busy_share()
-    _quiet_misses[0] = _quiet_misses[0] + 1 if share > QUIET_SHARE else 0
-    return share
-
-
-def measure(
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    scratch: Path,
-    ready: Callable[[], bool] | None = None,
-    quiet: bool = True,
-) -> Ran:
-    """Run ``argv`` to completion; wall time from just before spawn to reaping, its rusage.
-
-    With ``ready``, the process table is then polled until ``ready()`` holds, and the time from
-    spawn to that moment is kept too (polling starts only after the program exits, so that it
-    does not compete with it for the CPUs). ``quiet=False`` skips waiting for idle CPUs (set-up
-    runs whose time is not reported).
-    """
-    busy = wait_for_quiet() if quiet else busy_share()
-    out_path = scratch / "output.txt"
-    with out_path.open("w+b") as out:
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        watchdog = threading.Timer(RUN_TIMEOUT, child.kill)  # a hung run must not hang us
-        watchdog.start()
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        watchdog.cancel()
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        ready_s: float | None = None
-        if ready is not None:
-            deadline = time.perf_counter() + READY_TIMEOUT
-            while not ready():
-                if time.perf_counter() > deadline:
-                    ready_s = float("nan")
-                    break
-                time.sleep(READY_POLL)
-            else:
-                ready_s = time.perf_counter() - start
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    sample = Sample(
-        wall_s=wall,
-        rc=child.returncode,
-        maxrss_kib=int(usage.ru_maxrss),
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        busy_before=busy,
-        ready_s=ready_s,
-    )
-    return Ran(sample, text)
-
-
-def run_quiet(
-    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """Run a helper command to completion (not measured), whatever its exit status."""
-    return subprocess.run(
-        list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, check=False, timeout=60,
-    )  # fmt: skip
-
-
-BYTECODE: dict[str, str] = {}
-"""Where children keep bytecode (``PYTHONPYCACHEPREFIX``), set once by ``main``."""
-
-
-def base_env() -> dict[str, str]:
-    """Our environment without anything that could redirect git, tmux or the store.
-
-    Children (the controller and the agents' launcher) compile Python once into a private
-    ``PYTHONPYCACHEPREFIX`` and reuse it, as an installed controller does, even where
-    ``PYTHONDONTWRITEBYTECODE`` is set (the source folder is left untouched).
-    """
-    env = dict(os.environ)
-    for key in list(env):
-        if key.startswith(("GIT_", "TMUX")) or key in ("CONTROLLER_STATE",):
-            del env[key]
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update(IDENTITY)
-    env.update({"GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", **BYTECODE})
-    return env
-
-
-# -- processes, panes and cleanup ----------------------------------------------------------------
+# -- processes and panes --------------------------------------------------------------------------
 
 
 def _agent_processes(under: str, *, running_only: bool) -> list[psutil.Process]:
@@ -274,59 +94,24 @@ def _agent_processes(under: str, *, running_only: bool) -> list[psutil.Process]:
     return found
 
 
-def _kill_all(processes: Sequence[psutil.Process]) -> int:
-    killed = 0
-    for proc in processes:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-            killed += 1
-    return killed
-
-
-def _tmux_servers(socket: str) -> list[psutil.Process]:
-    """tmux processes of one socket name (a fallback when ``kill-server`` does not answer)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline: list[str] = proc.info["cmdline"] or []
-        if cmdline and Path(cmdline[0]).name == "tmux" and socket in cmdline:
-            found.append(proc)
-    return found
-
-
 # -- workspaces -----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Workspace:
+class Workspace(h.Repo):
     """A fresh repository with its private tmux server (and a second one for the baseline)."""
 
-    path: Path
-    env: dict[str, str]
-    scratch: Path
-    top: Path
-    socket: str
-    baseline_socket: str
-    lanes: tuple[str, ...]
-    parallel: int | None
-
     @property
-    def desired(self) -> Path:
-        """The desired-state folder."""
-        return self.path / "desired"
+    def baseline_socket(self) -> str:
+        """The tmux server of the shell loops."""
+        return f"{self.socket}-loop"
 
-    @property
-    def worktree_root(self) -> Path:
-        """Where lanes are checked out (the controller's default worktreeRoot)."""
-        return self.path / ".lanes" / "worktrees"
+    def sockets(self) -> tuple[str, ...]:
+        """Both tmux servers."""
+        return (self.socket, self.baseline_socket)
 
-    def controller(self, *extra: str) -> list[str]:
-        """The controller's command line for this repository (``--once`` unless told)."""
-        args = list(extra) or ["--once"]
-        return [sys.executable, "-m", "controller", *args, "--desired", str(self.desired)]
-
-    def write_workspace(self) -> None:
+    def write_workspace(self, parallel: int | None) -> None:
         """The Workspace document: the private socket, and maxParallelLanes when set."""
-        extra = f", maxParallelLanes: {self.parallel}" if self.parallel is not None else ""
+        extra = f", maxParallelLanes: {parallel}" if parallel is not None else ""
         (self.desired / "workspace.yaml").write_text(
             "apiVersion: lanes/v1\nkind: Workspace\nmetadata: {name: bench}\n"
             f"spec: {{tmuxSocket: {self.socket}{extra}}}\n"
@@ -390,19 +175,6 @@ class Workspace:
         )
         return ["bash", "-c", script]
 
-    def measure(
-        self,
-        argv: Sequence[str],
-        env: Mapping[str, str] | None = None,
-        *,
-        ready: Callable[[], bool] | None = None,
-        quiet: bool = True,
-    ) -> Ran:
-        """Measure ``argv`` run in this repository."""
-        return measure(
-            argv, cwd=self.path, env=env or self.env, scratch=self.scratch, ready=ready, quiet=quiet
-        )
-
     def agents_running(self, expected: int) -> Callable[[], bool]:
         """A check that exactly ``expected`` agents run the stub in this repository."""
         under = str(self.path)
@@ -419,15 +191,8 @@ class Workspace:
     def panes(self, socket: str | None = None) -> int:
         """Panes of a tmux server (0 when no server runs)."""
         argv = ("tmux", "-L", socket or self.socket, "list-panes", "-a", "-F", "#{pane_id}")
-        done = run_quiet(argv, cwd=self.path, env=self.env)
+        done = h.run_quiet(argv, cwd=self.path, env=self.env)
         return len(done.stdout.split()) if done.returncode == 0 else 0
-
-    def worktree_count(self) -> int:
-        """Linked worktrees git knows of (the main checkout not counted)."""
-        text = h.run_checked(
-            ("git", "worktree", "list", "--porcelain"), cwd=self.path, env=self.env
-        )
-        return sum(1 for line in text.splitlines() if line.startswith("worktree ")) - 1
 
     def root_dirs(self) -> int:
         """Folders left in the worktree root (its ``.gitignore`` is the controller's, and stays)."""
@@ -437,205 +202,41 @@ class Workspace:
 
     def kill_baseline(self) -> None:
         """Stop the baseline's tmux server and wait until its agents are gone."""
-        self._kill_server(self.baseline_socket)
-        deadline = time.perf_counter() + 10
-        while self.agent_count() and time.perf_counter() < deadline:
-            time.sleep(0.05)
-        _kill_all(_agent_processes(str(self.path), running_only=False))
-
-    def _kill_server(self, socket: str) -> None:
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            run_quiet(("tmux", "-L", socket, "kill-server"), cwd=self.top, env=self.env)
-        _kill_all(_tmux_servers(socket))
-
-    def cleanup(self) -> int:
-        """Kill both tmux servers and every agent left in the repository; return how many."""
-        for socket in (self.socket, self.baseline_socket):
-            self._kill_server(socket)
-        time.sleep(0.1)  # the servers' SIGHUP reaches their panes
-        return _kill_all(_agent_processes(str(self.top), running_only=False))
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            argv = ("tmux", "-L", self.baseline_socket, "kill-server")
+            h.run_quiet(argv, cwd=self.top, env=self.env)
+        agents = _agent_processes(str(self.path), running_only=False)
+        _, alive = psutil.wait_procs(agents, timeout=10)
+        for proc in alive:
+            h.kill(proc)
 
 
 @contextlib.contextmanager
 def fresh_workspace(lanes: int, *, parallel: int | None = None) -> Iterator[Workspace]:
-    """A new repository with one commit, an empty ``desired/`` and a private tmux socket."""
-    with contextlib.ExitStack() as stack:
-        top = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agents-bench-")))
-        top = top.resolve()
-        # tmux socket paths are limited to about 107 bytes: a short folder directly under /tmp.
-        tmux_dir = tempfile.mkdtemp(prefix="ab-", dir="/tmp")
-        stack.callback(shutil.rmtree, tmux_dir, ignore_errors=True)
-        path, scratch = top / "repo", top / "scratch"
-        path.mkdir()
-        scratch.mkdir()
-        gitconfig = top / "gitconfig"
-        gitconfig.write_text("[init]\n\tdefaultBranch = main\n")
-        env = {**base_env(), "GIT_CONFIG_GLOBAL": str(gitconfig), "TMUX_TMPDIR": tmux_dir}
-        tag = secrets.token_hex(4)
-        ws = Workspace(
-            path=path, env=env, scratch=scratch, top=top, socket=f"bench-{tag}",
-            baseline_socket=f"bench-{tag}-loop", lanes=h.lane_names(lanes), parallel=parallel,
-        )  # fmt: skip
-        stack.callback(ws.cleanup)
-        h.run_checked(("git", "init", "--quiet"), cwd=path, env=env)
-        (path / "README.md").write_text("A repository for the agent benchmark.\n")
-        h.run_checked(("git", "add", "README.md"), cwd=path, env=env)
-        h.run_checked(("git", "commit", "--quiet", "-m", "initial"), cwd=path, env=env)
-        ws.desired.mkdir()
-        ws.write_workspace()
+    """A new repository with one commit, a private tmux socket, and only the Workspace declared."""
+    with h.fresh_repo(Workspace, lanes, prefix="agents-bench-", tmux=True) as ws:
+        ws.write_workspace(parallel)
         yield ws
 
 
-# -- counting subprocesses -------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Spawns:
-    """Programs started during one controller run."""
-
-    method: str
-    programs: Counter[str] = field(default_factory=Counter)
-    """Successful ``execve`` calls (or wrapper calls), by program name."""
-    failed_execs: int = 0
-    """``execve`` attempts that failed (the PATH search trying each folder in turn)."""
-    commands: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        """Every program started, the controller itself included (strace)."""
-        return sum(self.programs.values())
-
-    def to_json(self) -> dict[str, Any]:
-        """Raw numbers."""
-        return {
-            "method": self.method,
-            "programs": dict(self.programs),
-            "total": self.total,
-            "failed_execs": self.failed_execs,
-            "commands": self.commands,
-        }
-
-
-_STRACE_LINE = re.compile(r"^(\d+)\s+(.*)$")
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_SUCCESS = re.compile(r"\)\s+=\s+0$")
-_EXEC_WORDS = 4
-
-
-def program_name(path: str) -> str:
-    """A program's group: ``python3.11`` and friends are ``python``."""
-    name = Path(path).name
-    return "python" if name.startswith("python") else name
-
-
-def parse_strace(text: str) -> Spawns:
-    """Count the execve calls of ``strace -f -e trace=execve`` output, by program."""
-    spawns = Spawns("strace -f -e trace=execve")
-    pending: dict[int, tuple[str, list[str]]] = {}
-
-    def done(call: tuple[str, list[str]], body: str) -> None:
-        if _SUCCESS.search(body):
-            spawns.programs[program_name(call[0])] += 1
-            spawns.commands.append(shlex.join(call[1]))
-        else:
-            spawns.failed_execs += 1
-
-    for line in text.splitlines():
-        match = _STRACE_LINE.match(line)
-        if not match:
-            continue
-        pid, body = int(match.group(1)), match.group(2)
-        if body.startswith("execve("):
-            quoted = _QUOTED.search(body)
-            argv = _QUOTED.findall(body.partition("[")[2].partition("]")[0])[:_EXEC_WORDS]
-            call = (quoted.group(1) if quoted else "?", argv)
-            if body.endswith("<unfinished ...>"):
-                pending[pid] = call
-            else:
-                done(call, body)
-        elif body.startswith("<... execve resumed>"):
-            done(pending.pop(pid, ("?", [])), body)
-    return spawns
-
-
-def count_with_strace(ws: Workspace, argv: Sequence[str]) -> Spawns | None:
-    """Run ``argv`` under strace (unmeasured); None when strace is missing or cannot trace."""
-    strace = shutil.which("strace", path=ws.env.get("PATH"))
-    if strace is None:
-        return None
-    trace = ws.scratch / "strace.txt"
-    traced = [strace, "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(trace),
-              "--", *argv]  # fmt: skip
-    ran = ws.measure(traced, quiet=False)
-    if ran.sample.rc == 0 and trace.exists():
-        spawns = parse_strace(trace.read_text(errors="replace"))
-        if spawns.total:
-            return spawns
-    log(f"  strace did not work here (rc {ran.sample.rc}); counting with PATH wrappers")
-    return None
-
-
-def count_with_wrappers(ws: Workspace, argv: Sequence[str]) -> tuple[Spawns, Ran]:
-    """Run ``argv`` with ``git`` and ``tmux`` wrappers first on PATH that log each call.
-
-    The wrappers ``exec`` the real program (found beforehand), so no extra process stays
-    around; git's own helpers and the controller's launcher are not seen this way.
-    """
-    wrappers, calls = ws.scratch / "wrappers", ws.scratch / "calls.txt"
-    wrappers.mkdir(exist_ok=True)
-    calls.write_text("")
-    for tool in ("git", "tmux"):
-        real = shutil.which(tool, path=ws.env.get("PATH"))
-        if real is None:
-            raise RuntimeError(f"{tool} not found on PATH")
-        wrapper = wrappers / tool
-        wrapper.write_text(
-            f"#!/bin/sh\nprintf '%s\\n' \"{tool} $*\" >> {shlex.quote(str(calls))}\n"
-            f'exec {shlex.quote(real)} "$@"\n'
-        )
-        wrapper.chmod(0o755)
-    env = {**ws.env, "PATH": f"{wrappers}{os.pathsep}{ws.env.get('PATH', '')}"}
-    ran = ws.measure(argv, env=env, quiet=False)
-    lines = calls.read_text().splitlines()
-    programs = Counter(line.split(" ", 1)[0] for line in lines)
-    return Spawns("git/tmux wrappers on PATH", programs=programs, commands=lines), ran
-
-
-def count_spawns(ws: Workspace, argv: Sequence[str]) -> Spawns:
+def count_spawns(ws: Workspace, argv: Sequence[str]) -> h.Spawns:
     """The programs ``argv`` starts: strace if it works here, else the PATH wrappers."""
-    return count_with_strace(ws, argv) or count_with_wrappers(ws, argv)[0]
+    return h.count_spawns(ws, argv, tools=TOOLS)
+
+
+def count_with_wrappers(ws: Workspace, argv: Sequence[str]) -> tuple[h.Spawns, Ran]:
+    """The git and tmux calls of ``argv``, counted with wrappers on PATH."""
+    return h.count_with_wrappers(ws, argv, TOOLS)
 
 
 # -- the benchmark -------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class Results:
-    """Every sample, by measurement key, and whatever went wrong on the way."""
+class Results(h.Results):
+    """The harness's results, and what each teardown left behind."""
 
-    samples: dict[str, list[Sample]] = field(default_factory=dict)
-    spawns: dict[str, Spawns] = field(default_factory=dict)
     leaks: dict[str, list[dict[str, int]]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def add(self, key: str, sample: Sample) -> None:
-        """Record one sample."""
-        self.samples.setdefault(key, []).append(sample)
-
-    def median(self, key: str, attr: str = "wall_s") -> float:
-        """Median of one attribute over the repetitions."""
-        values = [getattr(s, attr) for s in self.samples[key]]
-        return float(statistics.median(v for v in values if v is not None))
-
-    def spread(self, key: str, attr: str = "wall_s") -> tuple[float, float]:
-        """Lowest and highest value."""
-        values = [getattr(s, attr) for s in self.samples[key]]
-        return min(values), max(values)
-
-    def warn(self, message: str) -> None:
-        """Note something that makes a number less than clean (printed at the end)."""
-        log(f"  warning: {message}")
-        self.warnings.append(message)
 
 
 def check_run(results: Results, key: str, ran: Ran) -> None:
@@ -644,7 +245,7 @@ def check_run(results: Results, key: str, ran: Ran) -> None:
     if sample.rc != 0:
         results.warn(f"{key}: exit {sample.rc}: {h.first_problem(ran.output)}")
     if sample.ready_s is not None and sample.ready_s != sample.ready_s:  # NaN: never ready
-        results.warn(f"{key}: the agents were not all running within {READY_TIMEOUT:g} s")
+        results.warn(f"{key}: the agents were not all running within {h.READY_TIMEOUT:g} s")
 
 
 def converge(results: Results, ws: Workspace, key: str) -> Ran:
@@ -657,8 +258,9 @@ def converge(results: Results, ws: Workspace, key: str) -> Ran:
         ran = ws.measure(ws.controller(), quiet=first is None)  # the first pass is reported
         first = first or ran
         if ran.sample.rc != 0:
-            results.warn(f"{key}: pass {attempt} exited {ran.sample.rc}: "
-                         f"{h.first_problem(ran.output)}")  # fmt: skip
+            results.warn(
+                f"{key}: pass {attempt} exited {ran.sample.rc}: {h.first_problem(ran.output)}"
+            )
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) + 0.5)
             continue
         plan = ws.measure(ws.controller("plan", "--detailed-exitcode"), quiet=False)
@@ -799,29 +401,6 @@ def warm_up() -> None:
 # -- the report ----------------------------------------------------------------------------------
 
 
-def _version(argv: Sequence[str]) -> str:
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
-
-
-def machine() -> dict[str, Any]:
-    """What this ran on."""
-    memory = psutil.virtual_memory()
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gib": round(memory.total / 1024**3, 1),
-        "python": platform.python_version(),
-        "git": _version(("git", "--version")).removeprefix("git version "),
-        "tmux": _version(("tmux", "-V")).removeprefix("tmux "),
-        "strace": _version(("strace", "-V")) if shutil.which("strace") else None,
-        "platform": platform.platform(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
 def derive(results: Results) -> dict[str, Any]:
     """Ratios and per-agent figures, all from medians of this run."""
     med = results.median
@@ -877,64 +456,69 @@ def derive(results: Results) -> dict[str, Any]:
 
 def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mapping[str, Any]) -> str:
     """The human-readable tables."""
-    med, spread = results.median, results.spread
-
-    def cell(key: str, attr: str = "wall_s") -> str:
-        if len(results.samples[key]) == 1:
-            return f"{med(key, attr):.3f}"
-        low, high = spread(key, attr)
-        return f"{med(key, attr):.3f} ({low:.2f}-{high:.2f})"
-
-    def cpu(key: str) -> str:
-        return f"{med(key, 'cpu_s'):.2f}"
-
-    def mib(key: str) -> str:
-        return f"{med(key, 'maxrss_kib') / 1024:.1f}"
-
-    every = [s for samples in results.samples.values() for s in samples]
-    busy = sum(1 for s in every if s.busy_before > QUIET_SHARE)
-    loop, launcher = f"agents/{AGENTS}/shell-loop", f"agents/{AGENTS}/launcher-loop"
+    title = f"Agent benchmark: median of {reps} repetition(s); (min-max); seconds"
+    cells = h.Cells(results)
     out = [
-        f"Agent benchmark: median of {reps} repetition(s); (min-max); seconds",
-        f"machine: {info['cpus']} CPUs, {info['memory_gib']} GiB, Python {info['python']}, "
-        f"git {info['git']}, tmux {info['tmux']}, {info['platform']}",
-        "load average (1, 5, 15 min) at start: "
-        + ", ".join(f"{x:.2f}" for x in info["load_average_at_start"])
-        + "; at end: "
-        + ", ".join(f"{x:.2f}" for x in info["load_average_at_end"]),
-        f"runs that started with more than {QUIET_SHARE:.0%} of the CPUs busy (after waiting up "
-        f"to {QUIET_WAIT:g} s for quiet, {QUIET_WAIT_BUSY:g} s once the machine stayed busy): "
-        f"{busy} of {len(every)}",
+        *h.header(title, info),
+        h.quiet_line(results),
         "",
-        f"(a) {AGENTS} agents from scratch. wall: until the program exits; ready: until all "
-        f"{AGENTS} agent programs run",
+        *start_section(cells, derived),
+        "",
+        *noop_section(cells, derived),
+        "",
+        *teardown_section(cells, derived, results.leaks),
+        "",
+        *rss_section(cells),
+        *calls_section(results.spawns),
+        *h.warning_lines(results),
     ]
-    rows = [[f"shell loop: tmux new-session x{AGENTS} (bash -c)", cell(loop),
-             cell(loop, "ready_s"), cpu(loop), "1.00x", "1.00x"]]  # fmt: skip
-    rows.append([
-        "shell loop, agents through the controller's launcher", cell(launcher),
-        cell(launcher, "ready_s"), cpu(launcher), f"{med(launcher) / med(loop):.2f}x",
-        f"{med(launcher, 'ready_s') / med(loop, 'ready_s'):.2f}x",
-    ])  # fmt: skip
+    return "\n".join(out)
+
+
+LOOP, LAUNCHER = f"agents/{AGENTS}/shell-loop", f"agents/{AGENTS}/launcher-loop"
+
+
+def start_section(cells: h.Cells, derived: Mapping[str, Any]) -> list[str]:
+    """(a): agents from scratch against the shell loops."""
+    med = cells.results.median
+    ratios = derived["agent_start_ratio_to_shell_loop"]
+
+    def started(label: str, key: str, wall: str = "", ready: str = "") -> list[str]:
+        return [label, cells.spread(key), cells.spread(key, "ready_s"), cells.cpu(key), wall, ready]
+
+    launcher = [f"{med(LAUNCHER) / med(LOOP):.2f}x"]
+    launcher.append(f"{med(LAUNCHER, 'ready_s') / med(LOOP, 'ready_s'):.2f}x")
+    rows = [
+        started(f"shell loop: tmux new-session x{AGENTS} (bash -c)", LOOP, "1.00x", "1.00x"),
+        started("shell loop, agents through the controller's launcher", LAUNCHER, *launcher),
+    ]
     for p in PARALLEL:
-        key = f"agents/{AGENTS}/ctl-p{p}"
-        r = derived["agent_start_ratio_to_shell_loop"][f"p{p}"]
+        r = ratios[f"p{p}"]
         default = " (default)" if p == DEFAULT_PARALLEL else ""
-        rows.append([f"controller, agents only, maxParallelLanes {p}{default}", cell(key),
-                     cell(key, "ready_s"), cpu(key), f"{r['wall']:.2f}x",
-                     f"{r['ready']:.2f}x"])  # fmt: skip
+        label = f"controller, agents only, maxParallelLanes {p}{default}"
+        rows.append(
+            started(label, f"agents/{AGENTS}/ctl-p{p}", f"{r['wall']:.2f}x", f"{r['ready']:.2f}x")
+        )
     for p in PARALLEL:
         key = f"lanes/{AGENTS}/ctl-p{p}"
-        rows.append([f"controller, lanes only, maxParallelLanes {p}", cell(key), "-", cpu(key),
-                     "", ""])  # fmt: skip
+        label = f"controller, lanes only, maxParallelLanes {p}"
+        rows.append([label, cells.spread(key), "-", cells.cpu(key), "", ""])
     for p in PARALLEL:
-        key = f"full/{AGENTS}/ctl-p{p}"
-        rows.append([f"controller, lanes + agents, maxParallelLanes {p}", cell(key),
-                     cell(key, "ready_s"), cpu(key), "", ""])  # fmt: skip
-    out += h.table(["", "wall s", "ready s", "cpu s", "wall vs loop", "ready vs loop"], rows)
-    ratio = derived["agent_start_ratio_to_shell_loop"][f"p{DEFAULT_PARALLEL}"]
-    per = derived["agent_start_per_agent"]
-    out += [
+        rows.append(
+            started(f"controller, lanes + agents, maxParallelLanes {p}", f"full/{AGENTS}/ctl-p{p}")
+        )
+    header = ["", "wall s", "ready s", "cpu s", "wall vs loop", "ready vs loop"]
+    return [
+        f"(a) {AGENTS} agents from scratch. wall: until the program exits; ready: until all "
+        f"{AGENTS} agent programs run",
+        *h.table(header, rows),
+        *start_notes(ratios[f"p{DEFAULT_PARALLEL}"], derived["agent_start_per_agent"]),
+    ]
+
+
+def start_notes(ratio: Mapping[str, float], per: Mapping[str, float]) -> list[str]:
+    """The target of (a), and the costs per agent."""
+    return [
         f"  target agent part <= {TARGET_START_RATIO}x the shell loop (default parallelism): "
         f"wall {h.verdict(ratio['wall'] <= TARGET_START_RATIO)} ({ratio['wall']:.2f}x), ready "
         f"{h.verdict(ratio['ready'] <= TARGET_START_RATIO)} ({ratio['ready']:.2f}x)",
@@ -947,95 +531,121 @@ def report(results: Results, derived: Mapping[str, Any], reps: int, info: Mappin
         f"  controller CPU per agent started: {per['controller_cpu_ms']:.1f} ms ((CPU of the "
         f"agents-only pass - CPU of the no-op pass at {NOOP_SIZES[0]}) / {AGENTS}; the launchers "
         "and agents run under tmux, not counted)",
-        "",
+    ]
+
+
+def noop_section(cells: h.Cells, derived: Mapping[str, Any]) -> list[str]:
+    """(b): the no-op passes, their floors, and the programs they start."""
+    med, spawned = cells.results.median, cells.results.spawns
+    names = sorted({n for s in spawned.values() for n in s.programs})
+    rows = []
+    for size in NOOP_SIZES:
+        spawns, key = spawned[f"noop/{size}"], f"noop/{size}"
+        above = med(f"{key}/controller") - med(f"{key}/import-cli")
+        floors = [
+            cells.seconds(f"{key}/{floor}")
+            for floor in ("import-cli", "list-panes", "worktree-list")
+        ]
+        counts = [*(str(spawns.programs.get(n, 0)) for n in names), str(spawns.total)]
+        rows.append(
+            [
+                f"{size} agents",
+                cells.spread(f"{key}/controller"),
+                cells.cpu(f"{key}/controller"),
+                f"{above:.3f}",
+                *floors,
+                *counts,
+                str(spawns.failed_execs),
+            ]
+        )
+    header = ["", "no-op s", "cpu s", "above import s", "import cli s", "list-panes s"]
+    header += ["worktree list s", *names, "execs", "failed execs"]
+    setup = [(s, med(f"setup/{s}/ctl-p{DEFAULT_PARALLEL}")) for s in NOOP_SIZES]
+    return [
         "(b) no-op pass (already converged) and the programs it starts; floors measured in the "
         "same repository",
-    ]
-    rows = []
-    names = sorted({n for s in results.spawns.values() for n in s.programs})
-    for size in NOOP_SIZES:
-        spawns = results.spawns[f"noop/{size}"]
-        rows.append([
-            f"{size} agents", cell(f"noop/{size}/controller"), cpu(f"noop/{size}/controller"),
-            f"{med(f'noop/{size}/controller') - med(f'noop/{size}/import-cli'):.3f}",
-            f"{med(f'noop/{size}/import-cli'):.3f}", f"{med(f'noop/{size}/list-panes'):.3f}",
-            f"{med(f'noop/{size}/worktree-list'):.3f}",
-            *(str(spawns.programs.get(n, 0)) for n in names), str(spawns.total),
-            str(spawns.failed_execs),
-        ])  # fmt: skip
-    header = ["", "no-op s", "cpu s", "above import s", "import cli s", "list-panes s",
-              "worktree list s", *names, "execs", "failed execs"]  # fmt: skip
-    out += h.table(header, rows)
-    method = results.spawns[f"noop/{NOOP_SIZES[0]}"].method
-    out += [
-        f"  programs counted with {method}; 'python' is the controller itself; failed execs "
-        "are the PATH search trying folders without the program",
+        *h.table(header, rows),
+        f"  programs counted with {spawned[f'noop/{NOOP_SIZES[0]}'].method}; 'python' is the "
+        "controller itself; failed execs are the PATH search trying folders without the program",
         f"  constant number of programs per pass (same at {' and '.join(map(str, NOOP_SIZES))}):"
         f" {h.verdict(derived['noop_spawns_constant'])}; marginal wall per extra agent "
         f"{derived['noop_per_agent_slope_ms']:+.2f} ms",
         "  set-up, one pass creating every lane and agent: "
-        + ", ".join(
-            f"{s}: {med(f'setup/{s}/ctl-p{DEFAULT_PARALLEL}'):.2f} s "
-            f"({1000 * med(f'setup/{s}/ctl-p{DEFAULT_PARALLEL}') / s:.0f} ms per lane + agent)"
-            for s in NOOP_SIZES
-        ),
+        + ", ".join(f"{s}: {t:.2f} s ({1000 * t / s:.0f} ms per lane + agent)" for s, t in setup),
         "  first pass after creating the agents: "
-        + ", ".join(f"{s}: {med(f'noop/{s}/first-after-create'):.3f} s" for s in NOOP_SIZES),
-        "",
-        "(c) teardown: every YAML file removed, --once --allow-empty; what is left afterwards",
+        + ", ".join(f"{s}: {cells.seconds(f'noop/{s}/first-after-create')} s" for s in NOOP_SIZES),
     ]
-    rows = []
+
+
+LEFT = ("panes", "agent_processes", "worktrees", "worktree_dirs")
+
+
+def teardown_section(
+    cells: h.Cells, derived: Mapping[str, Any], leaks: Mapping[str, list[dict[str, int]]]
+) -> list[str]:
+    """(c): teardowns, and the largest count of what each left behind."""
     teardowns = {
         f"{AGENTS} agents + lanes, maxParallelLanes {p}": f"teardown/{AGENTS}/ctl-p{p}"
         for p in PARALLEL
     }
     for size in NOOP_SIZES:
-        teardowns[f"{size} agents + lanes, after (b), maxParallelLanes {DEFAULT_PARALLEL}"] = (
-            f"teardown/{size}/after-noop"
-        )
+        label = f"{size} agents + lanes, after (b), maxParallelLanes {DEFAULT_PARALLEL}"
+        teardowns[label] = f"teardown/{size}/after-noop"
+    rows = []
     for label, key in teardowns.items():
-        lefts = results.leaks.get(key, [])
+        lefts = leaks.get(key, [])
         worst = {k: max(left[k] for left in lefts) for k in lefts[0]} if lefts else {}
-        rows.append([
-            label, cell(key), cpu(key),
-            *(str(worst.get(k, "?")) for k in ("panes", "agent_processes", "worktrees",
-                                                  "worktree_dirs")),
-        ])  # fmt: skip
-    out += h.table(["", "wall s", "cpu s", "panes", "agent procs", "worktrees", "dirs"], rows)
-    out += [
+        left = [str(worst.get(k, "?")) for k in LEFT]
+        rows.append([label, cells.spread(key), cells.cpu(key), *left])
+    return [
+        "(c) teardown: every YAML file removed, --once --allow-empty; what is left afterwards",
+        *h.table(["", "wall s", "cpu s", "panes", "agent procs", "worktrees", "dirs"], rows),
         f"  zero leaks: {h.verdict(derived['targets']['no_leaks'])} (largest count over every "
         "run of each row)",
-        "",
-        "(d) peak RSS of the controller process (ru_maxrss, MiB)",
     ]
-    rows = [[f"no-op pass, {s} agents", mib(f"noop/{s}/controller")] for s in reversed(NOOP_SIZES)]
-    rows.append([f"start {AGENTS} agents, default parallelism",
-                 mib(f"agents/{AGENTS}/ctl-p{DEFAULT_PARALLEL}")])  # fmt: skip
+
+
+def rss_section(cells: h.Cells) -> list[str]:
+    """(d): peak RSS of the controller."""
+    rows = [
+        [f"no-op pass, {s} agents", cells.mib(f"noop/{s}/controller")] for s in reversed(NOOP_SIZES)
+    ]
+    start = f"agents/{AGENTS}/ctl-p{DEFAULT_PARALLEL}"
+    rows.append([f"start {AGENTS} agents, default parallelism", cells.mib(start)])
     cli = f"noop/{NOOP_SIZES[-1]}/import-cli"
-    rows.append(["python -c 'import controller.cli.main'", mib(cli)])
-    out += h.table(["", "MiB"], rows)
-    calls = [k for k in (f"start/{AGENTS}", f"teardown/{AGENTS}") if k in results.spawns]
-    if calls:
-        out += ["", f"calls of the pass that starts / tears down {AGENTS} agents (PATH wrappers)"]
-        rows = []
-        for key in calls:
-            spawns = results.spawns[key]
-            tmux_verbs = Counter(_tmux_verb(c) for c in spawns.commands if c.startswith("tmux "))
-            git_verbs = Counter(_git_verb(c) for c in spawns.commands if c.startswith("git "))
-            rows.append([
-                key, str(spawns.programs.get("tmux", 0)), str(spawns.programs.get("git", 0)),
-                f"{spawns.programs.get('tmux', 0) / AGENTS:.2f}",
-                ", ".join(f"{v} {n}" for v, n in tmux_verbs.most_common()),
-                ", ".join(f"{v} {n}" for v, n in git_verbs.most_common()),
-            ])  # fmt: skip
-        out += h.table(["", "tmux", "git", "tmux/agent", "tmux commands", "git commands"], rows)
-    if results.warnings:
-        out += ["", "warnings:", *(f"  - {w}" for w in results.warnings)]
-    return "\n".join(out)
+    rows.append(["python -c 'import controller.cli.main'", cells.mib(cli)])
+    return ["(d) peak RSS of the controller process (ru_maxrss, MiB)", *h.table(["", "MiB"], rows)]
 
 
-_TMUX_VERBS = ("list-panes", "list-sessions", "new-session", "new-window", "kill-window",
-               "kill-server", "kill-session")  # fmt: skip
+def calls_section(spawned: Mapping[str, h.Spawns]) -> list[str]:
+    """The tmux and git calls of the passes that start and tear down the agents."""
+    calls = [k for k in (f"start/{AGENTS}", f"teardown/{AGENTS}") if k in spawned]
+    rows = []
+    for key in calls:
+        spawns = spawned[key]
+        tmux_verbs = Counter(_tmux_verb(c) for c in spawns.commands if c.startswith("tmux "))
+        git_verbs = Counter(_git_verb(c) for c in spawns.commands if c.startswith("git "))
+        tmux = spawns.programs.get("tmux", 0)
+        verbs = [", ".join(f"{v} {n}" for v, n in c.most_common()) for c in (tmux_verbs, git_verbs)]
+        rows.append(
+            [key, str(tmux), str(spawns.programs.get("git", 0)), f"{tmux / AGENTS:.2f}", *verbs]
+        )
+    if not rows:
+        return []
+    header = ["", "tmux", "git", "tmux/agent", "tmux commands", "git commands"]
+    title = f"calls of the pass that starts / tears down {AGENTS} agents (PATH wrappers)"
+    return ["", title, *h.table(header, rows)]
+
+
+_TMUX_VERBS = (
+    "list-panes",
+    "list-sessions",
+    "new-session",
+    "new-window",
+    "kill-window",
+    "kill-server",
+    "kill-session",
+)
 
 
 def _tmux_verb(command: str) -> str:
@@ -1052,46 +662,28 @@ def _git_verb(command: str) -> str:
 
 
 def to_json(
-    results: Results, derived: Mapping[str, Any], reps: int, info: Mapping[str, Any], seconds: float
+    results: Results, derived: Mapping[str, Any], reps: int, info: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Every raw number."""
     return {
+        **results.to_json(),
         "machine": info,
         "repetitions": reps,
-        "benchmark_seconds": seconds,
-        "samples": {k: [asdict(s) for s in v] for k, v in results.samples.items()},
-        "medians": {
-            k: {
-                a: results.median(k, a)
-                for a in ("wall_s", "cpu_s", "maxrss_kib", "ready_s")
-                if any(getattr(s, a) is not None for s in results.samples[k])
-            }
-            for k in results.samples
-        },
         "derived": derived,
-        "subprocesses": {k: v.to_json() for k, v in results.spawns.items()},
         "leaks": results.leaks,
-        "warnings": results.warnings,
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every measurement, print the tables, optionally write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 quick)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write raw numbers")
+    parser = h.options(__doc__)
     args = parser.parse_args(argv)
-    reps = max(1, args.reps or (1 if args.quick else 3))
-    for tool in ("git", "tmux"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is required")
-    started = time.perf_counter()
-    info = machine()
+    h.require(parser, *TOOLS)
+    reps = h.repetitions(args)
+    info = h.machine("git", "tmux", "strace")
     log(f"agent benchmark: {reps} repetition(s) on {info['cpus']} CPUs; warming up")
     results = Results()
-    with tempfile.TemporaryDirectory(prefix="agents-bench-pycache-") as pycache:
-        BYTECODE["PYTHONPYCACHEPREFIX"] = pycache
+    with h.private_bytecode("agents-bench-"):
         warm_up()
         for rep in range(reps):
             log(f"[start and teardown {rep + 1}/{reps}]")
@@ -1102,15 +694,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench_calls(results)
         log("[no-op passes]")
         bench_noop(results, reps)
-    info["load_average_at_end"] = list(os.getloadavg())
+    h.at_end(info)
     derived = derive(results)
-    seconds = time.perf_counter() - started
-    print(report(results, derived, reps, info))
-    print(f"\n(benchmark took {seconds:.0f} s)")
-    if args.json is not None:
-        payload = to_json(results, derived, reps, info, seconds)
-        args.json.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        log(f"wrote {args.json}")
+    payload = to_json(results, derived, reps, info)
+    h.publish(report(results, derived, reps, info), payload, args.json)
     return 0
 
 

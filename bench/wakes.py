@@ -48,18 +48,16 @@ Children compile bytecode once into a private ``PYTHONPYCACHEPREFIX`` (as an ins
 controller would) even where ``PYTHONDONTWRITEBYTECODE`` is set; one untimed command warms it.
 The tmux server, the daemon, the stub agents, the worker processes, the temporary folders and
 the PostgreSQL databases are removed at the end, also on error. Exit status: 0, or 1 when a
-correctness check failed (a duplicate or missing job, a wake that never arrived).
+correctness check failed (a duplicate or missing job, a wake that never arrived). The rig
+(repository, environment, report frame) is bench/harness.py, shared with the other benchmarks.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import hashlib
 import json
 import math
 import os
-import platform
 import random
 import secrets
 import shutil
@@ -69,20 +67,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil
+import harness as h  # bench/harness.py (scripts run as `python bench/<name>.py`)
 import sqlalchemy as sa
+from harness import log
 from sqlalchemy.engine import make_url
 
 from controller.store import database, jobs, queries, tables
 
-ROOT = Path(__file__).resolve().parents[1]
-STUB = str(ROOT / "tests" / "stubs" / "agent.py")
 PG_ENV = "CONTROLLER_TEST_POSTGRES_URL"
 
 JOBS, JOBS_QUICK = 5000, 1000
@@ -104,20 +101,6 @@ DAEMON_STOP_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 120.0  # a drain still running then is stopped and reported as timed out
 WORKSPACE = "bench"
 
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Wake Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Wake Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-
-STARTED = time.perf_counter()
-
-
-def log(message: str) -> None:
-    """Progress goes to stderr (with the seconds since start) so that stdout holds the report."""
-    print(f"[{time.perf_counter() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
-
 
 def pct(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, linear between closest ranks; nan when empty."""
@@ -132,19 +115,6 @@ def pct(values: Sequence[float], q: float) -> float:
 def ms(seconds: float) -> str:
     """Seconds as milliseconds for the tables."""
     return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f}"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain text table, first column left-aligned, the others right-aligned."""
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = f"{cells[0]:<{widths[0]}}"
-        rest = [f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest]).rstrip()
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), sep, *(line(r) for r in rows)])
 
 
 # -- (a) queue throughput ------------------------------------------------------------------------
@@ -240,12 +210,96 @@ def fresh_database(backend: str, pg_url: str | None) -> Iterator[str]:
         admin.dispose()
 
 
-def worker_env() -> dict[str, str]:
-    """Our environment for the worker processes (bytecode cached, see ``main``)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update(BYTECODE)
-    return env
+def _insert(store: queries.Store, n: int) -> float:
+    """Queue ``n`` due jobs, one per participant, in one statement; the seconds it took."""
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    job = {"workspace": WORKSPACE, "thread": "t", "state": "queued", "due_at": now}
+    stamps = {"unread_seq": 1, "created_at": now, "updated_at": now}
+    rows = [{**job, **stamps, "participant": f"p{i}"} for i in range(n)]
+    t0 = time.perf_counter()
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(tables.trigger_jobs), rows)
+    return time.perf_counter() - t0
+
+
+def _start_workers(url: str, workers: int) -> list[subprocess.Popen[str]]:
+    """Worker processes that opened the store and wait for 'go'."""
+    procs = []
+    for i in range(workers):
+        argv = [sys.executable, "-c", WORKER, url, WORKSPACE, f"w{i}", str(CLAIM_LIMIT)]
+        procs.append(
+            subprocess.Popen(
+                argv,
+                cwd=h.ROOT,
+                env=h.python_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for proc in procs:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline().strip()
+        if ready != "ready":
+            _, err = proc.communicate(timeout=30)
+            raise RuntimeError(f"worker did not start: {ready!r} {err}")
+    return procs
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """What the workers of one drain reported (nothing if it timed out), and when."""
+
+    results: list[dict[str, Any]]
+    timed_out: bool
+    go: float
+    """Epoch seconds when the workers were told to go."""
+    exit_s: float
+    """From 'go' until every worker process exited."""
+    busy: float
+    """Share of all CPUs busy meanwhile."""
+
+
+def _go(procs: Sequence[subprocess.Popen[str]]) -> Drained:
+    """Tell every worker to go; collect what each reports."""
+    cpu_before = h.cpu_times()
+    go = time.time()
+    t0 = time.perf_counter()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=max(0.1, DRAIN_TIMEOUT - (time.time() - go)))
+        except subprocess.TimeoutExpired:
+            for each in procs:
+                each.kill()
+                each.communicate()
+            busy = h.busy_share(cpu_before, h.cpu_times())
+            return Drained([], True, go, time.perf_counter() - t0, busy)
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker failed ({proc.returncode}): {err.strip()}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    busy = h.busy_share(cpu_before, h.cpu_times())
+    return Drained(results, False, go, time.perf_counter() - t0, busy)
+
+
+def _check(store: queries.Store, *, timed_out: bool) -> tuple[int, int]:
+    """Jobs with more than one attempt (duplicates) and jobs with none (missing)."""
+    a, j = tables.trigger_attempts, tables.trigger_jobs
+    counted = sa.select(a.c.job_id, sa.func.count()).where(a.c.workspace == WORKSPACE)
+    with store.engine.connect() as conn:
+        per_job = {int(i): int(c) for i, c in conn.execute(counted.group_by(a.c.job_id))}
+        states = {int(i): str(st) for i, st in conn.execute(sa.select(j.c.id, j.c.state))}
+    duplicates = len([i for i in states if per_job.get(i, 0) > 1])
+    # A drain stopped early leaves queued (and killed running) jobs: not missing.
+    missing = [
+        i for i, st in states.items() if per_job.get(i, 0) == 0 and not (timed_out and st != "done")
+    ]
+    return duplicates, len(missing)
 
 
 def drain(backend: str, url: str, workers: int, n: int) -> QueueRun:
@@ -253,78 +307,10 @@ def drain(backend: str, url: str, workers: int, n: int) -> QueueRun:
     store = queries.Store.open(url, WORKSPACE)
     procs: list[subprocess.Popen[str]] = []
     try:
-        now = datetime.now(UTC) - timedelta(seconds=1)
-        rows = [
-            {"workspace": WORKSPACE, "participant": f"p{i}", "thread": "t", "state": "queued",
-             "due_at": now, "unread_seq": 1, "created_at": now, "updated_at": now}
-            for i in range(n)
-        ]  # fmt: skip
-        t0 = time.perf_counter()
-        with store.engine.begin() as conn:
-            conn.execute(sa.insert(tables.trigger_jobs), rows)
-        insert_s = time.perf_counter() - t0
-        env = worker_env()
-        for i in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", WORKER, url, WORKSPACE, f"w{i}", str(CLAIM_LIMIT)],
-                    cwd=ROOT,
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        for proc in procs:
-            assert proc.stdout is not None
-            ready = proc.stdout.readline().strip()
-            if ready != "ready":
-                _, err = proc.communicate(timeout=30)
-                raise RuntimeError(f"worker did not start: {ready!r} {err}")
-        cpu_before = psutil.cpu_times()
-        go = time.time()
-        t0 = time.perf_counter()
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        results = []
-        timed_out = False
-        for proc in procs:
-            try:
-                out, err = proc.communicate(timeout=max(0.1, DRAIN_TIMEOUT - (time.time() - go)))
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                break
-            if proc.returncode != 0:
-                raise RuntimeError(f"worker failed ({proc.returncode}): {err.strip()}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        if timed_out:
-            for proc in procs:
-                proc.kill()
-                proc.communicate()
-            results = []
-        exit_s = time.perf_counter() - t0
-        busy = _busy_share(cpu_before, psutil.cpu_times())
-        drain_s = exit_s if timed_out else max(r["ended"] for r in results) - go
-        a = tables.trigger_attempts
-        with store.engine.connect() as conn:
-            per_job: dict[int, int] = dict(
-                conn.execute(
-                    sa.select(a.c.job_id, sa.func.count())
-                    .where(a.c.workspace == WORKSPACE)
-                    .group_by(a.c.job_id)
-                ).all()
-            )
-            j = tables.trigger_jobs
-            states = {int(i): str(st) for i, st in conn.execute(sa.select(j.c.id, j.c.state))}
-        duplicates = len([i for i in states if per_job.get(i, 0) > 1])
-        # A drain stopped early leaves queued (and killed running) jobs: not missing.
-        missing = len([
-            i for i, st in states.items()
-            if per_job.get(i, 0) == 0 and not (timed_out and st != "done")
-        ])  # fmt: skip
+        insert_s = _insert(store, n)
+        procs = _start_workers(url, workers)
+        drained = _go(procs)
+        duplicates, missing = _check(store, timed_out=drained.timed_out)
         counts = jobs.counts(store)
     finally:
         for proc in procs:
@@ -332,28 +318,43 @@ def drain(backend: str, url: str, workers: int, n: int) -> QueueRun:
                 proc.kill()
                 proc.wait()
         store.close()
-    done = counts.get("done", 0) if timed_out else sum(r["jobs"] for r in results)
+    checked = {"duplicates": duplicates, "missing": missing, "final_counts": counts}
+    return _queue_run(
+        drained, backend=backend, workers=workers, jobs=n, insert_s=insert_s, **checked
+    )
+
+
+def _queue_run(drained: Drained, **given: Any) -> QueueRun:
+    """The figures of one drain from what its workers reported (and the checks in ``given``)."""
+    results, workers = drained.results, given["workers"]
+    if drained.timed_out:
+        drain_s, done = drained.exit_s, given["final_counts"].get("done", 0)
+    else:
+        drain_s, done = (
+            max(r["ended"] for r in results) - drained.go,
+            sum(r["jobs"] for r in results),
+        )
     claims = sum(r["claims"] for r in results)
-    nan = float("nan")
+
+    def per(key: str, count: int) -> float:
+        """Milliseconds of ``key`` per ``count`` over every worker (nan without workers)."""
+        return 1000 * sum(r[key] for r in results) / count if results and count else math.nan
+
     return QueueRun(
-        backend=backend, workers=workers, jobs=n, insert_s=insert_s, drain_s=drain_s,
-        exit_s=exit_s, jobs_per_s=done / drain_s if drain_s > 0 else float("nan"),
-        per_worker=results, duplicates=duplicates, missing=missing,
-        lost_leases=sum(r["lost"] for r in results), final_counts=counts,
-        claim_ms=1000 * sum(r["claim_s"] for r in results) / claims if claims else nan,
-        record_ms=1000 * sum(r["record_s"] for r in results) / done if results else nan,
-        settle_ms=1000 * sum(r["settle_s"] for r in results) / done if results else nan,
-        client_cpu_ms_per_job=1000 * sum(r["cpu_s"] for r in results) / done if results else nan,
-        claim_share=sum(r["claim_s"] for r in results) / (workers * drain_s) if results else nan,
-        machine_busy=busy, timed_out=timed_out,
-    )  # fmt: skip
-
-
-def _busy_share(before: Any, after: Any) -> float:
-    """Share of all CPUs busy between two ``psutil.cpu_times()`` readings."""
-    total = sum(after) - sum(before)
-    idle = (after.idle + getattr(after, "iowait", 0)) - (before.idle + getattr(before, "iowait", 0))
-    return 1.0 - idle / total if total > 0 else float("nan")
+        **given,
+        drain_s=drain_s,
+        exit_s=drained.exit_s,
+        jobs_per_s=done / drain_s if drain_s > 0 else math.nan,
+        per_worker=results,
+        lost_leases=sum(r["lost"] for r in results),
+        claim_ms=per("claim_s", claims),
+        record_ms=per("record_s", done),
+        settle_ms=per("settle_s", done),
+        client_cpu_ms_per_job=per("cpu_s", done),
+        claim_share=per("claim_s", 1000 * workers) / drain_s if drain_s > 0 else math.nan,
+        machine_busy=drained.busy,
+        timed_out=drained.timed_out,
+    )
 
 
 def bench_queue(n: int, pg_url: str | None) -> list[QueueRun]:
@@ -371,32 +372,6 @@ def bench_queue(n: int, pg_url: str | None) -> list[QueueRun]:
 
 
 # -- (b) wake latency ----------------------------------------------------------------------------
-
-BYTECODE: dict[str, str] = {}
-"""Where children keep bytecode (``PYTHONPYCACHEPREFIX``), set once by ``main``."""
-
-
-def base_env(home: Path, tmux_tmpdir: Path) -> dict[str, str]:
-    """Our environment without anything that could redirect git, tmux or the store."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GIT_", "TMUX", "CONTROLLER_")) and k != "PYTHONDONTWRITEBYTECODE"
-    }
-    config = home / ".gitconfig"
-    config.write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
-    env.update(IDENTITY)
-    env.update(
-        {
-            "HOME": str(home),
-            "GIT_CONFIG_GLOBAL": str(config),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "TMUX_TMPDIR": str(tmux_tmpdir),
-            "LC_ALL": "C",
-            **BYTECODE,
-        }
-    )
-    return env
 
 
 @dataclass(slots=True)
@@ -436,52 +411,42 @@ class WakeResults:
     problems: list[str] = field(default_factory=list)
 
 
-class Rig:
+class Rig(h.Repo):
     """A repository with one bound agent, its private tmux server, and the daemon."""
 
-    def __init__(self, top: Path, tmux_tmpdir: Path) -> None:
-        self.top = top
-        self.repo = top / "repo"
-        self.record = top / "bot.jsonl"
-        self.daemon_log = top / "daemon.log"
-        self.socket = f"bench-{secrets.token_hex(4)}"
-        home = top / "home"
-        home.mkdir()
-        self.env = base_env(home, tmux_tmpdir)
-        self.daemon: subprocess.Popen[bytes] | None = None
+    daemon: subprocess.Popen[bytes] | None = None
 
-    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run a helper command in the repository."""
-        done = subprocess.run(
-            argv, cwd=self.repo, env=self.env, capture_output=True, text=True, check=False,
-            timeout=120, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        if check and done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr}")
-        return done
+    @property
+    def record(self) -> Path:
+        """What the stub agent read from its terminal (JSON lines)."""
+        return self.top / "bot.jsonl"
+
+    @property
+    def daemon_log(self) -> Path:
+        """The daemon's JSON log lines."""
+        return self.top / "daemon.log"
+
+    def run(self, *argv: str) -> str:
+        """Run a helper command in the repository; it must succeed."""
+        return h.run_checked(argv, cwd=self.path, env=self.env)
 
     def ctl(self, *args: str) -> list[str]:
         """The controller's command line."""
         return [sys.executable, "-m", "controller", *args]
 
     def create(self) -> None:
-        """A git repository with one commit and the desired state of the benchmark."""
-        self.repo.mkdir()
-        self.run("git", "init", "-q", "-b", "main")
-        (self.repo / "README.md").write_text("hello\n")
-        (self.repo / ".gitignore").write_text("")
-        self.run("git", "add", ".")
-        self.run("git", "commit", "-q", "-m", "initial")
-        desired = self.repo / "desired"
-        desired.mkdir()
-        (desired / "workspace.yaml").write_text(
+        """The desired state of the benchmark, and a private HOME."""
+        home = self.top / "home"
+        home.mkdir()
+        self.env["HOME"] = str(home)
+        self.write(
+            "workspace.yaml",
             "apiVersion: lanes/v1\nkind: Workspace\nmetadata: {name: "
-            f"{WORKSPACE}}}\nspec: {{tmuxSocket: {self.socket}}}\n"
+            f"{WORKSPACE}}}\nspec: {{tmuxSocket: {self.socket}}}\n",
         )
-        (desired / "lanes.yaml").write_text(
-            "apiVersion: lanes/v1\nkind: Lane\nmetadata:\n  name: a\n"
-        )
-        (desired / "wakes.yaml").write_text(
+        self.write("lanes.yaml", "apiVersion: lanes/v1\nkind: Lane\nmetadata:\n  name: a\n")
+        self.write(
+            "wakes.yaml",
             f"""\
 apiVersion: lanes/v1
 kind: Binding
@@ -489,7 +454,7 @@ metadata: {{name: a-bot}}
 spec:
   lane: a
   participant: bot
-  command: [{sys.executable}, {STUB}, --quiet, --record, {self.record}]
+  command: [{sys.executable}, {h.STUB}, --quiet, --record, {self.record}]
 ---
 apiVersion: lanes/v1
 kind: Thread
@@ -503,7 +468,7 @@ spec:
   collision: {{quietSeconds: 0, recheckSeconds: 1, maxDeferSeconds: 30}}
   rateLimits: {{perParticipant: {{count: 1000, per: 1h}}, perThread: {{count: 1000, per: 1h}}}}
   loop: {{maxNoProgressTurns: 1000}}
-"""
+""",
         )
 
     def start_daemon(self) -> float:
@@ -511,11 +476,16 @@ spec:
         t0 = time.perf_counter()
         with self.daemon_log.open("wb") as out:
             self.daemon = subprocess.Popen(
-                self.ctl("run", "--resync", "60", "-o", "json"), cwd=self.repo, env=self.env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_for(lambda: self.record.exists() and "pass" in self.events(), START_TIMEOUT,
-                 self.diagnose)  # fmt: skip
+                self.ctl("run", "--resync", "60", "-o", "json"),
+                cwd=self.path,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        h.wait_for(
+            lambda: self.record.exists() and "pass" in self.events(), START_TIMEOUT, self.diagnose
+        )
         return time.perf_counter() - t0
 
     def events(self) -> list[str]:
@@ -557,9 +527,13 @@ spec:
         post_start = time.time()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            self.ctl("post", "review", "--as", "human", f"msg {n}"), cwd=self.repo, env=self.env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            self.ctl("post", "review", "--as", "human", f"msg {n}"),
+            cwd=self.path,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         post_s = latency = line_at = float("nan")
         deadline = t0 + WAKE_TIMEOUT
         try:
@@ -598,7 +572,7 @@ spec:
 
     def message_times(self) -> dict[str, float]:
         """Epoch ``at`` of every message in the thread, by body."""
-        store = queries.Store.open(f"sqlite:///{self.repo}/.lanes/state.db", WORKSPACE)
+        store = queries.Store.open(f"sqlite:///{self.path}/.lanes/state.db", WORKSPACE)
         try:
             m = tables.messages
             with store.engine.connect() as conn:
@@ -609,7 +583,7 @@ spec:
 
     def timestamps(self, wakes: Sequence[Wake]) -> None:
         """Fill each wake's store timestamps (message, job, attempt, delivered event)."""
-        store = queries.Store.open(f"sqlite:///{self.repo}/.lanes/state.db", WORKSPACE)
+        store = queries.Store.open(f"sqlite:///{self.path}/.lanes/state.db", WORKSPACE)
         try:
             with store.engine.connect() as conn:
                 m, j, a = tables.messages, tables.trigger_jobs, tables.trigger_attempts
@@ -617,10 +591,11 @@ spec:
                 messages = {
                     int(r.seq): r.at
                     for r in conn.execute(
-                        sa.select(m.c.seq, m.c.at).where(m.c.thread == "review",
-                                                         m.c.sender == "human")
+                        sa.select(m.c.seq, m.c.at).where(
+                            m.c.thread == "review", m.c.sender == "human"
+                        )
                     )
-                }  # fmt: skip
+                }
                 job_rows = conn.execute(
                     sa.select(j.c.id, j.c.unread_seq, j.c.created_at).where(
                         j.c.participant == "bot"
@@ -649,35 +624,11 @@ spec:
                 wake.attempt_at = _epoch(attempts.get(job_id))
                 wake.delivered_event_at = _epoch(delivered.get(job_id))
 
-    def leftovers(self) -> list[psutil.Process]:
-        """Processes still running whose argv names our folder or socket: the tmux server,
-        the stub agent, the placeholder session's program.
-        """
-        found = []
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmdline: list[str] = proc.info["cmdline"] or []
-            if proc.pid == os.getpid():
-                continue
-            if any(str(self.top) in part or part == self.socket for part in cmdline):
-                found.append(proc)
-        return found
-
     def cleanup(self) -> list[str]:
-        """Stop everything this rig started; what had to be killed by force."""
-        notes = []
+        """Stop the daemon first, then everything else this rig started."""
         with contextlib.suppress(Exception):
             self.stop_daemon()
-        subprocess.run(
-            ("tmux", "-L", self.socket, "kill-server"), env=self.env, capture_output=True,
-            check=False, timeout=10,
-        )  # fmt: skip
-        # kill-server returns before the server and the agents it hangs up on have exited.
-        _, alive = psutil.wait_procs(self.leftovers(), timeout=5)
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                notes.append(f"killed leftover {proc.pid}: {' '.join(proc.cmdline())[:120]}")
-                proc.kill()
-        return notes
+        return super().cleanup()
 
 
 def _epoch(value: Any) -> float:
@@ -686,106 +637,77 @@ def _epoch(value: Any) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, why: Callable[[], str]) -> None:
-    """Poll ``predicate`` until it holds; raise with ``why()`` on timeout."""
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"not ready within {timeout:.0f} s; {why()}")
-
-
-def timed(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> float:
+def timed(rig: Rig, argv: Sequence[str]) -> float:
     """Wall time of one command that must succeed."""
     t0 = time.perf_counter()
-    done = subprocess.run(
-        list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True, check=False,
-        timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr}")
-    return wall
+    h.run_checked(argv, cwd=rig.path, env=rig.env)
+    return time.perf_counter() - t0
 
 
 def bench_wakes(k: int) -> WakeResults:
     """Part (b): K posts against a running daemon, then the post command's bare cost."""
     results = WakeResults()
-    jitter = random.Random(SEED)
-    top = Path(tempfile.mkdtemp(prefix="wakes-bench-")).resolve()
-    # tmux socket paths are limited to 107 bytes: a short folder directly under /tmp.
-    tmux_tmpdir = Path(tempfile.mkdtemp(prefix="wb-", dir="/tmp"))
-    rig = Rig(top, tmux_tmpdir)
-    try:
-        rig.create()
-        log("(b) warming bytecode, starting the daemon")
-        rig.run(*rig.ctl("--once"))  # untimed: compiles bytecode, creates the lane and agent
-        wait_for(rig.record.exists, START_TIMEOUT, rig.diagnose)
-        rig.run(*rig.ctl("read", "review", "--as", "bot"))
-        results.daemon_start_s = rig.start_daemon()
-        time.sleep(1.5)
-        for n in range(1, k + 1):
-            time.sleep(BETWEEN_POSTS + jitter.uniform(0, POST_JITTER))
-            wake = rig.wake_once(n)
-            results.wakes.append(wake)
-            log(f"(b) post {n}/{k}: latency {ms(wake.latency_s)} ms, post {ms(wake.post_s)} ms")
-            if math.isnan(wake.latency_s):
-                results.problems.append(f"wake {n} did not reach the agent in {WAKE_TIMEOUT} s")
-        time.sleep(1.0)  # the last delivery's bookkeeping (confirmation, settle, event)
-        results.results = [
-            str(e.get("result")) for e in rig.log_entries() if e.get("event") == "wake"
-        ]
-        code = rig.stop_daemon()
-        if code != 0:
-            results.problems.append(f"daemon exited {code}")
-        rig.timestamps(results.wakes)
-        log("(b) bare post command (daemon stopped) and floors")
-        starts: dict[str, float] = {}
-        for n in range(1, k + 1):
-            starts[f"bare {n}"] = time.time()
-            results.bare_post_s.append(
-                timed(
-                    rig.ctl("post", "review", "--as", "human", f"bare {n}"),
-                    cwd=rig.repo,
-                    env=rig.env,
-                )
-            )
-        committed = rig.message_times()
-        results.bare_commit_s = [committed.get(b, float("nan")) - t for b, t in starts.items()]
-        for _ in range(FLOOR_RUNS):
-            results.python_floor_s.append(
-                timed([sys.executable, "-c", "pass"], cwd=rig.repo, env=rig.env)
-            )
-            results.sqlalchemy_floor_s.append(
-                timed([sys.executable, "-c", "import sqlalchemy"], cwd=rig.repo, env=rig.env)
-            )
-            results.import_floor_s.append(
-                timed(
-                    [sys.executable, "-c", "import controller.cli.main"], cwd=rig.repo, env=rig.env
-                )
-            )
-    except Exception:
-        log("(b) failed; " + rig.diagnose())
-        raise
-    finally:
-        for note in rig.cleanup():
-            log(note)
-        shutil.rmtree(top, ignore_errors=True)
-        shutil.rmtree(tmux_tmpdir, ignore_errors=True)
+    with h.fresh_repo(Rig, 1, prefix="wakes-bench-", tmux=True) as rig:
+        try:
+            rig.create()
+            _wakes(rig, k, results)
+            _bare_posts(rig, k, results)
+            _floors(rig, results)
+        except Exception:
+            log("(b) failed; " + rig.diagnose())
+            raise
     return results
 
 
+def _wakes(rig: Rig, k: int, results: WakeResults) -> None:
+    """K posts against the daemon, each timed until the agent read its wake."""
+    jitter = random.Random(SEED)
+    log("(b) warming bytecode, starting the daemon")
+    rig.run(*rig.ctl("--once"))  # untimed: compiles bytecode, creates the lane and agent
+    h.wait_for(rig.record.exists, START_TIMEOUT, rig.diagnose)
+    rig.run(*rig.ctl("read", "review", "--as", "bot"))
+    results.daemon_start_s = rig.start_daemon()
+    time.sleep(1.5)
+    for n in range(1, k + 1):
+        time.sleep(BETWEEN_POSTS + jitter.uniform(0, POST_JITTER))
+        wake = rig.wake_once(n)
+        results.wakes.append(wake)
+        log(f"(b) post {n}/{k}: latency {ms(wake.latency_s)} ms, post {ms(wake.post_s)} ms")
+        if math.isnan(wake.latency_s):
+            results.problems.append(f"wake {n} did not reach the agent in {WAKE_TIMEOUT} s")
+    time.sleep(1.0)  # the last delivery's bookkeeping (confirmation, settle, event)
+    results.results = [str(e.get("result")) for e in rig.log_entries() if e.get("event") == "wake"]
+    code = rig.stop_daemon()
+    if code != 0:
+        results.problems.append(f"daemon exited {code}")
+    rig.timestamps(results.wakes)
+
+
+def _bare_posts(rig: Rig, k: int, results: WakeResults) -> None:
+    """K posts with the daemon stopped: the post command's own cost, split at its commit."""
+    log("(b) bare post command (daemon stopped) and floors")
+    starts: dict[str, float] = {}
+    for n in range(1, k + 1):
+        starts[f"bare {n}"] = time.time()
+        argv = rig.ctl("post", "review", "--as", "human", f"bare {n}")
+        results.bare_post_s.append(timed(rig, argv))
+    committed = rig.message_times()
+    results.bare_commit_s = [committed.get(b, float("nan")) - t for b, t in starts.items()]
+
+
+def _floors(rig: Rig, results: WakeResults) -> None:
+    """What starting Python, SQLAlchemy and the CLI costs alone."""
+    floors = {
+        "pass": results.python_floor_s,
+        "import sqlalchemy": results.sqlalchemy_floor_s,
+        "import controller.cli.main": results.import_floor_s,
+    }
+    for _ in range(FLOOR_RUNS):
+        for code, into in floors.items():
+            into.append(timed(rig, [sys.executable, "-c", code]))
+
+
 # -- report -------------------------------------------------------------------------------------
-
-
-def version(argv: Sequence[str]) -> str:
-    """First line a program prints, or '-'."""
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=10)
-    except OSError:
-        return "-"
-    return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "-"
 
 
 def pg_version(url: str | None) -> str | None:
@@ -798,40 +720,6 @@ def pg_version(url: str | None) -> str | None:
             return str(conn.execute(sa.text("SHOW server_version")).scalar())
     finally:
         engine.dispose()
-
-
-def code_state() -> dict[str, Any]:
-    """Which controller code ran: git HEAD, uncommitted changes, a digest of controller/."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(("git", *args), cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout
-
-    head = git("rev-parse", "--short", "HEAD").strip()
-    dirty = git("status", "--porcelain", "--", "controller").splitlines()
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "controller").rglob("*.py")):
-        digest.update(path.read_bytes())
-    return {
-        "head": head or "-",
-        "uncommitted": [line.strip() for line in dirty if line.strip()],
-        "controller_sha256": digest.hexdigest()[:16],
-    }
-
-
-def machine(pg_url: str | None) -> dict[str, Any]:
-    """What the numbers were measured on."""
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "tmux": version(["tmux", "-V"]),
-        "git": version(["git", "--version"]),
-        "sqlite": sqlite3.sqlite_version,
-        "postgresql": pg_version(pg_url),
-        "platform": platform.platform(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def wake_rows(wakes: Sequence[Wake]) -> dict[str, list[float]]:
@@ -856,75 +744,57 @@ def wake_rows(wakes: Sequence[Wake]) -> dict[str, list[float]]:
     }
 
 
-def _code_line(info: Mapping[str, Any]) -> str:
-    start, end = info["code_at_start"], info.get("code_at_end", info["code_at_start"])
-    dirty = f", uncommitted: {' '.join(start['uncommitted'])}" if start["uncommitted"] else ""
-    line = f"code: {start['head']} (controller/ sha256 {start['controller_sha256']}{dirty})"
-    if end["controller_sha256"] != start["controller_sha256"]:
-        line += (
-            f"; WARNING: controller/ changed during the run (now {end['head']}, "
-            f"{end['controller_sha256']}): the numbers may mix two versions"
-        )
-    elif end["head"] != start["head"]:
-        line += f"; HEAD moved to {end['head']} during the run, controller/ unchanged"
-    return line
+# One word per column of (a); "-" stands for a space.
+QUEUE_HEADER = (
+    "backend workers jobs/s vs-1 drain-s exit-s claim-ms in-claim record-ms settle-ms dup "
+    "missing lost final-states cpu-ms/job busy insert-s"
+)
 
 
 def report(
-    info: Mapping[str, Any], queue: Sequence[QueueRun], pg_skipped: bool, wakes: WakeResults,
-    n: int, k: int,
-) -> str:  # fmt: skip
+    info: Mapping[str, Any], queue: Sequence[QueueRun], wakes: WakeResults, *, n: int, k: int
+) -> str:
     """The readable tables."""
-    out = [
-        "Wake benchmark (one run; every ratio is between numbers of this run)",
-        f"machine: {info['cpus']} CPUs, {info['memory_gib']} GiB, Python {info['python']}, "
-        f"{info['tmux']}, SQLite {info['sqlite']}, PostgreSQL {info['postgresql'] or '-'}, "
-        f"{info['platform']}",
-        _code_line(info),
-        f"load average (1, 5, 15 min) at start: {info['load_average_at_start']}, at end: "
-        f"{info.get('load_average_at_end')}",
-        "",
-        f"(a) queue throughput: {n} jobs, each worker loops claim(limit={CLAIM_LIMIT}) -> "
-        "record -> settle until empty",
+    title = "Wake benchmark (one run; every ratio is between numbers of this run)"
+    out = [*h.header(title, info), "", *queue_report(queue, n, info), ""]
+    return "\n".join([*out, *wake_report(wakes, k)])
+
+
+def queue_row(r: QueueRun, scale: float) -> list[str]:
+    """One drain in the table of (a)."""
+    return [
+        r.backend,
+        str(r.workers),
+        f"{r.jobs_per_s:.0f}",
+        f"{scale:.2f}x",
+        f"{r.drain_s:.2f}",
+        f"{r.exit_s:.2f}",
+        f"{r.claim_ms:.2f}",
+        f"{r.claim_share:.0%}",
+        f"{r.record_ms:.2f}",
+        f"{r.settle_ms:.2f}",
+        str(r.duplicates),
+        str(r.missing),
+        str(r.lost_leases),
+        " ".join(f"{s}={c}" for s, c in sorted(r.final_counts.items())),
+        f"{r.client_cpu_ms_per_job:.2f}",
+        f"{r.machine_busy:.0%}",
+        f"{r.insert_s:.2f}",
     ]
-    rows = []
+
+
+def queue_report(queue: Sequence[QueueRun], n: int, info: Mapping[str, Any]) -> list[str]:
+    """Part (a): throughput and the correctness checks of every drain."""
     base: dict[str, float] = {}
+    rows = []
     for r in queue:
         base.setdefault(r.backend, r.jobs_per_s)
-        scale = r.jobs_per_s / base[r.backend]
-        rows.append([
-            r.backend, str(r.workers), f"{r.jobs_per_s:.0f}", f"{scale:.2f}x",
-            f"{r.drain_s:.2f}", f"{r.exit_s:.2f}", f"{r.claim_ms:.2f}", f"{r.claim_share:.0%}",
-            f"{r.record_ms:.2f}",
-            f"{r.settle_ms:.2f}", str(r.duplicates), str(r.missing), str(r.lost_leases),
-            " ".join(f"{s}={c}" for s, c in sorted(r.final_counts.items())),
-            f"{r.client_cpu_ms_per_job:.2f}", f"{r.machine_busy:.0%}", f"{r.insert_s:.2f}",
-        ])  # fmt: skip
-    out.append(
-        table(
-            [
-                "backend",
-                "workers",
-                "jobs/s",
-                "vs 1",
-                "drain s",
-                "exit s",
-                "claim ms",
-                "in claim",
-                "record ms",
-                "settle ms",
-                "dup",
-                "missing",
-                "lost",
-                "final states",
-                "cpu ms/job",
-                "busy",
-                "insert s",
-            ],
-            rows,
-        )
-    )
-    out += [
+        rows.append(queue_row(r, r.jobs_per_s / base[r.backend]))
+    header = [name.replace("-", " ") for name in QUEUE_HEADER.split()]
+    out = [
+        f"(a) queue throughput: {n} jobs, each worker loops claim(limit={CLAIM_LIMIT}) -> "
+        "record -> settle until empty",
+        *h.table(header, rows),
         "  jobs/s: jobs claimed and completed per second of drain (go -> last empty claim); "
         "exit s: until every worker exited",
         "  ms: mean per statement (claim per call, record and settle per job); in claim: share "
@@ -932,41 +802,45 @@ def report(
         "  dup: jobs with more than one attempt (must be 0); cpu ms/job: the workers' own CPU "
         "per job; busy: share of all CPUs busy during the drain (every process on the machine)",
     ]
-    for r in queue:
-        if r.timed_out:
-            out.append(
-                f"  TIMED OUT: {r.backend} with {r.workers} worker(s) was stopped after "
-                f"{DRAIN_TIMEOUT:.0f} s with {r.final_counts.get('done', 0)} of {r.jobs} jobs done"
-            )
-    if pg_skipped:
+    for r in (r for r in queue if r.timed_out):
+        out.append(
+            f"  TIMED OUT: {r.backend} with {r.workers} worker(s) was stopped after "
+            f"{DRAIN_TIMEOUT:.0f} s with {r.final_counts.get('done', 0)} of {r.jobs} jobs done"
+        )
+    if info["tools"].get("PostgreSQL") is None:
         out.append(f"  PostgreSQL skipped: {PG_ENV} is not set (run through scripts/with-postgres)")
-    out += [
-        "",
-        f"(b) wake latency: {k} posts {BETWEEN_POSTS}-{BETWEEN_POSTS + POST_JITTER:.2f} s apart "
-        "(random), daemon `run --resync 60`",
-    ]
-    rows = []
-    series = [
+    return out
+
+
+def wake_series(wakes: WakeResults) -> list[tuple[str, list[float]]]:
+    """Every row of the table of (b): the wakes' components, the bare post, the floors."""
+    exits = [w - c for w, c in zip(wakes.bare_post_s, wakes.bare_commit_s, strict=True)]
+    return [
         *wake_rows(wakes.wakes).items(),
         ("controller post, daemon stopped (bare)", wakes.bare_post_s),
         ("  bare post: spawned -> message committed", wakes.bare_commit_s),
-        (
-            "  bare post: committed -> process exited",
-            [w - c for w, c in zip(wakes.bare_post_s, wakes.bare_commit_s, strict=True)],
-        ),
+        ("  bare post: committed -> process exited", exits),
         ("floor: python -c pass", wakes.python_floor_s),
         ("floor: python -c 'import sqlalchemy'", wakes.sqlalchemy_floor_s),
         ("floor: python -c 'import controller.cli.main'", wakes.import_floor_s),
     ]
-    for name, values in series:
+
+
+def wake_report(wakes: WakeResults, k: int) -> list[str]:
+    """Part (b): the latency of a wake, its parts, and what the daemon said."""
+    rows = []
+    for name, values in wake_series(wakes):
         seen = [v for v in values if not math.isnan(v)]
-        high, low = (max(seen), min(seen)) if seen else (float("nan"), float("nan"))
+        high, low = (max(seen), min(seen)) if seen else (math.nan, math.nan)
         rows.append([name, ms(pct(values, 0.5)), ms(pct(values, 0.95)), ms(high), ms(low)])
-    out.append(table(["ms", "p50", "p95", "max", "min"], rows))
-    lat = [w.latency_s for w in wakes.wakes]
-    p50 = pct(lat, 0.5)
-    verdict = "met" if p50 < TARGET_P50 else "MISSED"
-    out.append(f"  target p50 post -> keystrokes < {TARGET_P50:.0f} s: {verdict} ({ms(p50)} ms)")
+    p50 = pct([w.latency_s for w in wakes.wakes], 0.5)
+    out = [
+        f"(b) wake latency: {k} posts {BETWEEN_POSTS}-{BETWEEN_POSTS + POST_JITTER:.2f} s apart "
+        "(random), daemon `run --resync 60`",
+        *h.table(["ms", "p50", "p95", "max", "min"], rows),
+        f"  target p50 post -> keystrokes < {TARGET_P50:.0f} s: {h.verdict(p50 < TARGET_P50)} "
+        f"({ms(p50)} ms)",
+    ]
     commit50 = pct([w.message_at - w.post_start for w in wakes.wakes], 0.5)
     daemon50 = pct([w.line_at - w.message_at for w in wakes.wakes], 0.5)
     if p50 > 0 and not math.isnan(commit50 + daemon50):
@@ -976,82 +850,57 @@ def report(
             "the daemon's work)"
         )
     delivered = sum(1 for r in wakes.results if r == "delivered")
-    out.append(
+    out += [
         f"  daemon wake results: {delivered} delivered of {len(wakes.results)} logged; "
-        f"daemon ready (agent running, first pass done) after {wakes.daemon_start_s:.1f} s"
-    )
-    out.append(
+        f"daemon ready (agent running, first pass done) after {wakes.daemon_start_s:.1f} s",
         "  store timestamps: message 'at' (in post), job 'created_at' (enqueue), attempt 'at' "
-        "(before send-keys), TriggerDelivered event (after Enter was confirmed and the job settled)"
-    )
-    for problem in wakes.problems:
-        out.append(f"  PROBLEM: {problem}")
-    return "\n".join(out)
+        "(before send-keys), TriggerDelivered event (after Enter was confirmed and the job "
+        "settled)",
+    ]
+    return out + [f"  PROBLEM: {problem}" for problem in wakes.problems]
 
 
-def no_nan(value: Any) -> Any:
-    """``value`` with every nan replaced by None (JSON has no nan)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: no_nan(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [no_nan(v) for v in value]
-    return value
+def payload(
+    info: Mapping[str, Any], queue: Sequence[QueueRun], wakes: WakeResults, n: int, k: int
+) -> dict[str, Any]:
+    """Every raw number."""
+    return {
+        "machine": info,
+        "jobs": n,
+        "wakes_count": k,
+        "queue": [asdict(r) for r in queue],
+        "postgresql_skipped": info["tools"].get("PostgreSQL") is None,
+        "wakes": [asdict(w) for w in wakes.wakes],
+        "wake_components_s": wake_rows(wakes.wakes),
+        "bare_post_s": wakes.bare_post_s,
+        "bare_commit_s": wakes.bare_commit_s,
+        "python_floor_s": wakes.python_floor_s,
+        "import_floor_s": wakes.import_floor_s,
+        "sqlalchemy_floor_s": wakes.sqlalchemy_floor_s,
+        "daemon_start_s": wakes.daemon_start_s,
+        "daemon_wake_results": wakes.results,
+        "problems": wakes.problems,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run both parts, print the tables, optionally write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument(
-        "--quick", action="store_true", help=f"{JOBS_QUICK} jobs, {WAKES_QUICK} wakes"
-    )
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write raw numbers")
+    parser = h.options(__doc__, reps=False)
     args = parser.parse_args(argv)
-    for tool in ("git", "tmux"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is required")
+    h.require(parser, "git", "tmux")
     n = JOBS_QUICK if args.quick else JOBS
     k = WAKES_QUICK if args.quick else WAKES
     pg_url = os.environ.get(PG_ENV) or None
-    info = machine(pg_url)
-    info["code_at_start"] = code_state()
+    info = h.machine("git", "tmux")
+    info["tools"].update({"SQLite": sqlite3.sqlite_version, "PostgreSQL": pg_version(pg_url)})
     log(f"wake benchmark: {n} jobs, {k} wakes, PostgreSQL {'yes' if pg_url else 'skipped'}")
-    with tempfile.TemporaryDirectory(prefix="wakes-bench-pycache-") as pycache:
-        BYTECODE["PYTHONPYCACHEPREFIX"] = pycache
-        subprocess.run(
-            [sys.executable, "-c", "import controller.cli.main, controller.store.jobs"],
-            cwd=ROOT, env=worker_env(), check=True, timeout=120,
-        )  # fmt: skip
+    with h.private_bytecode("wakes-bench-"):
+        h.warm_bytecode("controller.store.jobs")
         queue = bench_queue(n, pg_url)
         wakes = bench_wakes(k)
-    info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    info["code_at_end"] = code_state()
-    seconds = time.perf_counter() - STARTED
-    print(report(info, queue, pg_url is None, wakes, n, k))
-    print(f"\n(benchmark took {seconds:.0f} s)")
-    if args.json is not None:
-        payload = {
-            "machine": info,
-            "jobs": n,
-            "wakes_count": k,
-            "benchmark_seconds": seconds,
-            "queue": [asdict(r) for r in queue],
-            "postgresql_skipped": pg_url is None,
-            "wakes": [asdict(w) for w in wakes.wakes],
-            "wake_components_s": wake_rows(wakes.wakes),
-            "bare_post_s": wakes.bare_post_s,
-            "bare_commit_s": wakes.bare_commit_s,
-            "python_floor_s": wakes.python_floor_s,
-            "import_floor_s": wakes.import_floor_s,
-            "sqlalchemy_floor_s": wakes.sqlalchemy_floor_s,
-            "daemon_start_s": wakes.daemon_start_s,
-            "daemon_wake_results": wakes.results,
-            "problems": wakes.problems,
-        }
-        text = json.dumps(no_nan(payload), indent=2, sort_keys=True, default=str)
-        args.json.write_text(text + "\n")
-        log(f"wrote {args.json}")
+    h.at_end(info)
+    text = report(info, queue, wakes, n=n, k=k)
+    h.publish(text, payload(info, queue, wakes, n, k), args.json)
     failed = any(r.duplicates or r.missing for r in queue) or wakes.problems
     if failed:
         log("correctness check failed (see the report)")

@@ -12,29 +12,31 @@ level before), of stand-in agents that exit at once (`true`):
 - the daemon (`controller run`) with `controller submit`, polled until the run ends.
 
 Prints wall times, the ratio to the baseline (target <= 1.5x, aim <= 1.2x), the scheduling
-overhead per task and the controllers' peak RSS. Run: `.venv/bin/python bench/workflows.py`.
+overhead per task and the controllers' peak RSS. Run: `.venv/bin/python bench/workflows.py`
+(`--rounds N`, default 3; `--quick`: 1 round; `--json FILE`: every raw number). The rig
+(repositories, environment, measuring, quietness, the report's frame) is bench/harness.py.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
-import os
-import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+import harness as h  # bench/harness.py (scripts run as `python bench/<name>.py`)
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness
+from harness import Repo, Sample
 
 WIDE, DEEP = 10, 5
-ENV_KEYS = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")
+TARGET_RATIO = 1.5
+FILES = 20
+DAEMON_TIMEOUT = 300.0
+POLL = 0.05
 
 
 def names() -> list[list[str]]:
@@ -72,18 +74,32 @@ def workflow_yaml(true: str) -> str:
     return json.dumps(catalog) + "\n---\n" + json.dumps(flow) + "\n"
 
 
-def fresh_repo(base: Path, env: dict[str, str]) -> Path:
-    repo = base / f"repo-{time.monotonic_ns()}"
-    repo.mkdir()
-    harness.run_checked(("git", "init", "-q", "-b", "main"), cwd=repo, env=env)
-    for i in range(20):
-        (repo / f"file{i}.txt").write_text(f"content {i}\n" * 50)
-    harness.run_checked(("git", "add", "."), cwd=repo, env=env)
-    harness.run_checked(("git", "commit", "-q", "-m", "initial"), cwd=repo, env=env)
-    return repo
+@contextlib.contextmanager
+def fresh_repo() -> Iterator[Repo]:
+    """A new repository with 20 committed files; ``desired/`` still empty."""
+    with h.fresh_repo(Repo, 0, prefix="bench-wf-") as repo:
+        for i in range(FILES):
+            (repo.path / f"file{i}.txt").write_text(f"content {i}\n" * 50)
+        h.run_checked(("git", "add", "."), cwd=repo.path, env=repo.env)
+        h.run_checked(("git", "commit", "-q", "-m", "files"), cwd=repo.path, env=repo.env)
+        yield repo
 
 
-def baseline(repo: Path, env: dict[str, str], true: str) -> float:
+def checked(ran: h.Ran) -> Sample:
+    """The sample of a run that must succeed."""
+    if ran.sample.rc != 0:
+        raise RuntimeError(h.first_problem(ran.output))
+    return ran.sample
+
+
+def script(repo: Repo, lines: list[str]) -> Sample:
+    """Measure a bash script run in the repository."""
+    path = repo.scratch / "baseline.sh"
+    path.write_text("\n".join(lines) + "\n")
+    return checked(repo.measure(("bash", str(path))))
+
+
+def baseline(repo: Repo, true: str) -> Sample:
     """The shell script's way: per level, add each worktree and start it; wait for the level."""
     lines = ["set -e"]
     for level in names():
@@ -91,146 +107,138 @@ def baseline(repo: Path, env: dict[str, str], true: str) -> float:
             lines.append(f"git worktree add -q -b runs/{task} wt/{task} HEAD")
             lines.append(f"(cd wt/{task} && {true}) &")
         lines.append("wait")
-    script = repo.parent / f"baseline-{repo.name}.sh"
-    script.write_text("\n".join(lines) + "\n")
-    started = time.perf_counter()
-    harness.run_checked(("bash", str(script)), cwd=repo, env=env)
-    return time.perf_counter() - started
+    return script(repo, lines)
 
 
-def baseline_with_git(repo: Path, env: dict[str, str], true: str) -> float:
+def baseline_with_git(repo: Repo, true: str) -> Sample:
     """The shell script doing the git work the controller does: merge each task's dependencies
     without a worktree (merge-tree + commit-tree), add its worktree there, run it, commit what it
     left; still no bookkeeping, no budget, no crash safety."""
     lines = ["set -e", "head=$(git rev-parse HEAD)"]
     for level, tasks in enumerate(names()):
         for i, task in enumerate(tasks):
-            parents = deps(level, i)
-            if parents:
-                a, b = (f"$(git rev-parse runs/{p})" for p in parents)
-                lines.append(f"tree=$(git merge-tree --write-tree {a} {b})")
-                lines.append(f'base=$(git commit-tree "$tree" -p {a} -p {b} -m base)')
-            else:
-                lines.append('base="$head"')
-            lines.append(f'git worktree add -q -b runs/{task} wt/{task} "$base"')
-            lines.append(
-                f"(cd wt/{task} && {true} && git add -A && "
-                f"(git diff --cached --quiet || git commit -q -m left)) &"
-            )
+            lines += _task_with_git(task, deps(level, i), true)
         lines.append("wait")
-    script = repo.parent / f"baseline-git-{repo.name}.sh"
-    script.write_text("\n".join(lines) + "\n")
-    started = time.perf_counter()
-    harness.run_checked(("bash", str(script)), cwd=repo, env=env)
-    return time.perf_counter() - started
+    return script(repo, lines)
 
 
-def controller(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        (sys.executable, "-m", "controller", *args),
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=harness.RUN_TIMEOUT,
-    )
+def _task_with_git(task: str, parents: list[str], true: str) -> list[str]:
+    if parents:
+        a, b = (f"$(git rev-parse runs/{p})" for p in parents)
+        base = [
+            f"tree=$(git merge-tree --write-tree {a} {b})",
+            f'base=$(git commit-tree "$tree" -p {a} -p {b} -m base)',
+        ]
+    else:
+        base = ['base="$head"']
+    return [
+        *base,
+        f'git worktree add -q -b runs/{task} wt/{task} "$base"',
+        f"(cd wt/{task} && {true} && git add -A && "
+        f"(git diff --cached --quiet || git commit -q -m left)) &",
+    ]
 
 
-def with_submit_wait(repo: Path, env: dict[str, str], true: str) -> tuple[float, float]:
-    (repo / "desired").mkdir()
-    (repo / "desired" / "dag.yaml").write_text(workflow_yaml(true))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    done = controller(repo, env, "submit", "dag", "--wait")
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(harness.first_problem(done.stdout + done.stderr))
-    rss = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    return elapsed, rss
+def with_submit_wait(repo: Repo, true: str) -> Sample:
+    """``controller submit dag --wait``: passes until the run ends, in one process."""
+    repo.write("dag.yaml", workflow_yaml(true))
+    return checked(repo.measure(repo.controller("submit", "dag", "--wait")))
 
 
-def with_daemon(repo: Path, env: dict[str, str], true: str) -> tuple[float, float]:
-    (repo / "desired").mkdir()
-    (repo / "desired" / "dag.yaml").write_text(workflow_yaml(true))
-    daemon = subprocess.Popen(
-        (sys.executable, "-m", "controller", "run", "--resync", "30", "--debounce", "0.05"),
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    peak = 0.0
+def with_daemon(repo: Repo, true: str) -> Sample:
+    """The daemon runs the DAG: from ``controller submit`` until ``runs show`` says it ended.
+
+    Peak RSS is the daemon's, sampled with psutil while it runs; CPU is the daemon's own.
+    """
+    repo.write("dag.yaml", workflow_yaml(true))
+    log = repo.scratch / "daemon.log"
+    argv = repo.controller("run", "--resync", "30", "--debounce", "0.05", "-o", "json")
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(argv, cwd=repo.path, env=repo.env, stdout=out, stderr=out)
     try:
-        time.sleep(1.0)  # let it start and make its first (empty) pass
+        h.wait_for(lambda: '"event": "pass"' in log.read_text(), 60, log.read_text)
+        h.neighbours.quiet()
         started = time.perf_counter()
-        run = controller(repo, env, "submit", "dag").stdout.strip()
-        while True:
-            peak = max(peak, psutil.Process(daemon.pid).memory_info().rss / 2**20)
-            view = json.loads(controller(repo, env, "runs", "show", run, "-o", "json").stdout)
-            if view["phase"] != "running":
-                break
-            time.sleep(0.05)
+        run = h.run_checked(repo.controller("submit", "dag"), cwd=repo.path, env=repo.env)
+        peak = _until_ended(repo, run.strip(), psutil.Process(daemon.pid))
         elapsed = time.perf_counter() - started
-        if view["phase"] != "succeeded":
-            raise RuntimeError(f"the run ended {view['phase']}: {view['message']}")
+        cpu = sum(psutil.Process(daemon.pid).cpu_times()[:2])
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
-    return elapsed, peak
+    return Sample(wall_s=elapsed, rc=0, maxrss_kib=peak, cpu_s=cpu, others=0.0)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    options = parser.parse_args()
-    true = shutil.which("true") or "/bin/true"
-    env = {**os.environ, **dict.fromkeys(ENV_KEYS, "bench")}
-    env = {k: v for k, v in env.items() if not k.startswith(("LANE_", "CONTROLLER_"))}
-    results: dict[str, list[float]] = {
-        "baseline": [],
-        "baseline + git work": [],
-        "submit --wait": [],
-        "daemon": [],
-    }
-    rss: dict[str, float] = {"submit --wait": 0.0, "daemon": 0.0}
-    with tempfile.TemporaryDirectory(prefix="bench-wf-") as tmp:
-        base = Path(tmp)
-        for _ in range(options.rounds):  # interleaved: a noisy moment hits every variant
-            results["baseline"].append(baseline(fresh_repo(base, env), env, true))
-            results["baseline + git work"].append(
-                baseline_with_git(fresh_repo(base, env), env, true)
-            )
-            seconds, peak = with_submit_wait(fresh_repo(base, env), env, true)
-            results["submit --wait"].append(seconds)
-            rss["submit --wait"] = max(rss["submit --wait"], peak)
-            seconds, peak = with_daemon(fresh_repo(base, env), env, true)
-            results["daemon"].append(seconds)
-            rss["daemon"] = max(rss["daemon"], peak)
-    report(results, rss)
-    return 0
+def _until_ended(repo: Repo, run: str, daemon: psutil.Process) -> int:
+    """Poll the run until it ends (it must succeed); the daemon's peak RSS meanwhile, KiB."""
+    peak = 0
+    deadline = time.perf_counter() + DAEMON_TIMEOUT
+    argv = repo.controller("runs", "show", run, "-o", "json")
+    while time.perf_counter() < deadline:
+        peak = max(peak, daemon.memory_info().rss // 1024)
+        view = json.loads(h.run_checked(argv, cwd=repo.path, env=repo.env))
+        if view["phase"] == "succeeded":
+            return peak
+        if view["phase"] != "running":
+            raise RuntimeError(f"the run ended {view['phase']}: {view['message']}")
+        time.sleep(POLL)
+    raise RuntimeError(f"the run did not end within {DAEMON_TIMEOUT:.0f} s")
 
 
-def report(results: dict[str, list[float]], rss: dict[str, float]) -> None:
-    floor = min(results["baseline"])
-    tasks = WIDE * DEEP
+VARIANTS: Mapping[str, Callable[[Repo, str], Sample]] = {
+    "baseline": baseline,
+    "baseline + git work": baseline_with_git,
+    "submit --wait": with_submit_wait,
+    "daemon": with_daemon,
+}
+
+
+def report(results: h.Results, rounds: int, info: Mapping[str, Any]) -> str:
+    """The table: best wall time of each variant against the best baseline."""
+    floor = min(s.wall_s for s in results.samples["baseline"])
     rows = []
-    for name, times in results.items():
-        best = min(times)
+    for name, samples in results.samples.items():
+        best = min(s.wall_s for s in samples)
         ratio = best / floor
-        over = (best - floor) / tasks * 1000
-        peak = f"{rss[name]:.0f} MiB" if name in rss else "-"
-        target = (
-            "-" if name.startswith("baseline") else f"{harness.verdict(ratio <= 1.5)} (<= 1.5x)"
-        )
-        rows.append((name, f"{best:.2f} s", f"{ratio:.2f}x", f"{over:.0f} ms", peak, target))
-    header = ("variant", "best wall", "ratio", "overhead/task", "peak RSS", "target")
-    print(f"50-task DAG ({WIDE} wide, {DEEP} deep), best of {len(results['baseline'])} rounds")
-    print("\n".join(harness.table(header, rows)))
-    print(
-        "all runs (s): "
-        + "; ".join(f"{k}: " + ", ".join(f"{t:.2f}" for t in v) for k, v in results.items())
+        over = (best - floor) / (WIDE * DEEP) * 1000
+        controller = not name.startswith("baseline")
+        peak = f"{max(s.maxrss_kib for s in samples) / 1024:.0f} MiB" if controller else "-"
+        target = f"{h.verdict(ratio <= TARGET_RATIO)} (<= {TARGET_RATIO}x)" if controller else "-"
+        rows.append([name, f"{best:.2f} s", f"{ratio:.2f}x", f"{over:.0f} ms", peak, target])
+    header = ["variant", "best wall", "ratio", "overhead/task", "peak RSS", "target"]
+    title = f"50-task DAG ({WIDE} wide, {DEEP} deep), best of {rounds} rounds"
+    every = "; ".join(
+        f"{k}: " + ", ".join(f"{s.wall_s:.2f}" for s in v) for k, v in results.samples.items()
     )
+    lines = [*h.header(title, info), h.quiet_line(results), "", *h.table(header, rows)]
+    return "\n".join([*lines, f"all runs (s): {every}"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every variant, interleaved, ``--rounds`` times; print the table."""
+    parser = h.options(__doc__, reps=False)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every variant")
+    args = parser.parse_args(argv)
+    h.require(parser, "git", "bash")
+    rounds = 1 if args.quick else max(1, args.rounds)
+    true = shutil.which("true") or "/bin/true"
+    info = h.machine("git")
+    results = h.Results()
+    with h.private_bytecode("workflows-bench-"):
+        h.warm_bytecode()
+        try:
+            for n in range(rounds):  # interleaved: a noisy moment hits every variant
+                for name, variant in VARIANTS.items():
+                    h.log(f"[round {n + 1}/{rounds}] {name}")
+                    with fresh_repo() as repo:
+                        results.add(name, variant(repo, true))
+        except RuntimeError as exc:
+            h.log(f"benchmark aborted: {exc}")
+            return 1
+    h.at_end(info)
+    payload = {**results.to_json(), "machine": info, "rounds": rounds}
+    h.publish(report(results, rounds, info), payload, args.json)
+    return 0
 
 
 if __name__ == "__main__":

@@ -78,9 +78,14 @@ class Repo:
 
     def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
         done = subprocess.run(
-            ("git", *args), cwd=cwd or self.path, env=self.env,
-            capture_output=True, text=True, check=False, timeout=60,
-        )  # fmt: skip
+            ("git", *args),
+            cwd=cwd or self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
         return done.stdout.strip()
@@ -104,9 +109,14 @@ class Repo:
     def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the real command line in the repository."""
         return subprocess.run(
-            (sys.executable, "-m", "controller", *args), cwd=self.path, env=self.env,
-            capture_output=True, text=True, check=False, timeout=timeout,
-        )  # fmt: skip
+            (sys.executable, "-m", "controller", *args),
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
 
     def worktrees(self) -> list[str]:
         """Paths of the lane worktrees git knows (the main checkout excluded)."""
@@ -146,6 +156,20 @@ def wait_until(
             return
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+
+
+def stays_true(predicate: Callable[[], object], seconds: float, *, every: float = 0.05) -> None:
+    """Check ``predicate`` for ``seconds``; fail as soon as it is false.
+
+    For what must *not* happen within a time: the bound is explicit, and a violation fails at
+    once instead of after a sleep. Use ``wait_until`` for anything that can be observed.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        assert predicate(), f"condition stopped holding within {seconds}s: {predicate}"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(every)
 
 
 def git_children_of(repo: Path) -> list[int]:
@@ -188,9 +212,12 @@ def tmux_socket(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("TMUX_TMPDIR", tmpdir)  # for libtmux, which tests use to look
     yield name
     subprocess.run(
-        ("tmux", "-L", name, "kill-server"), env=repo.env, capture_output=True, check=False,
+        ("tmux", "-L", name, "kill-server"),
+        env=repo.env,
+        capture_output=True,
+        check=False,
         timeout=10,
-    )  # fmt: skip
+    )
     reap(str(tmp_path))
     shutil.rmtree(tmpdir, ignore_errors=True)
 

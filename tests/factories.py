@@ -96,22 +96,31 @@ def agent(
 
     kw.setdefault("pid", 100)
     kw.setdefault("pid_created", 1000.0)
+    kw.setdefault("spec_fields", dict(lifecycle.spec_fields(b)))
     if b.spec.runtime == "tmux":
         kw.setdefault("pane_id", "%1")
         kw.setdefault("window_id", "@1")
         kw.setdefault("session_id", "$1")
     return world.AgentRecord(
-        binding=b.name, lane=b.spec.lane, participant=b.spec.participant,
-        runtime=b.spec.runtime, state=state, spec_hash=lifecycle.spec_hash(b), **kw,
-    )  # fmt: skip
+        binding=b.name,
+        lane=b.spec.lane,
+        participant=b.spec.participant,
+        runtime=b.spec.runtime,
+        state=state,
+        spec_hash=lifecycle.spec_hash(b),
+        **kw,
+    )
 
 
 def pane(record: world.AgentRecord, **kw: Any) -> world.Pane:
     kw.setdefault("pid", record.pid)
     return world.Pane(
-        session_id=record.session_id or "$1", window_id=record.window_id or "@1",
-        pane_id=record.pane_id or "%1", session_name=record.lane, **kw,
-    )  # fmt: skip
+        session_id=record.session_id or "$1",
+        window_id=record.window_id or "@1",
+        pane_id=record.pane_id or "%1",
+        session_name=record.lane,
+        **kw,
+    )
 
 
 def proc(record: world.AgentRecord) -> dict[int, world.Proc]:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -34,6 +34,15 @@ class Settings:
     verbose: int = 0
     lock_timeout: float = 60.0
     desired_ref: str | None = None
+    color: str | None = None
+
+    def colors(self, stream: TextIO | None = None) -> bool:
+        """Whether text written to ``stream`` (standard output by default) gets colours."""
+        target = sys.stdout if stream is None else stream
+        no_color, force_color = wiring.color_environment()
+        return output.colors_on(
+            self.color, tty=target.isatty(), no_color=no_color, force_color=force_color
+        )
 
     @property
     def json(self) -> bool:
@@ -66,6 +75,10 @@ def global_options(func: F) -> F:
         click.option("-v", "--verbose", count=True, help="More detail; repeat for more."),
         click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
                      help="How long to wait for another pass holding the workspace lock."),
+        click.option("--color", type=click.Choice([str(c) for c in output.Color]),
+                     default=None,
+                     help="Colours: auto (the default: on a terminal, unless NO_COLOR is set; "
+                          "FORCE_COLOR forces them), always or never."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)

@@ -20,12 +20,12 @@ def _redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> M
     return {k: events.redact(v, key=k) for k, v in event_dict.items()}
 
 
-def configure(*, json_output: bool, verbose: int) -> Any:
+def configure(*, json_output: bool, verbose: int, colors: bool) -> Any:
     """Configure structlog to stderr and return a ``log(message, **fields)`` function."""
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=True)
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=colors)
     )
     structlog.configure(
         processors=[

@@ -6,6 +6,7 @@ applied), 2 some action failed. Global options work before or after the command 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import drift, world
 from controller.runtime import reconcile, sources, wiring
+from controller.spec import meta
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import events as event_log
@@ -35,6 +38,8 @@ LAZY_COMMANDS = {
     **dict.fromkeys(("post", "read", "threads", "trigger", "triggers"), "threads"),
     **dict.fromkeys(("submit", "runs", "abort", "usage"), "runs"),
     **dict.fromkeys(("restart", "wait"), "verbs"),
+    "logs": "agentlogs",
+    "rescues": "rescues",
 }
 """Commands by the module of ``controller.cli`` that defines (and registers) them."""
 
@@ -43,7 +48,7 @@ class Commands(click.Group):
     """The command line's commands; those of ``LAZY_COMMANDS`` load when named or listed.
 
     Their modules load the wake and workflow machinery (and SQLAlchemy with it), which a pass
-    does not need (decision 84).
+    does not need (decision 92).
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -112,9 +117,11 @@ async def _once_async(
     def waiting(pid: int | None) -> None:
         click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
 
+    color = settings.colors()
+
     def progress(outcome: Any) -> None:
         if not settings.json:
-            click.echo(output.outcome_line(outcome))
+            click.echo(output.outcome_line(outcome, color=color), color=color)
 
     lock = reconciler.wiring.paths.lock
     if not settings.json and origin.describe():
@@ -122,7 +129,7 @@ async def _once_async(
     limits: dict[str, Any] = {"allow_empty": allow_empty, "selection": selection}
     if settings.verbose and not settings.json:
         the_plan, _, _ = await reconciler.plan(desired, **limits)
-        click.echo(output.plan_text(the_plan) + "\n")
+        click.echo(output.plan_text(the_plan, color=color) + "\n", color=color)
     async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=waiting):
         result = await reconciler.run_pass(desired, on_outcome=progress, **limits)
         # After the pass: a cleanup refused in it is on the lane's record now.
@@ -132,7 +139,7 @@ async def _once_async(
     if settings.json:
         click.echo(output.to_json(_pass_json(result, code, found, origin)))
     else:
-        click.echo(_pass_text(result, found))
+        click.echo(_pass_text(result, found, color=color), color=color)
     return code
 
 
@@ -164,12 +171,14 @@ def _wake_failed(result: reconcile.PassResult) -> bool:
     return threads.exit_for(result) is not None
 
 
-def _pass_text(result: reconcile.PassResult, found: tuple[drift.Drift, ...]) -> str:
+def _pass_text(
+    result: reconcile.PassResult, found: tuple[drift.Drift, ...], *, color: bool = False
+) -> str:
     p = result.plan
     lines: list[str] = []
     if p.refused:
-        lines.append(f"Refused: {p.refused}")
-    lines += output.conditions_text(p.conditions, p.notices)
+        lines.append(output.paint(f"Refused: {p.refused}", "red", color=color))
+    lines += output.conditions_text(p.conditions, p.notices, color=color)
     lines += output.unselected_text(p)
     lines += [
         f"  > wake {w.participant} @ {w.thread}: {w.result} ({w.reason})" for w in result.wakes
@@ -232,7 +241,9 @@ def run(
     from controller.cli import logs  # lazy: structlog only for the daemon
     from controller.runtime import daemon
 
-    log = logs.configure(json_output=settings.json, verbose=settings.verbose)
+    log = logs.configure(
+        json_output=settings.json, verbose=settings.verbose, colors=settings.colors(sys.stderr)
+    )
     config = daemon.Settings(
         desired=settings.desired.resolve(),
         desired_ref=settings.desired_ref,
@@ -278,9 +289,10 @@ def plan(
         view = {**output.plan_json(the_plan), "desired": origin.to_json()}
         click.echo(output.to_json({**view, "drift": [d.to_json() for d in found]}))
     else:
-        lines = [origin.describe(), output.plan_text(the_plan)]
+        color = settings.colors()
+        lines = [origin.describe(), output.plan_text(the_plan, color=color)]
         lines += output.drift_text(found) if detailed_exitcode else []
-        click.echo("\n".join(line for line in lines if line))
+        click.echo("\n".join(line for line in lines if line), color=color)
     if the_plan.refused or (detailed_exitcode and output.blind(the_plan)):
         ctx.exit(EXIT_INVALID)
     if detailed_exitcode and (the_plan.actions or the_plan.pending or found):
@@ -367,32 +379,82 @@ def status(ctx: click.Context, /, **given: Any) -> None:
     else:
         from controller.cli import tables  # lazy: rich only when drawing tables
 
-        tables.print_status(view)
+        tables.print_status(view, color=settings.colors())
 
 
 @cli.command()
 @common.global_options
 @click.option("--lane", default=None, help="Only events of this lane.")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    metavar="KIND",
+    help="Only events of this kind, e.g. AgentStarted (repeat for more).",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="WHEN",
+    help="Only events of the last WHEN (30s, 10m, 2h, 1d) or since the time WHEN "
+    "(ISO 8601, e.g. 2026-12-02T13:00:00Z).",
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they come.")
-@click.option("--limit", type=int, default=200, show_default=True,
-              help="How many of the newest events to show first.")  # fmt: skip
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=200,
+    show_default=True,
+    help="How many of the newest events to show first.",
+)
 @click.pass_context
 @common.handle_errors
-def events(ctx: click.Context, /, lane: str | None, follow: bool, limit: int, **given: Any) -> None:
+def events(
+    ctx: click.Context,
+    /,
+    lane: str | None,
+    kinds: tuple[str, ...],
+    since: str | None,
+    follow: bool,
+    limit: int,
+    **given: Any,
+) -> None:
     """Print the event log (JSON Lines with --output json)."""
     settings = common.merge(ctx, **given)
+    start = _since(since, clock.SystemClock().now())
     loaded = common.load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
     store = wiring.open_store(common.paths(settings, desired))
+    read = functools.partial(store.read_events, lane=lane, kinds=kinds, since=start)
     try:
-        last = _print_events(store.read_events(lane=lane, limit=limit), settings)
+        # Following goes on from the newest event now, whatever the filters showed (or, with
+        # --limit 0, did not show) of the history.
+        newest = store.latest_event_id()
+        last = max(newest, _print_events(read(limit=limit), settings))
         while follow:
             anyio.run(anyio.sleep, 0.5)
-            last = max(last, _print_events(store.read_events(lane=lane, after=last), settings))
+            last = max(last, _print_events(read(after=last), settings))
     except KeyboardInterrupt:
         return
     finally:
         store.close()
+
+
+def _since(given: str | None, now: datetime) -> datetime | None:
+    """``--since``: a duration back from now, or a point in time (UTC unless it says)."""
+    if given is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return now - timedelta(seconds=meta.parse_duration(given))
+    try:
+        when = datetime.fromisoformat(given)
+    except ValueError:
+        raise click.BadParameter(
+            f"{given!r} is neither a duration (30s, 10m, 2h, 1d) nor an ISO 8601 time "
+            "(2026-12-02T13:00:00Z)",
+            param_hint="--since",
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _print_events(items: list[Any], settings: Settings) -> int:
@@ -520,6 +582,9 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
         agents = [a for a in store.agent_records().values() if a.lane == lane]
     finally:
         store.close()
+    if not agents and lane not in desired.lanes:
+        declared = ", ".join(sorted(desired.lanes)) or "none"
+        common.fail(f"lane {lane} is not declared (declared lanes: {declared})")
     if participant is not None:
         agents = [a for a in agents if a.participant == participant]
     if not agents:

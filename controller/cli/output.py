@@ -5,10 +5,13 @@ Every function here returns text; the commands decide where it goes.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import click
 
 from controller.core import actions, drift, planner, strays, world
 from controller.executors.context import Outcome
@@ -17,6 +20,36 @@ from controller.store import events
 
 SYMBOL = {actions.Change.ADD: "+", actions.Change.CHANGE: "~", actions.Change.DESTROY: "-"}
 STATUS_SYMBOL = {"applied": "ok", "unchanged": "ok", "refused": "refused", "failed": "FAILED"}
+# Terraform's colours: what is added is green, changed yellow, destroyed red.
+HUE = {actions.Change.ADD: "green", actions.Change.CHANGE: "yellow", actions.Change.DESTROY: "red"}
+STATUS_HUE = {"refused": "yellow", "failed": "red"}
+
+
+class Color(enum.StrEnum):
+    """``--color``: when text output gets colours."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def colors_on(
+    choice: str | None, *, tty: bool, no_color: str | None, force_color: str | None
+) -> bool:
+    """``--color`` wins; under ``auto``, a non-empty ``NO_COLOR`` turns colours off, then a
+    non-empty ``FORCE_COLOR`` turns them on, else a terminal gets them."""
+    if choice == Color.ALWAYS:
+        return True
+    if choice == Color.NEVER or no_color:
+        return False
+    return bool(force_color) or tty
+
+
+def paint(text: str, hue: str | None, *, color: bool, bold: bool = False) -> str:
+    """``text`` in ``hue`` when colours are on (ANSI codes), else as it is."""
+    if not color or (hue is None and not bold):
+        return text
+    return click.style(text, fg=hue, bold=bold)
 
 
 def to_json(value: Any) -> str:
@@ -44,20 +77,20 @@ def problems_json(problems: Sequence[Problem]) -> list[dict[str, Any]]:
 # -- plans ------------------------------------------------------------------------------------
 
 
-def plan_text(the_plan: planner.Plan) -> str:
+def plan_text(the_plan: planner.Plan, *, color: bool = False) -> str:
     """A plan as Terraform shows one: a line per action with its reason, then the summary."""
     out: list[str] = []
     if the_plan.refused:
-        out += [f"Refused: {the_plan.refused}", ""]
+        out += [paint(f"Refused: {the_plan.refused}", "red", color=color), ""]
     if the_plan.actions:
         out += ["The controller will perform the following actions:", ""]
-        out += [line for a in the_plan.actions for line in _action_lines(a)]
+        out += [line for a in the_plan.actions for line in _action_lines(a, color=color)]
         out.append("")
     if the_plan.pending:
         out += ["Held back this pass:", ""]
-        out += [line for a in the_plan.pending for line in _action_lines(a)]
+        out += [line for a in the_plan.pending for line in _action_lines(a, color=color)]
         out.append("")
-    out += conditions_text(the_plan.conditions, the_plan.notices)
+    out += conditions_text(the_plan.conditions, the_plan.notices, color=color)
     out += unselected_text(the_plan)
     tips = hints(the_plan)
     out += [f"Hint: {h}" for h in tips] + ([""] if tips else [])
@@ -128,23 +161,28 @@ def unselected_text(the_plan: planner.Plan) -> list[str]:
     return [f"Held back, not selected by --lane: {shown}.", ""]
 
 
-def _action_lines(action: actions.ActionBase) -> list[str]:
+def _action_lines(action: actions.ActionBase, *, color: bool = False) -> list[str]:
+    symbol = paint(SYMBOL[action.change], HUE[action.change], color=color, bold=True)
     return [
-        f"  {SYMBOL[action.change]} {action.lane}: {action.describe()}",
+        f"  {symbol} {action.lane}: {action.describe()}",
         f"      # {action.reason}",
     ]
 
 
 def conditions_text(
-    conditions: Mapping[str, Sequence[world.Condition]], notices: Sequence[str]
+    conditions: Mapping[str, Sequence[world.Condition]],
+    notices: Sequence[str],
+    *,
+    color: bool = False,
 ) -> list[str]:
     """Warnings: lane conditions and workspace notices."""
     out: list[str] = []
     items = [(lane, c) for lane, cs in conditions.items() for c in cs]
+    mark = paint("!", "yellow", color=color, bold=True)
     if items or notices:
-        out.append("Warnings:")
-        out += [f"  ! {lane}: {c.type} ({c.reason}): {c.message}" for lane, c in items]
-        out += [f"  ! {n}" for n in notices]
+        out.append(paint("Warnings:", "yellow", color=color))
+        out += [f"  {mark} {lane}: {c.type} ({c.reason}): {c.message}" for lane, c in items]
+        out += [f"  {mark} {n}" for n in notices]
         out.append("")
     return out
 
@@ -184,10 +222,13 @@ def condition_json(condition: world.Condition) -> dict[str, str]:
 # -- apply ------------------------------------------------------------------------------------
 
 
-def outcome_line(outcome: Outcome) -> str:
+def outcome_line(outcome: Outcome, *, color: bool = False) -> str:
     """One progress line as an action finishes."""
     a = outcome.action
-    return f"  {SYMBOL[a.change]} {a.lane}: {STATUS_SYMBOL[outcome.status]}: {outcome.message}"
+    symbol = paint(SYMBOL[a.change], HUE[a.change], color=color, bold=True)
+    status = STATUS_SYMBOL[outcome.status]
+    status = paint(status, STATUS_HUE.get(outcome.status), color=color)
+    return f"  {symbol} {a.lane}: {status}: {outcome.message}"
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
@@ -219,7 +260,8 @@ def event_line(event: events.Event) -> str:
     data = " ".join(f"{k}={v}" for k, v in sorted(event.data.items()) if v not in (None, ""))
     where = event.lane or (f"@{event.participant}" if event.participant else "-")
     at = event.at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{at} {event.correlation_id[:8]} {where:<20} {event.kind:<24} {event.reason} {data}"
+    line = f"{at} {event.correlation_id[:8]} {where:<20} {event.kind:<24} {event.reason} {data}"
+    return line.rstrip()
 
 
 def columns(rows: Sequence[Sequence[str]]) -> str:

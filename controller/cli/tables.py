@@ -1,19 +1,63 @@
-"""Tables for people (rich), drawn from the same JSON views ``--output json`` prints."""
+"""Tables for people (rich), drawn from the same JSON views ``--output json`` prints.
+
+Rich pads every cell to its column's width, the last one too: lines are printed without
+their trailing spaces (colour codes kept), so that output pasted or compared stays clean.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 
+_TAIL = re.compile(r"(?:[ \t]|\x1b\[[0-9;]*m)+$")
+_CODE = re.compile(r"\x1b\[[0-9;]*m")
 
-def print_status(view: Mapping[str, Any]) -> None:
-    """Print ``controller status`` as a table plus warnings."""
+
+def rstrip(text: str) -> str:
+    """Every line of ``text`` without trailing white space; colour codes there are kept."""
+    return "\n".join(_rstrip_line(line) for line in text.split("\n"))
+
+
+def _rstrip_line(line: str) -> str:
+    tail = _TAIL.search(line)
+    if tail is None:
+        return line
+    return line[: tail.start()] + "".join(_CODE.findall(tail.group()))
+
+
+def make_console(*, color: bool) -> Console:
+    """A console for standard output, with colours (ANSI, 16 colours) only if ``color``."""
     # Piped output is read by tools and people with wide screens: do not squeeze it to 80.
-    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    width = None if sys.stdout.isatty() else 200
+    if color:
+        return Console(
+            highlight=False,
+            soft_wrap=True,
+            width=width,
+            force_terminal=True,
+            no_color=False,
+            color_system="standard",
+        )
+    return Console(
+        highlight=False, soft_wrap=True, width=width, force_terminal=False, color_system=None
+    )
+
+
+def print_status(view: Mapping[str, Any], *, color: bool = False) -> None:
+    """Print ``controller status`` as tables plus warnings."""
+    out = make_console(color=color)
+    with out.capture() as captured:
+        _status(out, view)
+    click.echo(rstrip(captured.get()), nl=False, color=color)
+
+
+def _status(console: Console, view: Mapping[str, Any]) -> None:
     console.print(f"workspace {view['workspace']}  repo {view['repo']}")
     desired = view.get("desired") or {}
     if desired.get("ref"):

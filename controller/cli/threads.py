@@ -149,7 +149,8 @@ def threads(ctx: click.Context, /, **given: Any) -> None:
     for t in view:
         state = "closed" if t["closed"] else "open"
         counts = ", ".join(f"{p} {n}" for p, n in t["unread"].items())
-        click.echo(f"{t['name']}  {state}  {t['messages']} message(s)  unread: {counts}")
+        line = f"{t['name']}  {state}  {t['messages']} message(s)  unread: {counts}"
+        click.echo(line.rstrip())
     if not view:
         click.echo("no threads declared")
 
@@ -245,7 +246,7 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
         last = j["attempts"][-1] if j["attempts"] else None
         tail = f"  last: {last['reason']} {last['detail'][:60]}" if last else ""
         click.echo(f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
-                   f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}")  # fmt: skip
+                   f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}".rstrip())  # fmt: skip
     if not view:
         click.echo("no trigger jobs")
 

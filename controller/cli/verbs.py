@@ -47,9 +47,11 @@ def restart(
     desired, origin = common.load_origin_or_exit(settings)
     rec = common.reconciler(settings, desired, origin)
 
+    color = settings.colors()
+
     def progress(outcome: Outcome) -> None:
         if not settings.json:
-            click.echo(output.outcome_line(outcome))
+            click.echo(output.outcome_line(outcome, color=color), color=color)
 
     def waiting_for(pid: int | None) -> None:
         click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeAlias
 
-from controller.core.lifecycle import ExitDecision
+from controller.core.lifecycle import ExitDecision, FieldChange
 
 
 def _camel(name: str) -> str:
@@ -209,6 +209,7 @@ class StartAgent(AgentAction):
     command: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     spec_hash: str = ""
+    spec_fields: tuple[tuple[str, str], ...] = ()  # recorded; not in JSON (see to_json)
     session_id: str | None = None
     grace: float = 10.0
     split_stderr: bool = False  # a run task: stdout alone is parsed for usage
@@ -225,9 +226,11 @@ class StartAgent(AgentAction):
         return f"start {self.participant} ({self.runtime}): {shown[:120]}"
 
     def to_json(self) -> Mapping[str, Any]:
-        """JSON with environment values redacted."""
+        """JSON with environment values redacted (and no per-field digests: they are made
+        from the values)."""
         data = dict(ActionBase.to_json(self))
         data["env"] = {k: "<redacted>" for k, _ in self.env}
+        data.pop("specFields", None)
         return data
 
 
@@ -245,11 +248,15 @@ class StopAgent(AgentAction):
     grace: float = 10.0
     exit: ExitDecision | None = None
     pane_id: str | None = None  # closed rather than the window: a person may have split it
+    changes: tuple[FieldChange, ...] = ()  # a restart for a changed binding: what changed
 
     kind: ClassVar[str] = "stop-agent"
 
     def describe(self) -> str:
-        """One line for humans."""
+        """One line for humans (a restart names the changed fields, never env values)."""
+        if self.changes:
+            changed = ", ".join(str(c) for c in self.changes)
+            return f"restart {self.participant}: {changed} changed"
         return (
             f"stop {self.participant} (pid {self.pid or '-'}, TERM then KILL after {self.grace:g}s)"
         )
@@ -301,10 +308,17 @@ class AdoptAgent(AgentAction):
     window_id: str = ""
     pane_id: str = ""
     spec_hash: str = ""
+    spec_fields: tuple[tuple[str, str], ...] = ()  # recorded; not in JSON (see to_json)
     grace: float = 10.0
     started_at: datetime | None = None
 
     kind: ClassVar[str] = "adopt-agent"
+
+    def to_json(self) -> Mapping[str, Any]:
+        """JSON without the per-field digests (they are made from env values)."""
+        data = dict(ActionBase.to_json(self))
+        data.pop("specFields", None)
+        return data
 
     def describe(self) -> str:
         """One line for humans."""

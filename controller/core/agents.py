@@ -198,7 +198,10 @@ def _plan_alive(
     path: str,
 ) -> None:
     if record.spec_hash != lifecycle.spec_hash(binding):
-        out.add("before", stop(binding, record, path=path, reason="the binding changed"))
+        now_fields = dict(lifecycle.spec_fields(binding))
+        changes = lifecycle.changed_fields(record.spec_fields, now_fields)
+        halt = stop(binding, record, path=path, reason="the binding changed")
+        out.add("before", replace(halt, changes=changes))
         out.add("after", start(binding, observed, path=path, reason="restart with the new spec"))
     elif lifecycle.is_stale(record, binding, observed, now):
         decision = lifecycle.after_death(record, binding, exit_code=None, now=now)
@@ -314,6 +317,7 @@ def start(
         command=tuple(s.command),
         env=tuple(sorted(s.env.items())),
         spec_hash=lifecycle.spec_hash(binding),
+        spec_fields=lifecycle.spec_fields(binding),
         session_id=session,
         grace=s.stop_grace_seconds,
         split_stderr=expansion.is_task(binding),

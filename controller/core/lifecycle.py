@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -65,6 +66,64 @@ def spec_hash(binding: Binding) -> str:
         "participant": s.participant,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """A field of a binding that differs from what its running agent was started with.
+
+    ``field`` is one of ``SPEC_FIELDS``, or ``binding`` when the record is too old to tell;
+    ``keys`` names the environment variables added, removed or changed (never their values).
+    """
+
+    field: str
+    keys: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.field} ({', '.join(self.keys)})" if self.keys else self.field
+
+
+SPEC_FIELDS = ("command", "env", "runtime", "participant", "lane")
+"""What an agent process is made from, in the order a restart names them."""
+
+
+def spec_fields(binding: Binding) -> tuple[tuple[str, str], ...]:
+    """A digest of each field in ``SPEC_FIELDS`` (``env.NAME`` per variable), sorted.
+
+    Kept in the agent's record so that a restart can say which fields changed. The digests
+    cover the binding's name too; they are no easier to reverse than ``spec_hash``.
+    """
+    s = binding.spec
+    values: dict[str, object] = {
+        "command": list(s.command),
+        "runtime": s.runtime,
+        "participant": s.participant,
+        "lane": s.lane,
+    }
+    values.update({f"env.{name}": value for name, value in s.env.items()})
+    return tuple(sorted((k, _digest(binding.name, k, v)) for k, v in values.items()))
+
+
+def _digest(binding: str, name: str, value: object) -> str:
+    material = json.dumps([binding, name, value], sort_keys=True).encode()
+    return hashlib.sha256(material).hexdigest()[:16]
+
+
+def changed_fields(before: Mapping[str, str], after: Mapping[str, str]) -> tuple[FieldChange, ...]:
+    """Which fields differ between two ``spec_fields`` digests, in ``SPEC_FIELDS`` order.
+
+    A record written before the digests were kept has none: the change is ``binding``.
+    """
+    if not before:
+        return (FieldChange("binding"),)
+    names = {k for k in (*before, *after) if k.startswith("env.")}
+    env = tuple(sorted(k[4:] for k in names if before.get(k) != after.get(k)))
+    found = [
+        FieldChange(name, env) if name == "env" else FieldChange(name)
+        for name in SPEC_FIELDS
+        if (env if name == "env" else before.get(name) != after.get(name))
+    ]
+    return tuple(found) or (FieldChange("binding"),)
 
 
 def same_process(proc: world.Proc | None, record: world.AgentRecord) -> bool:

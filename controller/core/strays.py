@@ -83,6 +83,7 @@ def adoption(binding: Binding, observed: world.Observed, *, path: str) -> action
         window_id=pane.window_id if pane else "",
         pane_id=pane.pane_id if pane else "",
         spec_hash=lifecycle.spec_hash(binding),
+        spec_fields=lifecycle.spec_fields(binding),
         grace=s.stop_grace_seconds,
         started_at=datetime.fromtimestamp(proc.created, UTC),
     )

@@ -140,6 +140,9 @@ class AgentRecord:
     blocked: str | None = None
     heartbeat_at: datetime | None = None
     stop_grace: float = 10.0  # the binding's stopGraceSeconds, kept for when it is removed
+    # A digest per field the process was started from (lifecycle.spec_fields): a restart for
+    # a changed binding names the fields. Empty in records written before revision 0005.
+    spec_fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,8 @@ async def _launch(
     base = world.AgentRecord(
         binding=action.binding, lane=action.lane, participant=action.participant,
         runtime=action.runtime, state=State.RUNNING, spec_hash=action.spec_hash,
-        started_at=ctx.clock.now(), stop_grace=action.grace,
+        spec_fields=dict(action.spec_fields), started_at=ctx.clock.now(),
+        stop_grace=action.grace,
     )  # fmt: skip
     # The launcher needs only the standard library: -I -S skips site and user paths (faster).
     launcher = (ctx.python, "-I", "-S", LAUNCHER, str(envfile))
@@ -222,9 +223,10 @@ async def stop_agent(action: actions.StopAgent, ctx: Context) -> Outcome:
             **_after_stop(action),
         )  # fmt: skip
     await refresh_phase(ctx, action.lane)
+    changed = {"changed": [str(c) for c in action.changes]} if action.changes else {}
     await ctx.emit(
         "AgentStopped", action.reason, lane=action.lane, participant=action.participant,
-        binding=action.binding, pid=action.pid, how=str(ended),
+        binding=action.binding, pid=action.pid, how=str(ended), **changed,
     )  # fmt: skip
     return Outcome(action, "applied", f"stopped {action.participant} ({ended})")
 
@@ -316,6 +318,7 @@ async def adopt_agent(action: actions.AdoptAgent, ctx: Context) -> Outcome:
         runtime=action.runtime,
         state=State.RUNNING,
         spec_hash=action.spec_hash,
+        spec_fields=dict(action.spec_fields),
         pid=action.pid,
         pid_created=action.pid_created,
         session_id=action.session_id or None,

@@ -343,6 +343,7 @@ async def _start(
         binding.spec.lane, lane.path, f"fallback: {why}", binding=binding.name,
         participant=binding.spec.participant, runtime=binding.spec.runtime, command=argv,
         env=tuple(sorted(binding.spec.env.items())), spec_hash=lifecycle.spec_hash(binding),
+        spec_fields=lifecycle.spec_fields(binding),
     )  # fmt: skip
     outcome = await agents.start_agent(action, ctx)
     return outcome.status == "applied"

@@ -104,7 +104,7 @@ class Reconciler:
     async def _runs(self, p: steps_.Pass) -> runs.RunsStep | None:
         """The runs step, or None for a pass with no run to see: none in the store and no
         WorkflowRun declared. Such a pass costs one small query instead of the step, and never
-        loads the workflow machinery (decision 84)."""
+        loads the workflow machinery (decision 92)."""
         if not p.desired.runs and not await anyio.to_thread.run_sync(p.ctx.store.has_runs):
             return None
         if self.runs_step is None:

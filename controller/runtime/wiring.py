@@ -354,7 +354,7 @@ def build(paths: Paths) -> Wiring:
     remember_workspace(paths)
     store = queries.Store.open(paths.state_url, paths.workspace)
     runner = proc.SubprocessRunner(base_env())
-    tmux = tmuxserver.TmuxServer(runner, paths.tmux_socket, paths.state_dir / "tmux.conf")
+    tmux = tmux_server(paths, runner)
     tmux.write_config()
     agent_env = agents_env()
     if paths.desired_ref:
@@ -368,6 +368,11 @@ def build(paths: Paths) -> Wiring:
         tmux=tmux,
         agent_env=agent_env,
     )
+
+
+def tmux_server(paths: Paths, runner: proc.Runner) -> tmuxserver.TmuxServer:
+    """The workspace's tmux server: its socket name and configuration file."""
+    return tmuxserver.TmuxServer(runner, paths.tmux_socket, paths.state_dir / "tmux.conf")
 
 
 def open_store(paths: Paths) -> queries.Store:
@@ -408,3 +413,8 @@ def lane_identity() -> LaneIdentity:
 def who() -> str:
     """The operator behind an audited override."""
     return os.environ.get("USER") or os.environ.get("LOGNAME") or f"uid {os.getuid()}"
+
+
+def color_environment() -> tuple[str | None, str | None]:
+    """``NO_COLOR`` and ``FORCE_COLOR`` as set (https://no-color.org, https://force-color.org)."""
+    return os.environ.get("NO_COLOR"), os.environ.get("FORCE_COLOR")

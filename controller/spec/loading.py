@@ -38,6 +38,9 @@ _SCALARS = {_TAG + name for name in ("str", "int", "float", "bool", "null")}
 _TIMESTAMP = _TAG + "timestamp"  # an unquoted date stays the text the user wrote
 _MERGE = _TAG + "merge"
 _TOKEN_START = frozenset(" \t[{,:")  # where a quoted scalar may begin
+# A line's indentation: white space and the block indicators (`- `, `? `, `: `) among it.
+_INDENTATION = re.compile(r"(?:[ \t]|[-?:](?=[ \t]))*")
+TABS = "tabs are not allowed for indentation; use spaces"
 _READS_AS = {"int": "an integer", "float": "a number", "bool": "a boolean", "null": "null"}
 
 
@@ -191,6 +194,8 @@ def _yaml_problem(error: yaml.YAMLError | UnicodeError, *, path: str, text: str)
         line = 1 if mark is None else min(int(mark.line) + 1, last)
         if "nesting depth" in str(error.problem):  # PyYAML's own, lower-level bound
             return Problem(path, line, f"nesting deeper than {MAX_DEPTH} levels")
+        if _tab_indented(text, line) or "tab character" in str(error.problem):
+            return Problem(path, line, TABS)
         return Problem(path, line, f"invalid YAML: {error.problem}{context}")
     if isinstance(error, yaml.reader.ReaderError):
         line = text.count("\n", 0, error.position) + 1
@@ -202,6 +207,15 @@ def _yaml_problem(error: yaml.YAMLError | UnicodeError, *, path: str, text: str)
         return Problem(path, line, f"invalid text: {error.reason}")
     # Loading only raises marked errors, reader errors and encode errors; never crash anyway.
     return Problem(path, 1, f"invalid YAML: {error}")  # pragma: no cover
+
+
+def _tab_indented(text: str, line: int) -> bool:
+    """Whether a tab is in the indentation of ``line`` (1-based). PyYAML words this several
+    ways ("cannot start any token", "violates indentation"), all meaning the same mistake."""
+    rows = text.splitlines()
+    row = rows[line - 1] if 0 < line <= len(rows) else ""
+    indentation = _INDENTATION.match(row)
+    return indentation is not None and "\t" in indentation.group()
 
 
 def _convert(node: yaml.Node, *, path: str) -> _Parsed | list[Problem]:

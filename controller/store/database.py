@@ -8,8 +8,6 @@ newest revision directly (what the migrations build, as a test checks), without 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +50,7 @@ def create_engine(url: str) -> sa.Engine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # The timeout first: switching to WAL needs a lock too, and waits only as long as it says.
+    # The timeout first. The file is in WAL mode already (see sqlite.prepare_file): a no-op.
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -96,12 +94,8 @@ def _migration_lock(engine: sa.Engine) -> Iterator[None]:
     if path is None:
         yield  # PostgreSQL takes an advisory lock inside the migration transaction
         return
-    fd = os.open(f"{path}.migrate-lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with sqlite.file_lock(path):
         yield
-    finally:
-        os.close(fd)
 
 
 def _empty_sqlite(engine: sa.Engine) -> bool:

@@ -3,7 +3,7 @@
 
 SQLAlchemy is imported when a statement first needs it, not with this module: the reads every
 pass makes (``store.reads``) run on a SQLite store through ``store.sqlite`` instead, so a pass
-that changes nothing never loads it (decision 84).
+that changes nothing never loads it (decision 92).
 """
 
 from __future__ import annotations
@@ -198,6 +198,7 @@ class Store:
             "blocked": record.blocked,
             "heartbeat_at": record.heartbeat_at,
             "stop_grace": record.stop_grace,
+            "spec_fields": dict(record.spec_fields),
             "updated_at": now,
         }
         self._upsert(tables.agents, values, keys=("workspace", "binding"))
@@ -282,18 +283,36 @@ class Store:
         ]
 
     def read_events(
-        self, *, lane: str | None = None, after: int = 0, limit: int | None = None
+        self,
+        *,
+        lane: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+        kinds: Iterable[str] = (),
+        since: datetime | None = None,
     ) -> list[events.Event]:
-        """Events after id ``after``, oldest first (the newest ``limit`` if given)."""
+        """Events after id ``after``, oldest first (the newest ``limit`` if given), of
+        ``lane``, of one of ``kinds`` and at or after ``since`` when given."""
         t = tables.events
         query = sa.select(t).where(t.c.workspace == self.workspace, t.c.id > after)
         if lane is not None:
             query = query.where(t.c.lane == lane)
+        if kinds := sorted(set(kinds)):
+            query = query.where(t.c.kind.in_(kinds))
+        if since is not None:
+            query = query.where(t.c.at >= since)
         if limit is not None:
             query = query.order_by(t.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return sorted((_event(r) for r in rows), key=lambda e: e.id or 0)
+
+    def latest_event_id(self) -> int:
+        """The id of the newest event (0 when there is none)."""
+        t = tables.events
+        query = sa.select(sa.func.max(t.c.id)).where(t.c.workspace == self.workspace)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -375,6 +394,7 @@ def _agent(row: Mapping[Any, Any]) -> world.AgentRecord:
         blocked=row["blocked"],
         heartbeat_at=row["heartbeat_at"],
         stop_grace=row["stop_grace"],
+        spec_fields=dict(row["spec_fields"] or {}),
     )
 
 

@@ -2,7 +2,7 @@
 
 Most passes only read the store (the inventory, agent records, backoff memory, whether there
 are runs), and importing SQLAlchemy cost such a pass more than all its other work together
-(decision 84). These reads are SQLAlchemy statements (``store.reads``), compiled for SQLite
+(decision 92). These reads are SQLAlchemy statements (``store.reads``), compiled for SQLite
 ahead of time into ``statements.json`` (generated; a test fails while it is out of date). Here
 they run through the standard library's sqlite3, and each column is decoded as its SQLAlchemy
 type decodes it: aware UTC times, JSON, booleans. A test runs every read both ways and
@@ -11,12 +11,14 @@ compares the rows. Writes, every other read and PostgreSQL go through SQLAlchemy
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -63,21 +65,42 @@ def file_of(url: str) -> Path | None:
 
 
 def prepare_file(path: Path) -> None:
-    """Create the database file 0600 in a 0700 folder, or make an existing one 0600 again.
+    """Create the database file 0600 in a 0700 folder, in WAL mode, or make it 0600 again.
 
-    An existing file is never opened: closing any descriptor of a database file drops every
-    POSIX lock the process holds on it, those of SQLite's open connections included, and a
-    connection that lost its lock can see the write-ahead log reset under it ("disk I/O
-    error", lost commits).
+    The file is created and switched to WAL under ``file_lock`` (the migration lock): two
+    processes switching a new file at once fail with "database is locked" (SQLite does not wait
+    for that lock). An existing file is never opened outside SQLite: closing any descriptor of
+    a database file drops every POSIX lock the process holds on it, those of SQLite's open
+    connections included, and a connection that lost its lock can see the write-ahead log
+    reset under it ("disk I/O error", lost commits).
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        os.close(fd)
+    with file_lock(path):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+        if path.stat().st_size == 0:  # new, or created by a process that stopped right after
+            connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                connection.close()
     path.chmod(0o600)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on a file beside the database (never on the database file itself),
+    held while a new store is created, switched to WAL or migrated."""
+    fd = os.open(f"{path}.migrate-lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @cache

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest migration; opening a store at this revision skips Alembic entirely."""
 
 
@@ -110,6 +110,7 @@ agents = sa.Table(
     sa.Column("heartbeat_at", UTCDateTime, nullable=True),
     sa.Column("stop_grace", sa.Float, nullable=False, server_default="10"),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("spec_fields", sa.JSON, nullable=False, server_default="{}"),  # revision 0005
 )
 """The agent inventory: every process and pane the controller started, with its identity
 (PID *and* process create time, since PIDs are reused) and its restart bookkeeping."""

@@ -64,6 +64,14 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class Capture:
+    """A pane's content at one moment, and how many rows its history held then."""
+
+    history: int  # rows scrolled off the top of the screen (tmux's ``history_size``)
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Created:
     """Ids and pid of a window just created."""
 
@@ -179,6 +187,25 @@ class TmuxServer:
         """The visible content of a pane."""
         done = await self.run("capture-pane", "-p", "-t", pane_id)
         return done.stdout if done.ok else ""
+
+    async def capture_pane(
+        self, pane_id: str, *, lines: int, escapes: bool = False
+    ) -> Capture | None:
+        """The last ``lines`` rows of a pane's history and its screen, or None if it is gone.
+
+        Wrapped lines are joined (``-J``). The history size is read by the same tmux call, so
+        that two captures tell how far the history scrolled between them. ``escapes`` keeps
+        the colours and attributes as escape sequences (``-e``).
+        """
+        size = ("display-message", "-p", "-t", pane_id, "#{history_size}", ";")
+        flags = ("-e",) if escapes else ()
+        done = await self.run(
+            *size, "capture-pane", "-p", "-J", *flags, "-S", f"-{lines}", "-t", pane_id
+        )
+        history, _, text = done.stdout.partition("\n")
+        if not done.ok or not history.strip().isdigit():
+            return None
+        return Capture(int(history), text)
 
     async def send_text(self, pane_id: str, text: str) -> bool:
         """Type ``text`` literally (no key names are interpreted)."""

@@ -40,9 +40,12 @@ def bind(repo: Repo, *bindings: dict[str, Any]) -> None:
     for b in bindings:
         spec = {"lane": b["lane"], "participant": b["participant"], **b.get("spec", {})}
         spec.setdefault("command", [sys.executable, AGENT, *b.get("args", [])])
-        doc = {"apiVersion": "lanes/v1", "kind": "Binding",
-               "metadata": {"name": b.get("name", f"{b['lane']}-{b['participant']}")},
-               "spec": spec}  # fmt: skip
+        doc = {
+            "apiVersion": "lanes/v1",
+            "kind": "Binding",
+            "metadata": {"name": b.get("name", f"{b['lane']}-{b['participant']}")},
+            "spec": spec,
+        }
         docs.append(json.dumps(doc))  # JSON is YAML
     repo.write("bindings.yaml", "\n---\n".join(docs) + "\n")
 
@@ -89,8 +92,15 @@ def test_agent_starts_in_worktree_with_lane_env(
     repo.lanes("a")
     rec = tmp_path / "rec.jsonl"
     secret = "hunter2"  # noqa: S105 - a fake secret the logs must not show
-    bind(repo, {"lane": "a", "participant": "one", "args": ["--record", str(rec)],
-                "spec": {"env": {"TEST_SECRET": secret}}})  # fmt: skip
+    bind(
+        repo,
+        {
+            "lane": "a",
+            "participant": "one",
+            "args": ["--record", str(rec)],
+            "spec": {"env": {"TEST_SECRET": secret}},
+        },
+    )
     out = once(repo)
     assert "started one" in out
     wait_until(lambda: records(rec))
@@ -150,8 +160,15 @@ def test_sigterm_ignorer_is_killed_after_grace(
 ) -> None:
     workspace(repo, tmux_socket)
     repo.lanes("a")
-    bind(repo, {"lane": "a", "participant": "stubborn", "args": ["--ignore-term", str(tmp_path)],
-                "spec": {"stopGraceSeconds": 1}})  # fmt: skip
+    bind(
+        repo,
+        {
+            "lane": "a",
+            "participant": "stubborn",
+            "args": ["--ignore-term", str(tmp_path)],
+            "spec": {"stopGraceSeconds": 1},
+        },
+    )
     once(repo)
     pid = agents(repo)["stubborn"]["pid"]
     (repo.desired / "bindings.yaml").unlink()
@@ -188,9 +205,13 @@ def test_process_runtime(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
     bind(
         repo,
         {"lane": "a", "participant": "bg", "args": [str(tmp_path)], "spec": {"runtime": "process"}},
-        {"lane": "a", "participant": "quits", "args": ["--exit", "3", str(tmp_path)],
-         "spec": {"runtime": "process", "restart": "never"}},
-    )  # fmt: skip
+        {
+            "lane": "a",
+            "participant": "quits",
+            "args": ["--exit", "3", str(tmp_path)],
+            "spec": {"runtime": "process", "restart": "never"},
+        },
+    )
     once(repo)
     log = repo.path / ".lanes" / "logs" / "a" / "bg.log"
     wait_until(lambda: log.exists() and "ready" in log.read_text())
@@ -213,8 +234,15 @@ def test_process_runtime_status_shows_the_agents_own_pid(
     workspace(repo, tmux_socket)
     repo.lanes("a")
     rec = tmp_path / "rec.jsonl"
-    bind(repo, {"lane": "a", "participant": "bg", "args": ["--record", str(rec), str(tmp_path)],
-                "spec": {"runtime": "process"}})  # fmt: skip
+    bind(
+        repo,
+        {
+            "lane": "a",
+            "participant": "bg",
+            "args": ["--record", str(rec), str(tmp_path)],
+            "spec": {"runtime": "process"},
+        },
+    )
     once(repo)
     wait_until(lambda: records(rec) and agents(repo)["bg"]["pid"] is not None)
     bg = agents(repo)["bg"]
@@ -237,15 +265,24 @@ def test_stale_agent_is_replaced_and_heartbeat_counts(
 ) -> None:
     workspace(repo, tmux_socket)
     repo.lanes("a")
-    bind(repo, {"lane": "a", "participant": "one", "args": ["--quiet", str(tmp_path)],
-                "spec": {"heartbeat": {"source": "explicit", "staleAfter": "2s"},
-                         "stopGraceSeconds": 1}})  # fmt: skip
+    bind(
+        repo,
+        {
+            "lane": "a",
+            "participant": "one",
+            "args": ["--quiet", str(tmp_path)],
+            "spec": {
+                "heartbeat": {"source": "explicit", "staleAfter": "2s"},
+                "stopGraceSeconds": 1,
+            },
+        },
+    )
     once(repo)
     first = agents(repo)["one"]["pid"]
     beat = repo.ctl("heartbeat", "--lane", "a", "--as", "one")
     assert beat.returncode == 0, beat.stderr
     assert agents(repo)["one"]["heartbeatAge"] < 2
-    time.sleep(2.5)
+    wait_until(lambda: agents(repo)["one"]["heartbeatAge"] > 2)  # past staleAfter
     out = once(repo)
     assert "stale" in repo.ctl("events").stdout and "started one" in out
     second = agents(repo)["one"]
@@ -257,9 +294,15 @@ def test_stale_agent_is_replaced_and_heartbeat_counts(
 def test_crash_loop_blocks_until_unblocked(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
     workspace(repo, tmux_socket)
     repo.lanes("a")
-    bind(repo, {"lane": "a", "participant": "crashy", "args": ["--exit", "1", str(tmp_path)],
-                "spec": {"restart": "always",
-                         "crashLoop": {"deaths": 2, "within": "10m"}}})  # fmt: skip
+    bind(
+        repo,
+        {
+            "lane": "a",
+            "participant": "crashy",
+            "args": ["--exit", "1", str(tmp_path)],
+            "spec": {"restart": "always", "crashLoop": {"deaths": 2, "within": "10m"}},
+        },
+    )
     once(repo)  # starts
     wait_until(lambda: agents(repo)["crashy"]["state"] == "dead")
     once(repo)  # first death: recorded, restarted at once
@@ -306,8 +349,15 @@ def test_lane_removal_stops_helpers_that_left_the_group(
 ) -> None:
     workspace(repo, tmux_socket)
     repo.lanes("a", "b")
-    bind(repo, {"lane": "a", "participant": "one", "args": ["--helpers", str(tmp_path)],
-                "spec": {"runtime": runtime}})  # fmt: skip
+    bind(
+        repo,
+        {
+            "lane": "a",
+            "participant": "one",
+            "args": ["--helpers", str(tmp_path)],
+            "spec": {"runtime": runtime},
+        },
+    )
     once(repo)
     wait_until(lambda: len(helpers(str(tmp_path))) == 2 and agents(repo)["one"]["pid"])
     agent = psutil.Process(agents(repo)["one"]["pid"])
@@ -352,8 +402,12 @@ def socket_of(repo: Repo, socket: str) -> tuple[Path, int]:
     """The server's socket file and pid, asked of the server itself."""
     done = subprocess.run(
         ("tmux", "-L", socket, "display-message", "-p", "#{socket_path}|#{pid}"),
-        env=repo.env, capture_output=True, text=True, check=True, timeout=10,
-    )  # fmt: skip
+        env=repo.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    )
     path, pid = done.stdout.strip().split("|")
     return Path(path), int(pid)
 
@@ -396,10 +450,16 @@ def test_tmux_server_without_its_socket_is_unknown_not_empty(
             proc.SubprocessRunner(repo.env), tmux_socket, repo.path / ".lanes" / "tmux.conf"
         )
         with pytest.raises(errors.CommandFailed, match="is alive but its socket"):
-            anyio.run(functools.partial(
-                tmux.new_window, session="b", session_id=None, name="x", cwd=str(tmp_path),
-                argv=("sleep", "1000"),
-            ))  # fmt: skip
+            anyio.run(
+                functools.partial(
+                    tmux.new_window,
+                    session="b",
+                    session_id=None,
+                    name="x",
+                    cwd=str(tmp_path),
+                    argv=("sleep", "1000"),
+                )
+            )
         assert tmux_servers(tmux_socket) == [server]  # no second server
     finally:
         stopped.resume()
@@ -415,11 +475,15 @@ def test_unreachable_tmux_changes_nothing(repo: Repo, tmux_socket: str, tmp_path
     once(repo)
     pid = agents(repo)["one"]["pid"]
     server = next(
-        p for p in psutil.process_iter(["pid", "cmdline"])
+        p
+        for p in psutil.process_iter(["pid", "cmdline"])
         if p.info["cmdline"] and p.info["cmdline"][0] == "tmux" and tmux_socket in p.info["cmdline"]
-    )  # fmt: skip
-    bind(repo, {"lane": "a", "participant": "one", "args": ["--changed", str(tmp_path)]},
-         {"lane": "a", "participant": "two", "args": [str(tmp_path)]})  # fmt: skip
+    )
+    bind(
+        repo,
+        {"lane": "a", "participant": "one", "args": ["--changed", str(tmp_path)]},
+        {"lane": "a", "participant": "two", "args": [str(tmp_path)]},
+    )
     server.suspend()  # a hung server: list-panes times out
     try:
         out = once(repo, code=2)
@@ -435,8 +499,10 @@ def test_50_lanes_with_agents_leave_nothing(repo: Repo, tmux_socket: str, tmp_pa
     workspace(repo, tmux_socket, maxParallelLanes=16)
     names = [f"l{i:02d}" for i in range(50)]
     repo.lanes(*names)
-    bind(repo, *({"lane": n, "participant": f"p{n}", "args": ["--sleep", str(tmp_path)]}
-                 for n in names))  # fmt: skip
+    bind(
+        repo,
+        *({"lane": n, "participant": f"p{n}", "args": ["--sleep", str(tmp_path)]} for n in names),
+    )
     once(repo)
     assert len(panes(repo, tmux_socket)) == 50
     assert len(alive_with(str(tmp_path))) == 50
@@ -455,8 +521,12 @@ def test_daemon_restarts_a_killed_agent(repo: Repo, tmux_socket: str, tmp_path: 
     bind(repo, {"lane": "a", "participant": "one", "args": ["--sleep", str(tmp_path)]})
     daemon = subprocess.Popen(
         (sys.executable, "-m", "controller", "run", "--resync", "1", "--debounce", "0.1"),
-        cwd=repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=repo.path,
+        env=repo.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_until(lambda: agents(repo).get("one", {}).get("state") == "running")
         first = agents(repo)["one"]["pid"]
@@ -491,8 +561,10 @@ def test_unrecorded_process_agent_is_stopped(repo: Repo, tmux_socket: str, tmp_p
 
     workspace(repo, tmux_socket)
     repo.lanes("a")
-    bind(repo, {"lane": "a", "participant": "bg", "args": [str(tmp_path)],
-                "spec": {"runtime": "process"}})  # fmt: skip
+    bind(
+        repo,
+        {"lane": "a", "participant": "bg", "args": [str(tmp_path)], "spec": {"runtime": "process"}},
+    )
     once(repo)
     first = agents(repo)["bg"]["launcherPid"]
     with sqlite3.connect(repo.path / ".lanes" / "state.db") as conn:

@@ -53,10 +53,18 @@ def test_eight_workers_claim_5000_jobs_without_duplicates(url: str) -> None:
     store = queries.Store.open(url, ws)
     now = datetime.now(UTC) - timedelta(seconds=1)
     rows = [
-        {"workspace": ws, "participant": f"p{i}", "thread": "t", "state": "queued",
-         "due_at": now, "unread_seq": 1, "created_at": now, "updated_at": now}
+        {
+            "workspace": ws,
+            "participant": f"p{i}",
+            "thread": "t",
+            "state": "queued",
+            "due_at": now,
+            "unread_seq": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
         for i in range(5000)
-    ]  # fmt: skip
+    ]
     with store.engine.begin() as conn:
         conn.execute(sa.insert(tables.trigger_jobs), rows)
     workers = [spawn(url, ws, f"w{i}", limit=8, mode="drain") for i in range(8)]
@@ -72,8 +80,9 @@ def test_eight_workers_claim_5000_jobs_without_duplicates(url: str) -> None:
         per_job = conn.execute(
             sa.select(a.c.job_id, sa.func.count()).where(a.c.workspace == ws).group_by(a.c.job_id)
         ).all()
-        owners = conn.execute(sa.select(sa.func.count(sa.distinct(a.c.detail)))
-                              .where(a.c.workspace == ws)).scalar_one()  # fmt: skip
+        owners = conn.execute(
+            sa.select(sa.func.count(sa.distinct(a.c.detail))).where(a.c.workspace == ws)
+        ).scalar_one()
     assert len(per_job) == 5000
     duplicates = [job for job, n in per_job if n != 1]
     assert duplicates == []

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,14 @@ def store(url: str) -> Iterator[queries.Store]:
 def test_lane_records_round_trip(store: queries.Store) -> None:
     cond = world.Condition("CleanupRefused", "UncommittedChanges", "2 changes")
     record = world.LaneRecord(
-        name="auth", phase=Phase.PROVISIONING, path="/r/.lanes/worktrees/auth",
-        branch="lane/auth", on_dirty="refuse", created_branch=True, conditions=(cond,),
-    )  # fmt: skip
+        name="auth",
+        phase=Phase.PROVISIONING,
+        path="/r/.lanes/worktrees/auth",
+        branch="lane/auth",
+        on_dirty="refuse",
+        created_branch=True,
+        conditions=(cond,),
+    )
     store.put_lane(record, NOW)
     got = store.lane_records()["auth"]
     assert got.phase == Phase.PROVISIONING and got.on_dirty == "refuse" and got.created_branch
@@ -84,11 +90,19 @@ def test_events_append_redacted_and_filtered(store: queries.Store) -> None:
         [
             events.Event("LaneProvisioned", "new", NOW, "c1", lane="a", data={"path": "/x"}),
             events.Event(
-                "AgentStarted", "start", NOW, "c1", lane="b",
-                data={"env": {"API_KEY": "s3cret"}, "token": "t0k", "url": "postgresql://u:pw@h/db"},
+                "AgentStarted",
+                "start",
+                NOW,
+                "c1",
+                lane="b",
+                data={
+                    "env": {"API_KEY": "s3cret"},
+                    "token": "t0k",
+                    "url": "postgresql://u:pw@h/db",
+                },
             ),
         ]
-    )  # fmt: skip
+    )
     every = store.read_events()
     assert [e.kind for e in every] == ["LaneProvisioned", "AgentStarted"]
     secret = every[1].data
@@ -158,9 +172,20 @@ def populated(path: Path, workspace: str) -> queries.Store:
     record = world.LaneRecord("b", Phase.BLOCKED, "/r/b", "lane/b", "refuse", True, True)
     store.put_lane(record, later)
     agent = world.AgentRecord(
-        "one", "a", "p", "tmux", world.AgentState.RUNNING, "h", pid=7, pid_created=1.5,
-        started_at=NOW, deaths=(NOW, later), next_start_at=later, heartbeat_at=None,
-    )  # fmt: skip
+        "one",
+        "a",
+        "p",
+        "tmux",
+        world.AgentState.RUNNING,
+        "h",
+        pid=7,
+        pid_created=1.5,
+        started_at=NOW,
+        deaths=(NOW, later),
+        next_start_at=later,
+        heartbeat_at=None,
+        spec_fields={"command": "0123456789abcdef"},
+    )
     store.put_agent(agent, NOW)
     store.put_agent(world.AgentRecord("two", "b", "q", "process", world.AgentState.EXITED, ""), NOW)
     store.put_memories(
@@ -265,6 +290,42 @@ def test_a_new_sqlite_store_is_what_the_migrations_build(tmp_path: Path) -> None
     assert shape(created)["versions"] == [(tables.HEAD_REVISION,)]
 
 
+OPENERS = """
+import os, sys, traceback
+from controller.store import queries
+count, failures = int(sys.argv[1]), 0
+for path in sys.argv[2:]:
+    children = []
+    for _ in range(count):  # forked from a warm interpreter: they reach the file at once
+        pid = os.fork()
+        if pid == 0:
+            try:
+                queries.Store.open(f"sqlite:///{path}", "ws").lane_records()
+            except Exception:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        children.append(pid)
+    failures += sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in children)
+sys.exit(failures)
+"""
+
+
+@pytest.mark.usefixtures("cpu_load")
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path: Path) -> None:
+    # A new file switched to WAL by two processes at once failed one of them with "database
+    # is locked": `controller wait` started beside `controller --once` on a fresh checkout
+    # exited 1.
+    paths = [str(tmp_path / f"s{i}" / "state.db") for i in range(30)]
+    done = subprocess.run(
+        (sys.executable, "-c", OPENERS, "5", *paths), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for path in paths:
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def other_process_reads(path: Path) -> list[list[str]]:
     """The lanes as another process sees them; it closes the database when done."""
     script = (
@@ -280,6 +341,66 @@ def other_process_reads(path: Path) -> list[list[str]]:
 
 
 def test_commits_survive_another_process_closing_the_database(tmp_path: Path) -> None:
+    # Opening a second engine on the file used to open and close the database file outside
+    # SQLite, which drops every POSIX lock the process holds on it: another process closing
+    # the database then took itself for the last user and reset the write-ahead log under
+    # ours ("disk I/O error" in the daemon, and its commits lost).
+    path = tmp_path / "state.db"
+    first = queries.Store.open(f"sqlite:///{path}", "ws")
+    try:
+        assert first.lane_records() == {}
+        second = queries.Store.open(f"sqlite:///{path}", "ws")
+        second.close()
+        for name in ("a", "b", "c"):
+            first.put_lane(world.LaneRecord(name, Phase.READY, f"/r/{name}", "x"), NOW)
+            assert other_process_reads(path)[-1] == [name, "ready"]
+        first.update_lane("a", NOW, phase=Phase.RUNNING)
+        assert other_process_reads(path)[0] == ["a", "running"]
+        assert sorted(first.lane_records()) == ["a", "b", "c"]
+    finally:
+        first.close()
+
+
+def test_agent_records_keep_their_field_digests(store: queries.Store) -> None:
+    from controller.core import lifecycle
+
+    fields = {"command": "0123456789abcdef", "env.API_KEY": "fedcba9876543210"}
+    record = world.AgentRecord(
+        "b", "a", "p", "tmux", world.AgentState.RUNNING, "h", spec_fields=fields
+    )
+    store.put_agent(record, NOW)
+    assert store.agent_records()["b"].spec_fields == fields
+    store.put_agent(replace(record, binding="old", spec_fields={}), NOW)
+    assert store.agent_records()["old"].spec_fields == {}  # as rows written before 0005
+    assert lifecycle.changed_fields({}, fields) == (lifecycle.FieldChange("binding"),)
+
+
+def test_agents_recorded_before_revision_0005_read_without_digests(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = database.create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(database.MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO agents (workspace, binding, lane, participant, runtime, state, "
+            "spec_hash, deaths, updated_at) VALUES ('ws', 'b', 'a', 'p', 'tmux', 'running', "
+            "'h', '[]', '2026-11-21 12:00:00')"
+        )
+    engine.dispose()
+    store = queries.Store.open(url, "ws")  # migrates to the head revision
+    try:
+        assert store.agent_records()["b"].spec_fields == {}
+    finally:
+        store.close()
+
+
+def test_commits_survive_reads_without_sqlalchemy(tmp_path: Path) -> None:
     # Opening the engine after the sqlite3 reader used to open and close the database file,
     # which drops every POSIX lock the process holds on it: another process closing the
     # database then took itself for the last user and reset the write-ahead log under ours

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controller.core.safeguards import collision
 from tests.conftest import Repo, wait_until
 from tests.integration.test_agents import AGENT, agents, events, once, workspace
 
@@ -20,9 +22,14 @@ pytestmark = pytest.mark.integration
 
 
 def setup(
-    repo: Repo, socket: str, tmp_path: Path, *, policy: str = "", binding: str = "",
+    repo: Repo,
+    socket: str,
+    tmp_path: Path,
+    *,
+    policy: str = "",
+    binding: str = "",
     thread_members: str = "[bot, human]",
-) -> Path:  # fmt: skip
+) -> Path:
     """A lane with a stand-in agent `bot` that records what it reads; thread `review`."""
     record = tmp_path / "bot.jsonl"
     workspace(repo, socket)
@@ -118,21 +125,25 @@ def test_non_members_are_refused(repo: Repo, tmux_socket: str, tmp_path: Path) -
     assert done.returncode == 1
 
 
+# Long enough that a loaded machine starts the next command within it: typing must still
+# count as recent when the controller looks (tmux stamps activity in whole seconds).
+QUIET = 8
+COLLISION = f"collision: {{quietSeconds: {QUIET}, recheckSeconds: 1, maxDeferSeconds: 60}}"
+
+
 def test_busy_terminal_defers_then_delivers(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
-    record = setup(
-        repo,
-        tmux_socket,
-        tmp_path,
-        policy="collision: {quietSeconds: 5, recheckSeconds: 1, maxDeferSeconds: 60}",
-    )
+    record = setup(repo, tmux_socket, tmp_path, policy=COLLISION)
     pane = agents(repo)["bot"]["pane"]
-    # Someone types in the agent's terminal (a half-written line, not submitted).
-    subprocess.run(("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "typing.."),
-                   env=repo.env, check=True)  # fmt: skip
     post(repo, "human", "review please")
+    # Someone types in the agent's terminal (a half-written line, not submitted).
+    subprocess.run(
+        ("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "typing.."),
+        env=repo.env,
+        check=True,
+    )
     (first,) = wakes(repo)
     assert (first["result"], first["reason"]) == ("deferred", "collision_deferred")
-    time.sleep(5.5)  # tmux records activity in whole seconds
+    wait_until(lambda: idle_seconds(repo, tmux_socket, pane) >= QUIET)
     (second,) = wakes(repo)
     assert second["result"] == "delivered"
     wait_until(lambda: lines(record))
@@ -140,15 +151,15 @@ def test_busy_terminal_defers_then_delivers(repo: Repo, tmux_socket: str, tmp_pa
 
 
 def test_rate_limit_holds_the_second_wake(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
-    setup(repo, tmux_socket, tmp_path,
-          policy="rateLimits: {perParticipant: {count: 1, per: 1h}}")  # fmt: skip
+    setup(repo, tmux_socket, tmp_path, policy="rateLimits: {perParticipant: {count: 1, per: 1h}}")
     post(repo, "human", "first")
     assert [w["result"] for w in wakes(repo)] == ["delivered"]
     post(repo, "human", "second")
     (held,) = wakes(repo)
     assert (held["result"], held["reason"]) == ("deferred", "rate_limited_participant")
-    forced = repo.ctl("trigger", "bot", "--thread", "review", "--force",
-                      "--reason", "urgent fix", "-o", "json")  # fmt: skip
+    forced = repo.ctl(
+        "trigger", "bot", "--thread", "review", "--force", "--reason", "urgent fix", "-o", "json"
+    )
     assert json.loads(forced.stdout)["result"] == "delivered"
     audit = [e for e in events(repo) if e["kind"] == "TriggerForced"]
     assert audit and audit[0]["reason"] == "urgent fix" and audit[0]["data"]["by"]
@@ -185,16 +196,21 @@ def test_progress_keeps_the_loop_guard_quiet(repo: Repo, tmux_socket: str, tmp_p
 
 def test_dead_window_is_resumed_then_woken(repo: Repo, tmux_socket: str, tmp_path: Path) -> None:
     resumed = tmp_path / "resumed.jsonl"
-    setup(repo, tmux_socket, tmp_path,
-          binding=f"restart: never\n  resume: [{sys.executable}, {AGENT}, --quiet, --record, "
-                  f"{resumed}]")  # fmt: skip
+    setup(
+        repo,
+        tmux_socket,
+        tmp_path,
+        binding=f"restart: never\n  resume: [{sys.executable}, {AGENT}, --quiet, --record, "
+        f"{resumed}]",
+    )
     os.kill(agents(repo)["bot"]["pid"], signal.SIGKILL)
     wait_until(lambda: agents(repo)["bot"]["state"] == "dead")
     post(repo, "human", "are you there?")
     (first,) = wakes(repo)
     assert (first["result"], first["reason"]) == ("queued", "resumed")
     wait_until(lambda: resumed.exists())
-    time.sleep(2.2)  # the wake follows once the resumed session is up
+    due = datetime.fromisoformat(first["until"])  # the wake follows once the session is up
+    wait_until(lambda: datetime.now(UTC) >= due)
     (second,) = wakes(repo)
     assert second["result"] == "delivered"
     wait_until(lambda: lines(resumed))
@@ -242,42 +258,88 @@ def test_triggers_json_lists_jobs_with_attempts(
 def test_daemon_wakes_quickly_and_rechecks_deferrals(
     repo: Repo, tmux_socket: str, tmp_path: Path
 ) -> None:
-    record = setup(
-        repo,
-        tmux_socket,
-        tmp_path,
-        policy="collision: {quietSeconds: 3, recheckSeconds: 1, maxDeferSeconds: 60}",
-    )
-    daemon = subprocess.Popen(
-        (sys.executable, "-m", "controller", "run", "--resync", "120", "--debounce", "0.1"),
-        cwd=repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    record = setup(repo, tmux_socket, tmp_path, policy=COLLISION)
+    pane = agents(repo)["bot"]["pane"]
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(repo, log)
     try:
-        time.sleep(4)  # quiet, and the daemon's first pass is done
+        wait_until(lambda: "pass" in logged(log), timeout=60)
+        wait_until(lambda: idle_seconds(repo, tmux_socket, pane) >= QUIET)
         started = time.monotonic()
         post(repo, "human", "first")
         wait_until(lambda: len(lines(record)) == 1, timeout=20)
         assert time.monotonic() - started < 5  # not the 120 s resync
-        time.sleep(3)  # past the echo of our own delivery
-        pane = agents(repo)["bot"]["pane"]
-        subprocess.run(("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "busy"),
-                       env=repo.env, check=True)  # fmt: skip
+        wait_until(lambda: past_own_echo(repo))
+        subprocess.run(
+            ("tmux", "-L", tmux_socket, "send-keys", "-t", pane, "-l", "busy"),
+            env=repo.env,
+            check=True,
+        )
         post(repo, "human", "second")
         wait_until(lambda: len(lines(record)) == 2, timeout=30)  # deferred, then re-checked
-        kinds = [a["reason"] for j in json.loads(repo.ctl("triggers", "-o", "json").stdout)
-                 for a in j["attempts"]]  # fmt: skip
+        kinds = [
+            a["reason"]
+            for j in json.loads(repo.ctl("triggers", "-o", "json").stdout)
+            for a in j["attempts"]
+        ]
         assert "collision_deferred" in kinds
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0, err
+        daemon.wait(timeout=30)
+    assert daemon.returncode == 0, log.read_text()
+
+
+def start_daemon(repo: Repo, log: Path) -> subprocess.Popen[bytes]:
+    """`controller run` logging JSON lines to ``log``, which the test reads as it goes."""
+    argv = ("run", "--resync", "120", "--debounce", "0.1", "-o", "json")
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            (sys.executable, "-m", "controller", *argv),
+            cwd=repo.path,
+            env=repo.env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+
+
+def logged(log: Path) -> list[str]:
+    """The events the daemon logged so far (``pass`` once a pass is done)."""
+    complete = log.read_text().split("\n")[:-1]  # a line still being written is not one yet
+    return [json.loads(x).get("event", "") for x in complete if x.startswith("{")]
+
+
+def idle_seconds(repo: Repo, socket: str, pane: str) -> float:
+    """Seconds since tmux last saw activity in the pane's window (it stamps whole seconds)."""
+    argv = ("tmux", "-L", socket, "display-message", "-p", "-t", pane, "#{window_activity}")
+    done = subprocess.run(
+        argv, env=repo.env, capture_output=True, text=True, check=False, timeout=10
+    )
+    stamp = done.stdout.strip()
+    return time.time() - int(stamp) if done.returncode == 0 and stamp.isdigit() else 0.0
+
+
+def past_own_echo(repo: Repo) -> bool:
+    """Whether activity tmux stamps now falls after the echo window of the last delivery.
+
+    The stub may read the wake before the delivery is recorded: no delivery yet is not past it.
+    """
+    jobs = json.loads(repo.ctl("triggers", "-o", "json").stdout)
+    attempts = [a for j in jobs for a in j["attempts"] if a["verdict"] == "delivered"]
+    if not attempts:
+        return False
+    last = max(datetime.fromisoformat(a["at"]) for a in attempts)
+    return int(time.time()) > (last + collision.ECHO_AFTER).timestamp()
 
 
 def test_process_runtime_participant_is_not_typed_into_or_duplicated(
     repo: Repo, tmux_socket: str, tmp_path: Path
 ) -> None:
-    setup(repo, tmux_socket, tmp_path,
-          binding=f"runtime: process\n  resume: [{sys.executable}, {AGENT}, --quiet]")  # fmt: skip
+    setup(
+        repo,
+        tmux_socket,
+        tmp_path,
+        binding=f"runtime: process\n  resume: [{sys.executable}, {AGENT}, --quiet]",
+    )
     post(repo, "human", "hello")
     (wake,) = wakes(repo)
     assert (wake["result"], wake["reason"]) == ("fallback_required", "fallback_required_no_session")
@@ -310,7 +372,12 @@ def test_post_from_inside_a_lane_uses_the_workspace_desired_state(
     }  # what the agent is given
     done = subprocess.run(
         (sys.executable, "-m", "controller", "post", "review", "from the lane"),
-        cwd=repo.root / "a", env=env, capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        cwd=repo.root / "a",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "as bot" in done.stdout

@@ -80,6 +80,29 @@ def test_changed_binding_restarts() -> None:
     assert kinds(plan(desired("a", changed), ready(agent(b)))) == ["stop-agent", "start-agent"]
 
 
+def test_a_restart_for_a_changed_binding_names_the_fields_and_env_keys_only() -> None:
+    b = binding("one", env={"API_KEY": "old-secret", "MODE": "dev"})
+    changed = binding(
+        "one", command=["agent", "--new"], env={"API_KEY": "new-secret", "MODE": "dev"}
+    )
+    halt, _ = plan(desired("a", changed), ready(agent(b))).actions
+    assert isinstance(halt, A.StopAgent)
+    assert halt.describe() == "restart one: command, env (API_KEY) changed"
+    assert halt.to_json()["changes"] == [
+        {"field": "command", "keys": []},
+        {"field": "env", "keys": ["API_KEY"]},
+    ]
+    shown = f"{halt.describe()} {halt.reason} {halt.to_json()}"
+    assert "secret" not in shown
+
+
+def test_a_restart_of_an_agent_recorded_without_digests_still_says_why() -> None:
+    b = binding("one")
+    changed = binding("one", command=["agent", "--new"])
+    halt, _ = plan(desired("a", changed), ready(agent(b, spec_fields={}))).actions
+    assert halt.describe() == "restart one: binding changed"
+
+
 def test_death_is_recorded_and_first_restart_is_immediate() -> None:
     b = binding("one")
     r = agent(b, started_at=NOW - timedelta(seconds=30))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -26,11 +27,16 @@ def test_restart_delay(consecutive: int, seconds: int) -> None:
 @pytest.mark.parametrize(
     ("policy", "status", "restarts"),
     [
-        ("always", 0, True), ("always", 1, True), ("always", None, True),
-        ("on-failure", 0, False), ("on-failure", 1, True), ("on-failure", None, True),
-        ("never", 1, False), ("never", None, False),
+        ("always", 0, True),
+        ("always", 1, True),
+        ("always", None, True),
+        ("on-failure", 0, False),
+        ("on-failure", 1, True),
+        ("on-failure", None, True),
+        ("never", 1, False),
+        ("never", None, False),
     ],
-)  # fmt: skip
+)
 def test_policy(policy: str, status: int | None, restarts: bool) -> None:
     b = binding("x", restart=policy)
     decision = lifecycle.after_death(agent(b), b, exit_code=status, now=NOW)
@@ -141,3 +147,47 @@ def test_spec_hash_changes_with_command_and_env_only() -> None:
     assert a == lifecycle.spec_hash(binding("x", command=["a"], stopGraceSeconds=3))
     assert a != lifecycle.spec_hash(binding("x", command=["b"]))
     assert a != lifecycle.spec_hash(binding("x", command=["a"], env={"K": "v"}))
+
+
+BASE: dict[str, Any] = {"command": ["agent"], "env": {"API_KEY": "k1", "MODE": "dev"}}
+
+
+@pytest.mark.parametrize(
+    ("after", "named"),
+    [
+        ({}, []),
+        ({"command": ["agent", "--new"]}, ["command"]),
+        ({"env": {"API_KEY": "k2", "MODE": "dev"}}, ["env (API_KEY)"]),
+        ({"env": {"API_KEY": "k1"}}, ["env (MODE)"]),  # a variable removed
+        ({"env": {"API_KEY": "k1", "MODE": "dev", "NEW": "1"}}, ["env (NEW)"]),  # added
+        (
+            {"command": ["b"], "env": {"API_KEY": "k2", "MODE": "x"}},
+            ["command", "env (API_KEY, MODE)"],
+        ),
+        ({"runtime": "process"}, ["runtime"]),
+        ({"participant": "someone"}, ["participant"]),
+        ({"stopGraceSeconds": 3, "restart": "always"}, []),  # not what the process is made from
+    ],
+)
+def test_changed_fields_names_fields_and_env_keys(after: dict[str, Any], named: list[str]) -> None:
+    before = dict(lifecycle.spec_fields(binding("x", **BASE)))
+    now = dict(lifecycle.spec_fields(binding("x", **{**BASE, **after})))
+    changes = lifecycle.changed_fields(before, now) if before != now else ()
+    assert [str(c) for c in changes] == named
+
+
+def test_a_record_without_digests_says_the_binding_changed() -> None:
+    now = dict(lifecycle.spec_fields(binding("x", **BASE)))
+    assert lifecycle.changed_fields({}, now) == (lifecycle.FieldChange("binding"),)
+
+
+def test_digests_never_hold_env_values() -> None:
+    fields = lifecycle.spec_fields(binding("x", command=["a"], env={"TOKEN": "hunter2"}))
+    assert "hunter2" not in str(fields)
+    assert [name for name, _ in fields] == [
+        "command",
+        "env.TOKEN",
+        "lane",
+        "participant",
+        "runtime",
+    ]

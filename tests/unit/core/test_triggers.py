@@ -22,9 +22,14 @@ K = triggers.Kind
 
 def doc(model: Any, name: str, **spec: Any) -> Any:
     return model.model_validate(
-        {"apiVersion": "lanes/v1", "kind": model.__name__, "metadata": {"name": name},
-         "spec": spec}, strict=False,
-    )  # fmt: skip
+        {
+            "apiVersion": "lanes/v1",
+            "kind": model.__name__,
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+        strict=False,
+    )
 
 
 def state(*extra: Any, policy: dict[str, Any] | None = None, closed: bool = False) -> DesiredState:
@@ -56,10 +61,18 @@ def test_wanted_wakes() -> None:
         (state(), unread(woken=5)),  # already woken about these
         (state(), unread(t="nope")),  # unknown thread
         (state(policy={"threads": ["other"]}), unread()),  # policy does not select the thread
-        (DesiredState.build([lane("a"), binding("a-bot", "a", "bot"),
-                             doc(Thread, "review", participants=["bot"])]), unread()),  # no policy
+        (
+            DesiredState.build(
+                [
+                    lane("a"),
+                    binding("a-bot", "a", "bot"),
+                    doc(Thread, "review", participants=["bot"]),
+                ]
+            ),
+            unread(),
+        ),  # no policy
     ],
-)  # fmt: skip
+)
 def test_no_wake(desired: DesiredState, entry: world.UnreadCount) -> None:
     assert triggers.wanted(desired, [entry]) == []
 
@@ -74,9 +87,15 @@ def live_facts(**kw: Any) -> triggers.Facts:
     record = agent(binding("a-bot", "a", "bot"), started_at=NOW - timedelta(hours=1))
     pane = world.Pane("$1", "@1", "%1", 100, activity=NOW - timedelta(minutes=5))
     values: dict[str, Any] = {
-        "participant": "bot", "thread": "review", "forced": False, "unread": unread(),
-        "agent": record, "pane": pane, "screen": collision.Screen(pane.activity), **kw,
-    }  # fmt: skip
+        "participant": "bot",
+        "thread": "review",
+        "forced": False,
+        "unread": unread(),
+        "agent": record,
+        "pane": pane,
+        "screen": collision.Screen(pane.activity),
+        **kw,
+    }
     return triggers.Facts(**values)
 
 
@@ -92,31 +111,56 @@ def test_deliver_renders_the_template_without_message_bodies() -> None:
         ({"participant": "stranger"}, K.DONE, Reason.NOT_MEMBER),
         ({"thread": "nope"}, K.DONE, Reason.THREAD_UNKNOWN),
         ({"unread": None}, K.DONE, Reason.NOTHING_UNREAD),
-        ({"screen": collision.Screen(NOW - timedelta(seconds=3))}, K.DEFER,
-         Reason.COLLISION_DEFERRED),
-        ({"screen": collision.Screen(NOW - timedelta(seconds=3)),
-          "first_check": NOW - timedelta(seconds=61)}, K.FAIL, Reason.COLLISION_TIMEOUT),
-        ({"participant_deliveries": [NOW - timedelta(minutes=m) for m in range(6)]}, K.DEFER,
-         Reason.RATE_LIMITED_PARTICIPANT),
+        (
+            {"screen": collision.Screen(NOW - timedelta(seconds=3))},
+            K.DEFER,
+            Reason.COLLISION_DEFERRED,
+        ),
+        (
+            {
+                "screen": collision.Screen(NOW - timedelta(seconds=3)),
+                "first_check": NOW - timedelta(seconds=61),
+            },
+            K.FAIL,
+            Reason.COLLISION_TIMEOUT,
+        ),
+        (
+            {"participant_deliveries": [NOW - timedelta(minutes=m) for m in range(6)]},
+            K.DEFER,
+            Reason.RATE_LIMITED_PARTICIPANT,
+        ),
         ({"loop": loops.LoopState(no_progress=20)}, K.DONE, Reason.LOOP_NO_PROGRESS),
         ({"loop": loops.LoopState(identical=3)}, K.DONE, Reason.LOOP_IDENTICAL_FINDINGS),
         ({"blocked": "loop"}, K.DONE, Reason.PARTICIPANT_BLOCKED),
-        ({"pane": world.Pane("$1", "@1", "%1", 100, in_mode=True)}, K.DEFER,
-         Reason.PANE_IN_MODE),
+        ({"pane": world.Pane("$1", "@1", "%1", 100, in_mode=True)}, K.DEFER, Reason.PANE_IN_MODE),
         ({"pane": None}, K.RESUME, Reason.RESUMED),
         ({"pane": world.Pane("$1", "@1", "%1", 100, dead=True)}, K.RESUME, Reason.RESUMED),
         ({"pane": None, "resumes": 2}, K.SPAWN, Reason.SPAWNED),
         ({"pane": None, "agent": None}, K.DONE, Reason.FALLBACK_REQUIRED_NO_SESSION),
     ],
-    ids=["not-member", "unknown-thread", "read-meanwhile", "busy", "busy-too-long",
-         "rate-limited", "no-progress", "identical-findings", "blocked", "copy-mode",
-         "window-gone", "pane-dead", "resume-exhausted", "no-session"],
-)  # fmt: skip
+    ids=[
+        "not-member",
+        "unknown-thread",
+        "read-meanwhile",
+        "busy",
+        "busy-too-long",
+        "rate-limited",
+        "no-progress",
+        "identical-findings",
+        "blocked",
+        "copy-mode",
+        "window-gone",
+        "pane-dead",
+        "resume-exhausted",
+        "no-session",
+    ],
+)
 def test_decide(kw: dict[str, Any], kind: K, reason: Reason) -> None:
     step = triggers.decide(state(), live_facts(**kw), NOW)
     assert (step.kind, step.reason) == (kind, reason)
-    assert step.block_participant is (reason in (Reason.LOOP_NO_PROGRESS,
-                                                 Reason.LOOP_IDENTICAL_FINDINGS))  # fmt: skip
+    assert step.block_participant is (
+        reason in (Reason.LOOP_NO_PROGRESS, Reason.LOOP_IDENTICAL_FINDINGS)
+    )
 
 
 def test_unmanaged_participant_is_fallback_required() -> None:
@@ -126,9 +170,13 @@ def test_unmanaged_participant_is_fallback_required() -> None:
 
 def test_force_bypasses_collision_rate_and_loop() -> None:
     facts = live_facts(
-        forced=True, unread=None, loop=loops.LoopState(no_progress=99), blocked="loop",
-        screen=collision.Screen(NOW), participant_deliveries=[NOW] * 50,
-    )  # fmt: skip
+        forced=True,
+        unread=None,
+        loop=loops.LoopState(no_progress=99),
+        blocked="loop",
+        screen=collision.Screen(NOW),
+        participant_deliveries=[NOW] * 50,
+    )
     step = triggers.decide(state(), facts, NOW)
     assert (step.kind, step.reason) == (K.DELIVER, Reason.FORCED)
 
@@ -149,8 +197,11 @@ def test_retry_delay_doubles_caps_and_jitters() -> None:
 
 def test_members() -> None:
     assert triggers.members(state()) == [
-        ("bot", "other"), ("bot", "review"), ("human", "other"), ("human", "review"),
-    ]  # fmt: skip
+        ("bot", "other"),
+        ("bot", "review"),
+        ("human", "other"),
+        ("human", "review"),
+    ]
 
 
 def test_unread_dataclass_is_frozen() -> None:

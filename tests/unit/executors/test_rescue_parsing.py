@@ -18,13 +18,18 @@ BAD = os.fsdecode(b"bad\xffname")  # a name that is not UTF-8, as Python keeps i
 
 
 def test_branch_changes_renames_and_untracked() -> None:
-    text = "\0".join([
-        f"# branch.oid {OID}", "# branch.head main",
-        f"1 .M N... 100644 100644 100644 {OID} {OID} a file.txt",
-        f"2 R. N... 100644 100644 100644 {OID} {OID} R100 new name", "old name",
-        f"u UU N... 100644 100644 100644 100644 {OID} {OID} {OID} conflict",
-        "? untracked dir/x", "",
-    ])  # fmt: skip
+    text = "\0".join(
+        [
+            f"# branch.oid {OID}",
+            "# branch.head main",
+            f"1 .M N... 100644 100644 100644 {OID} {OID} a file.txt",
+            f"2 R. N... 100644 100644 100644 {OID} {OID} R100 new name",
+            "old name",
+            f"u UU N... 100644 100644 100644 100644 {OID} {OID} {OID} conflict",
+            "? untracked dir/x",
+            "",
+        ]
+    )
     state = inspecting.parse_status(text)
     assert state.head == OID and state.branch == "main"
     assert state.changes == (" M a file.txt", "R  new name", "UU conflict", "?? untracked dir/x")

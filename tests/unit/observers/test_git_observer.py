@@ -11,22 +11,43 @@ from controller.core import world
 from controller.observers import git
 from tests.fakes import ScriptedRunner
 
-PORCELAIN = "\0".join([
-    "worktree /r", "HEAD aaa", "branch refs/heads/main", "",
-    "worktree /r/.lanes/worktrees/a", "HEAD bbb", "branch refs/heads/lane/a",
-    "prunable gitdir file points to non-existent location", "",
-    "worktree /r/.lanes/worktrees/b", "HEAD ccc", "detached", "locked initializing", "",
-    "worktree /r/.lanes/worktrees/c", "HEAD ddd", "branch refs/heads/lane/c", "locked", "",
-    "worktree /r/with space\nnewline", "bare", "",
-])  # fmt: skip
+PORCELAIN = "\0".join(
+    [
+        "worktree /r",
+        "HEAD aaa",
+        "branch refs/heads/main",
+        "",
+        "worktree /r/.lanes/worktrees/a",
+        "HEAD bbb",
+        "branch refs/heads/lane/a",
+        "prunable gitdir file points to non-existent location",
+        "",
+        "worktree /r/.lanes/worktrees/b",
+        "HEAD ccc",
+        "detached",
+        "locked initializing",
+        "",
+        "worktree /r/.lanes/worktrees/c",
+        "HEAD ddd",
+        "branch refs/heads/lane/c",
+        "locked",
+        "",
+        "worktree /r/with space\nnewline",
+        "bare",
+        "",
+    ]
+)
 
 
 def test_parse_worktree_list() -> None:
     trees = git.parse_worktree_list(PORCELAIN)
     assert [t.path for t in trees] == [
-        "/r", "/r/.lanes/worktrees/a", "/r/.lanes/worktrees/b", "/r/.lanes/worktrees/c",
+        "/r",
+        "/r/.lanes/worktrees/a",
+        "/r/.lanes/worktrees/b",
+        "/r/.lanes/worktrees/c",
         "/r/with space\nnewline",
-    ]  # fmt: skip
+    ]
     main, a, b, c, bare = trees
     assert main == world.GitWorktree("/r", head="aaa", branch="main")
     assert a.prunable == "gitdir file points to non-existent location"

@@ -30,21 +30,48 @@ def ago(seconds: float) -> datetime:
         (collision.Screen(ago(30)), ago(0), None, None, Verdict.ALLOW, None),
         (collision.Screen(None), ago(0), None, None, Verdict.ALLOW, None),
         (collision.Screen(ago(5)), ago(0), None, None, Verdict.DEFER, Reason.COLLISION_DEFERRED),
-        (collision.Screen(ago(30), ago(3)), ago(0), None, None, Verdict.DEFER,
-         Reason.COLLISION_DEFERRED),  # an attached client typed
-        (collision.Screen(ago(30), None, "h2"), ago(10), "h1", None, Verdict.DEFER,
-         Reason.COLLISION_DEFERRED),  # content changed between checks
+        (
+            collision.Screen(ago(30), ago(3)),
+            ago(0),
+            None,
+            None,
+            Verdict.DEFER,
+            Reason.COLLISION_DEFERRED,
+        ),  # an attached client typed
+        (
+            collision.Screen(ago(30), None, "h2"),
+            ago(10),
+            "h1",
+            None,
+            Verdict.DEFER,
+            Reason.COLLISION_DEFERRED,
+        ),  # content changed between checks
         (collision.Screen(ago(30), None, "h1"), ago(10), "h1", None, Verdict.ALLOW, None),
-        (collision.Screen(ago(5)), ago(60), None, None, Verdict.BLOCK,
-         Reason.COLLISION_TIMEOUT),
+        (collision.Screen(ago(5)), ago(60), None, None, Verdict.BLOCK, Reason.COLLISION_TIMEOUT),
         (collision.Screen(ago(2)), ago(0), None, ago(3), Verdict.ALLOW, None),  # our own echo
         (collision.Screen(ago(5)), ago(0), None, ago(4.5), Verdict.ALLOW, None),  # 1 s stamp
-        (collision.Screen(ago(2)), ago(0), None, ago(30), Verdict.DEFER,
-         Reason.COLLISION_DEFERRED),  # long after our delivery: real activity
+        (
+            collision.Screen(ago(2)),
+            ago(0),
+            None,
+            ago(30),
+            Verdict.DEFER,
+            Reason.COLLISION_DEFERRED,
+        ),  # long after our delivery: real activity
     ],
-    ids=["quiet", "never-active", "busy", "client-busy", "content-changed", "content-same",
-         "max-defer", "own-echo-ignored", "own-echo-whole-seconds", "not-own-echo"],
-)  # fmt: skip
+    ids=[
+        "quiet",
+        "never-active",
+        "busy",
+        "client-busy",
+        "content-changed",
+        "content-same",
+        "max-defer",
+        "own-echo-ignored",
+        "own-echo-whole-seconds",
+        "not-own-echo",
+    ],
+)
 def test_collision(
     screen: collision.Screen,
     first: datetime,
@@ -69,16 +96,31 @@ def test_collision(
     [
         ([], [], Verdict.ALLOW, None, None),
         ([ago(10)] * 5, [], Verdict.ALLOW, None, None),
-        ([ago(50), ago(40), ago(30), ago(20), ago(10), ago(5)], [], Verdict.DEFER,
-         Reason.RATE_LIMITED_PARTICIPANT, ago(50) + timedelta(hours=1)),
+        (
+            [ago(50), ago(40), ago(30), ago(20), ago(10), ago(5)],
+            [],
+            Verdict.DEFER,
+            Reason.RATE_LIMITED_PARTICIPANT,
+            ago(50) + timedelta(hours=1),
+        ),
         ([ago(3700)] * 6, [], Verdict.ALLOW, None, None),  # out of the window
-        ([], [ago(100)] * 20, Verdict.DEFER, Reason.RATE_LIMITED_THREAD,
-         ago(100) + timedelta(hours=1)),
-        ([ago(10)] * 6, [ago(5)] * 20, Verdict.DEFER, Reason.RATE_LIMITED_THREAD,
-         ago(5) + timedelta(hours=1)),  # the later deferral wins
+        (
+            [],
+            [ago(100)] * 20,
+            Verdict.DEFER,
+            Reason.RATE_LIMITED_THREAD,
+            ago(100) + timedelta(hours=1),
+        ),
+        (
+            [ago(10)] * 6,
+            [ago(5)] * 20,
+            Verdict.DEFER,
+            Reason.RATE_LIMITED_THREAD,
+            ago(5) + timedelta(hours=1),
+        ),  # the later deferral wins
     ],
     ids=["none", "under", "participant-limit", "window-slides", "thread-limit", "both"],
-)  # fmt: skip
+)
 def test_rate_limits(
     participant: list[datetime],
     thread: list[datetime],
@@ -148,9 +190,14 @@ def render(
     template: str = TEMPLATE, *, max_bytes: int = 2048, control_chars: str = "strip"
 ) -> str | Decision:
     return payload.render(
-        template, participant="claude-1", thread="review", unread=2, sender="human",
-        max_bytes=max_bytes, control_chars=control_chars,
-    )  # fmt: skip
+        template,
+        participant="claude-1",
+        thread="review",
+        unread=2,
+        sender="human",
+        max_bytes=max_bytes,
+        control_chars=control_chars,
+    )
 
 
 def test_template_is_filled() -> None:
@@ -203,9 +250,14 @@ def agent(
     *, state: world.AgentState = world.AgentState.EXITED, started_at: datetime = HOUR_AGO
 ) -> world.AgentRecord:
     return world.AgentRecord(
-        binding="b", lane="a", participant="p", runtime="tmux", state=state, spec_hash="x",
+        binding="b",
+        lane="a",
+        participant="p",
+        runtime="tmux",
+        state=state,
+        spec_hash="x",
         started_at=started_at,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize(
@@ -217,19 +269,38 @@ def agent(
         ({}, fallback.Hop.RESUME, Reason.RESUMED),
         ({"resumes_used": 2}, fallback.Hop.SPAWN, Reason.SPAWNED),
         ({"agent": agent(started_at=ago(13 * 3600))}, fallback.Hop.SPAWN, Reason.SPAWNED),
-        ({"agent": agent(state=world.AgentState.BLOCKED)}, fallback.Hop.DEAD,
-         Reason.FALLBACK_REQUIRED_OFFLINE),
+        (
+            {"agent": agent(state=world.AgentState.BLOCKED)},
+            fallback.Hop.DEAD,
+            Reason.FALLBACK_REQUIRED_OFFLINE,
+        ),
         ({"has_resume": False, "has_spawn": False}, fallback.Hop.DEAD, Reason.FALLBACK_EXHAUSTED),
-        ({"resumes_used": 2, "has_spawn": False}, fallback.Hop.DEAD,
-         Reason.FALLBACK_EXHAUSTED),
+        ({"resumes_used": 2, "has_spawn": False}, fallback.Hop.DEAD, Reason.FALLBACK_EXHAUSTED),
     ],
-    ids=["unmanaged", "live", "no-session", "resume", "resume-exhausted", "stale-session",
-         "crash-looping", "nothing-declared", "exhausted"],
-)  # fmt: skip
+    ids=[
+        "unmanaged",
+        "live",
+        "no-session",
+        "resume",
+        "resume-exhausted",
+        "stale-session",
+        "crash-looping",
+        "nothing-declared",
+        "exhausted",
+    ],
+)
 def test_fallback_chain(kw: dict[str, Any], hop: fallback.Hop, reason: Reason) -> None:
     args: dict[str, Any] = {
-        "managed": True, "agent": agent(), "live": False, "has_resume": True, "has_spawn": True,
-        "resumes_used": 0, "resume_attempts": 2, "stale_hours": 12, "now": NOW, **kw,
-    }  # fmt: skip
+        "managed": True,
+        "agent": agent(),
+        "live": False,
+        "has_resume": True,
+        "has_spawn": True,
+        "resumes_used": 0,
+        "resume_attempts": 2,
+        "stale_hours": 12,
+        "now": NOW,
+        **kw,
+    }
     step = fallback.next_hop(**args)
     assert (step.hop, step.reason) == (hop, reason)
