@@ -3,12 +3,15 @@
 ``Store`` runs them through SQLAlchemy when it has no SQLite reader (PostgreSQL, or a store
 still to create or migrate), and otherwise through ``store.sqlite``, from ``statements.json``,
 which ``render()`` compiles from these statements. After changing one of them, or a table they
-read, regenerate it with ``python -m controller.store.reads`` (a test fails until then).
+read, regenerate it with ``python -m controller.store.reads`` (a test fails until then;
+``--check`` only says whether it is current).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -63,5 +66,21 @@ def render() -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+def main(argv: Sequence[str]) -> int:
+    """``python -m controller.store.reads``: write ``statements.json``; with ``--check``, only
+    say whether it is current (exit 1 when not), as ``controller schema --check`` does."""
+    current = sqlite.STATEMENTS.read_text(encoding="utf-8") == render()
+    if list(argv) == ["--check"]:
+        if not current:
+            print(f"{sqlite.STATEMENTS} is out of date: run python -m controller.store.reads")
+        return 0 if current else 1
+    if argv:
+        print("usage: python -m controller.store.reads [--check]")
+        return 2
+    if not current:
+        sqlite.STATEMENTS.write_text(render(), encoding="utf-8")
+    return 0
+
+
 if __name__ == "__main__":
-    sqlite.STATEMENTS.write_text(render(), encoding="utf-8")
+    sys.exit(main(sys.argv[1:]))

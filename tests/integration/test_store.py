@@ -163,6 +163,19 @@ def test_compiled_reads_are_current() -> None:
     assert sqlite.STATEMENTS.read_text(encoding="utf-8") == reads.render()
 
 
+def test_the_compiled_reads_check_says_when_they_are_stale(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = tmp_path / "statements.json"
+    stale.write_text(reads.render().replace(tables.HEAD_REVISION, "0001"), encoding="utf-8")
+    monkeypatch.setattr(sqlite, "STATEMENTS", stale)
+    assert reads.main(["--check"]) == 1
+    assert "out of date" in capsys.readouterr().out
+    assert reads.main([]) == 0  # regenerates
+    assert reads.main(["--check"]) == 0
+    assert stale.read_text(encoding="utf-8") == reads.render()
+
+
 def populated(path: Path, workspace: str) -> queries.Store:
     """A SQLite store holding every kind of value the compiled reads decode."""
     store = queries.Store.open(f"sqlite:///{path}", workspace)
@@ -230,6 +243,7 @@ def test_a_store_reads_the_same_with_or_without_sqlalchemy(tmp_path: Path) -> No
     fast = populated(path, "ws")
     slow = queries.Store(f"sqlite:///{path}", "ws")  # no reader: every read through SQLAlchemy
     try:
+        assert fast._reader is not None  # the compiled reads, for this store's revision
         assert fast.lane_records() == slow.lane_records()
         assert fast.agent_records() == slow.agent_records()
         assert fast.memories() == slow.memories()
