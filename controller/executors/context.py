@@ -15,6 +15,7 @@ from controller import errors
 from controller.core import actions
 from controller.store import events, queries
 from controller.system import clock, proc, tmuxserver
+from controller.system import git as gitseam
 
 T = TypeVar("T")
 
@@ -80,6 +81,11 @@ class Context:
             data=data,
         )
         await self.db(self.store.append_events, [event])
+
+    @property
+    def git(self) -> gitseam.Git:
+        """git on the workspace's repository, through this pass's runner and clock."""
+        return gitseam.Git(self.runner, self.repo, clock=self.clock)
 
     @property
     def quarantine(self) -> Path:
