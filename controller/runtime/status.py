@@ -149,7 +149,7 @@ async def _participants(
     return [
         {
             "name": name,
-            "managed": any(b.spec.participant == name for b in desired.bindings.values()),
+            "managed": desired.binding_of(name) is not None,
             "blocked": name in blocked,
             "reason": blocked.get(name),
             "unread": unread.get(name, {}),
