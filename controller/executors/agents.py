@@ -83,7 +83,7 @@ def agent_env(ctx: Context, action: actions.StartAgent, worktree: Path) -> dict[
         "LANE_BINDING": action.binding,
         "CONTROLLER_STATE": ctx.state_url,
         "CONTROLLER_WORKSPACE": ctx.workspace,
-        "CONTROLLER_DESIRED": str(ctx.desired) if ctx.desired else "",
+        "CONTROLLER_DESIRED": str(ctx.desired),
     }
 
 
@@ -122,7 +122,7 @@ async def _new_window(
 ) -> tmuxserver.Created:
     """A window in the lane's session (created if need be), from the pass's known sessions."""
     assert ctx.tmux is not None
-    known = ctx.sessions.get(action.lane, action.session_id)
+    known = ctx.pass_state.sessions.get(action.lane, action.session_id)
     try:
         created = await ctx.tmux.new_window(
             session=action.lane, session_id=known, name=action.participant, cwd=str(worktree),
@@ -137,7 +137,7 @@ async def _new_window(
             session=action.lane, session_id=current, name=action.participant,
             cwd=str(worktree), argv=argv,
         )  # fmt: skip
-    ctx.sessions[action.lane] = created.session_id
+    ctx.pass_state.sessions[action.lane] = created.session_id
     return created
 
 
@@ -160,7 +160,7 @@ async def _launch_process(
             return _popen(argv, cwd=worktree, out=out, err=err, env=ctx.agent_env)
 
     child = await anyio.to_thread.run_sync(spawn)
-    ctx.children.append(child)
+    ctx.pass_state.children.append(child)
     born = await anyio.to_thread.run_sync(signals.create_time, child.pid)
     return replace(base, pid=child.pid, pid_created=born, log_path=str(log))
 
