@@ -11,7 +11,7 @@ stopped on an unknown observation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -295,16 +295,21 @@ def _order_moves(out: AgentPlan) -> None:
 
 def start(
     binding: Binding,
-    observed: world.Observed,
+    observed: world.Observed | None,
     *,
     path: str,
     reason: str,
     record: world.AgentRecord | None = None,
+    command: Sequence[str] | None = None,
 ) -> actions.StartAgent:
     """The action that starts ``binding``'s agent (in the session its last run had, if that
-    was in the same lane: tmux may not show it if the window closed)."""
+    was in the same lane: tmux may not show it if the window closed).
+
+    ``command`` replaces the binding's own (a wake's resume or spawn fallback); without
+    ``observed`` (outside a pass) the session is the recorded one, or a new one.
+    """
     s = binding.spec
-    session = _session_of(observed, s.lane)
+    session = _session_of(observed, s.lane) if observed is not None else None
     if session is None and record is not None and record.lane == s.lane:
         session = record.session_id
     return actions.StartAgent(
@@ -314,7 +319,7 @@ def start(
         binding=binding.name,
         participant=s.participant,
         runtime=s.runtime,
-        command=tuple(s.command),
+        command=tuple(s.command if command is None else command),
         env=tuple(sorted(s.env.items())),
         spec_hash=lifecycle.spec_hash(binding),
         spec_fields=lifecycle.spec_fields(binding),

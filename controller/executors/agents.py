@@ -51,18 +51,37 @@ async def start_agent(action: actions.StartAgent, ctx: Context) -> Outcome:
     except errors.CommandFailed:
         envfile.unlink(missing_ok=True)  # nothing was started, so nothing will read it
         raise
-    record = _carry_over(record, old)
+    record = await _record_start(ctx, action, _carry_over(record, old), old=old)
+    where = record.pane_id or record.log_path
+    return Outcome(action, "applied", f"started {action.participant} (pid {record.pid}, {where})")
+
+
+async def _record_start(
+    ctx: Context,
+    action: actions.StartAgent,
+    record: world.AgentRecord,
+    *,
+    old: world.AgentRecord | None,
+) -> world.AgentRecord:
+    """Record the started agent, its lane's phase (and its old lane's), and the event."""
     await ctx.db(ctx.store.put_agent, record, ctx.clock.now())
     await refresh_phase(ctx, action.lane)
     if old is not None and old.lane != action.lane:
         await refresh_phase(ctx, old.lane)  # the binding moved: its old lane lost an agent
     await ctx.emit(
-        "AgentStarted", action.reason, lane=action.lane, participant=action.participant,
-        binding=action.binding, runtime=action.runtime, pid=record.pid, pane=record.pane_id,
-        window=record.window_id, program=action.command[0], restarts=record.restarts,
-    )  # fmt: skip
-    where = record.pane_id or record.log_path
-    return Outcome(action, "applied", f"started {action.participant} (pid {record.pid}, {where})")
+        "AgentStarted",
+        action.reason,
+        lane=action.lane,
+        participant=action.participant,
+        binding=action.binding,
+        runtime=action.runtime,
+        pid=record.pid,
+        pane=record.pane_id,
+        window=record.window_id,
+        program=action.command[0],
+        restarts=record.restarts,
+    )
+    return record
 
 
 async def _alive(record: world.AgentRecord) -> bool:
@@ -83,7 +102,7 @@ def agent_env(ctx: Context, action: actions.StartAgent, worktree: Path) -> dict[
         "LANE_BINDING": action.binding,
         "CONTROLLER_STATE": ctx.state_url,
         "CONTROLLER_WORKSPACE": ctx.workspace,
-        "CONTROLLER_DESIRED": str(ctx.desired) if ctx.desired else "",
+        "CONTROLLER_DESIRED": str(ctx.desired),
     }
 
 
@@ -100,11 +119,16 @@ async def _launch(
     ctx: Context, action: actions.StartAgent, worktree: Path, envfile: Path
 ) -> world.AgentRecord:
     base = world.AgentRecord(
-        binding=action.binding, lane=action.lane, participant=action.participant,
-        runtime=action.runtime, state=State.RUNNING, spec_hash=action.spec_hash,
-        spec_fields=dict(action.spec_fields), started_at=ctx.clock.now(),
+        binding=action.binding,
+        lane=action.lane,
+        participant=action.participant,
+        runtime=action.runtime,
+        state=State.RUNNING,
+        spec_hash=action.spec_hash,
+        spec_fields=dict(action.spec_fields),
+        started_at=ctx.clock.now(),
         stop_grace=action.grace,
-    )  # fmt: skip
+    )
     # The launcher needs only the standard library: -I -S skips site and user paths (faster).
     launcher = (ctx.python, "-I", "-S", LAUNCHER, str(envfile))
     if action.runtime == "process":
@@ -112,9 +136,13 @@ async def _launch(
     created = await _new_window(ctx, action, worktree, argv=(*launcher, "--", *action.command))
     born = await anyio.to_thread.run_sync(signals.create_time, created.pid)
     return replace(
-        base, pid=created.pid, pid_created=born, session_id=created.session_id,
-        window_id=created.window_id, pane_id=created.pane_id,
-    )  # fmt: skip
+        base,
+        pid=created.pid,
+        pid_created=born,
+        session_id=created.session_id,
+        window_id=created.window_id,
+        pane_id=created.pane_id,
+    )
 
 
 async def _new_window(
@@ -122,22 +150,28 @@ async def _new_window(
 ) -> tmuxserver.Created:
     """A window in the lane's session (created if need be), from the pass's known sessions."""
     assert ctx.tmux is not None
-    known = ctx.sessions.get(action.lane, action.session_id)
+    known = ctx.pass_state.sessions.get(action.lane, action.session_id)
     try:
         created = await ctx.tmux.new_window(
-            session=action.lane, session_id=known, name=action.participant, cwd=str(worktree),
+            session=action.lane,
+            session_id=known,
+            name=action.participant,
+            cwd=str(worktree),
             argv=argv,
-        )  # fmt: skip
+        )
     except errors.CommandFailed:
         if known is None:
             raise
         # The session went away since it was observed: ask tmux, then try once more.
         current = (await ctx.tmux.sessions()).get(action.lane)
         created = await ctx.tmux.new_window(
-            session=action.lane, session_id=current, name=action.participant,
-            cwd=str(worktree), argv=argv,
-        )  # fmt: skip
-    ctx.sessions[action.lane] = created.session_id
+            session=action.lane,
+            session_id=current,
+            name=action.participant,
+            cwd=str(worktree),
+            argv=argv,
+        )
+    ctx.pass_state.sessions[action.lane] = created.session_id
     return created
 
 
@@ -160,7 +194,7 @@ async def _launch_process(
             return _popen(argv, cwd=worktree, out=out, err=err, env=ctx.agent_env)
 
     child = await anyio.to_thread.run_sync(spawn)
-    ctx.children.append(child)
+    ctx.pass_state.children.append(child)
     born = await anyio.to_thread.run_sync(signals.create_time, child.pid)
     return replace(base, pid=child.pid, pid_created=born, log_path=str(log))
 
@@ -199,9 +233,12 @@ def _carry_over(record: world.AgentRecord, old: world.AgentRecord | None) -> wor
     if old is None:
         return record
     return replace(
-        record, restarts=old.restarts + 1, consecutive=old.consecutive, deaths=old.deaths,
+        record,
+        restarts=old.restarts + 1,
+        consecutive=old.consecutive,
+        deaths=old.deaths,
         last_exit=old.last_exit,
-    )  # fmt: skip
+    )
 
 
 async def stop_agent(action: actions.StopAgent, ctx: Context) -> Outcome:
@@ -219,15 +256,23 @@ async def stop_agent(action: actions.StopAgent, ctx: Context) -> Outcome:
             await anyio.Path(ctx.run_dir / f"{action.binding}{suffix}").unlink(missing_ok=True)
     else:
         await ctx.db(
-            ctx.store.update_agents, ctx.clock.now(), where={"binding": action.binding},
+            ctx.store.update_agents,
+            ctx.clock.now(),
+            where={"binding": action.binding},
             **_after_stop(action),
-        )  # fmt: skip
+        )
     await refresh_phase(ctx, action.lane)
     changed = {"changed": [str(c) for c in action.changes]} if action.changes else {}
     await ctx.emit(
-        "AgentStopped", action.reason, lane=action.lane, participant=action.participant,
-        binding=action.binding, pid=action.pid, how=str(ended), **changed,
-    )  # fmt: skip
+        "AgentStopped",
+        action.reason,
+        lane=action.lane,
+        participant=action.participant,
+        binding=action.binding,
+        pid=action.pid,
+        how=str(ended),
+        **changed,
+    )
     return Outcome(action, "applied", f"stopped {action.participant} ({ended})")
 
 
@@ -253,18 +298,29 @@ async def record_exit(action: actions.RecordExit, ctx: Context) -> Outcome:
     """Record an agent's death and the restart decision the planner made."""
     assert action.exit is not None
     await ctx.db(
-        ctx.store.update_agents, ctx.clock.now(), where={"binding": action.binding},
+        ctx.store.update_agents,
+        ctx.clock.now(),
+        where={"binding": action.binding},
         **_decision(action.exit),
-    )  # fmt: skip
+    )
     await refresh_phase(ctx, action.lane)
     await ctx.emit(
-        "AgentExited", action.reason, lane=action.lane, participant=action.participant,
-        binding=action.binding, status=action.exit.last_exit,
+        "AgentExited",
+        action.reason,
+        lane=action.lane,
+        participant=action.participant,
+        binding=action.binding,
+        status=action.exit.last_exit,
         restartAt=action.exit.next_start_at.isoformat() if action.exit.next_start_at else None,
-    )  # fmt: skip
+    )
     if action.exit.blocked:
-        await ctx.emit("AgentBlocked", action.exit.blocked, lane=action.lane,
-                       participant=action.participant, binding=action.binding)  # fmt: skip
+        await ctx.emit(
+            "AgentBlocked",
+            action.exit.blocked,
+            lane=action.lane,
+            participant=action.participant,
+            binding=action.binding,
+        )
     status = "unknown status" if action.exit.last_exit is None else action.exit.last_exit
     return Outcome(action, "applied", f"{action.participant} exited ({status})")
 
@@ -368,8 +424,13 @@ async def refresh_phase(ctx: Context, lane: str) -> None:
     if target != record.phase:
         phases.transition(record.phase, target)
         await ctx.db(ctx.store.update_lane, lane, ctx.clock.now(), phase=target)
-        await ctx.emit("PhaseChanged", f"{record.phase} -> {target}", lane=lane,
-                       previous=str(record.phase), phase=str(target))  # fmt: skip
+        await ctx.emit(
+            "PhaseChanged",
+            f"{record.phase} -> {target}",
+            lane=lane,
+            previous=str(record.phase),
+            phase=str(target),
+        )
 
 
 async def kill_stray_process(action: actions.KillStrayProcess, ctx: Context) -> Outcome:

@@ -1,13 +1,19 @@
-"""What every handler receives: the seams (runner, store, clock) and where things live."""
+"""What every handler receives: the wiring (seams and places), the pass's correlation id, and
+the state the handlers of one pass share.
+
+The runtime builds the wiring once and owns the per-pass state; the Protocols below say what
+handlers read of them (``runtime.wiring.Wiring`` and ``runtime.reconcile.PassState``), so the
+executors do not import the runtime.
+"""
 
 from __future__ import annotations
 
 import functools
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -15,6 +21,7 @@ from controller import errors
 from controller.core import actions
 from controller.store import events, queries
 from controller.system import clock, proc, tmuxserver
+from controller.system import git as gitseam
 
 T = TypeVar("T")
 
@@ -35,26 +42,123 @@ class Outcome:
         return self.status == "failed"
 
 
-@dataclass(slots=True)
-class Context:
-    """The seams and locations handlers work with, for one pass."""
+class Places(Protocol):
+    """Where the workspace lives (``runtime.wiring.Paths``)."""
 
-    runner: proc.Runner
-    store: queries.Store
-    clock: clock.Clock
-    repo: Path
-    root: Path
-    state_dir: Path
+    @property
+    def repo(self) -> Path: ...
+    @property
+    def root(self) -> Path: ...
+    @property
+    def state_dir(self) -> Path: ...
+    @property
+    def state_url(self) -> str: ...
+    @property
+    def workspace(self) -> str: ...
+    @property
+    def desired(self) -> Path: ...
+
+
+class Seams(Protocol):
+    """The seams built once for the workspace (``runtime.wiring.Wiring``)."""
+
+    @property
+    def paths(self) -> Places: ...
+    @property
+    def runner(self) -> proc.Runner: ...
+    @property
+    def store(self) -> queries.Store: ...
+    @property
+    def clock(self) -> clock.Clock: ...
+    @property
+    def tmux(self) -> tmuxserver.TmuxServer | None: ...
+    @property
+    def agent_env(self) -> Mapping[str, str]: ...
+    @property
+    def python(self) -> str: ...
+
+
+class PassState(Protocol):
+    """What the handlers of one pass share (``runtime.reconcile.PassState``)."""
+
+    @property
+    def children(self) -> list[subprocess.Popen[bytes]]:
+        """Launchers of process-runtime agents, for the runtime to reap."""
+        ...
+
+    @property
+    def sessions(self) -> dict[str, str]:
+        """Lane to its tmux session id, as observed or created in this pass."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The wiring, the pass's correlation id and its shared state: what a handler works with."""
+
+    wiring: Seams
     correlation_id: str
-    git_env: Mapping[str, str] = field(default_factory=dict)
-    tmux: tmuxserver.TmuxServer | None = None
-    agent_env: Mapping[str, str] = field(default_factory=dict)
-    python: str = "python3"
-    state_url: str = ""
-    workspace: str = ""
-    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    sessions: dict[str, str] = field(default_factory=dict)  # lane -> tmux session id, this pass
-    desired: Path | None = None  # the desired folder (agents get it as CONTROLLER_DESIRED)
+    pass_state: PassState
+
+    @property
+    def runner(self) -> proc.Runner:
+        """Runs external programs (argv, timeouts)."""
+        return self.wiring.runner
+
+    @property
+    def store(self) -> queries.Store:
+        """The store (call it through ``db``)."""
+        return self.wiring.store
+
+    @property
+    def clock(self) -> clock.Clock:
+        """The pass's clock."""
+        return self.wiring.clock
+
+    @property
+    def tmux(self) -> tmuxserver.TmuxServer | None:
+        """The workspace's tmux server, if tmux is available."""
+        return self.wiring.tmux
+
+    @property
+    def agent_env(self) -> Mapping[str, str]:
+        """Variables every agent gets."""
+        return self.wiring.agent_env
+
+    @property
+    def python(self) -> str:
+        """The interpreter that runs the agent launcher."""
+        return self.wiring.python
+
+    @property
+    def repo(self) -> Path:
+        """The main checkout."""
+        return self.wiring.paths.repo
+
+    @property
+    def root(self) -> Path:
+        """Today's worktree root."""
+        return self.wiring.paths.root
+
+    @property
+    def state_dir(self) -> Path:
+        """``.lanes/`` of the main checkout."""
+        return self.wiring.paths.state_dir
+
+    @property
+    def state_url(self) -> str:
+        """The store's URL (agents get it)."""
+        return self.wiring.paths.state_url
+
+    @property
+    def workspace(self) -> str:
+        """The workspace's name."""
+        return self.wiring.paths.workspace
+
+    @property
+    def desired(self) -> Path:
+        """The desired folder (agents get it as CONTROLLER_DESIRED)."""
+        return self.wiring.paths.desired
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call in a worker thread."""
@@ -92,6 +196,11 @@ class Context:
             participant=participant,
             data=data,
         )
+
+    @property
+    def git(self) -> gitseam.Git:
+        """git on the workspace's repository, through this pass's runner and clock."""
+        return gitseam.Git(self.runner, self.repo, clock=self.clock)
 
     @property
     def quarantine(self) -> Path:

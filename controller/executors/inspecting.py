@@ -20,14 +20,13 @@ from pathlib import Path
 import anyio
 
 from controller import errors
+from controller.system import git as gitseam
 from controller.system import proc
 
 TIMEOUT = 120.0  # status and hashing of a large worktree can take a while
 PATHS = "surrogateescape"
 MAX_DEPTH = 8  # repositories inside repositories inside ... the worktree
 CHUNK = 200  # paths per `git hash-object` call
-STATUS = ("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
-STATUS_ALL = (*STATUS, "--ignore-submodules=none")
 GITLINK = "160000"
 SYMLINK = "120000"
 
@@ -196,7 +195,7 @@ def parse_local_refs(text: str) -> tuple[tuple[str, str], ...]:
 
 async def status(runner: proc.Runner, path: Path) -> WorktreeState:
     """HEAD, branch and the changes `git status` shows (one git call)."""
-    return parse_status(await git(runner, path, *STATUS_ALL))
+    return parse_status(await git(runner, path).status("--ignore-submodules=none"))
 
 
 async def inspect(runner: proc.Runner, path: Path) -> LaneWork:
@@ -211,7 +210,7 @@ async def inspect(runner: proc.Runner, path: Path) -> LaneWork:
 async def _inspect_repo(runner: proc.Runner, path: Path) -> tuple[WorktreeState, list[str]]:
     """One repository's state, and the paths of its populated submodules."""
     state = await status(runner, path)
-    index = parse_index(await git(runner, path, "ls-files", "-v", "-s", "-z"))
+    index = parse_index(await git(runner, path).ls_files("-v", "-s"))
     hidden = await _hidden_edits(runner, path, flagged=[e for e in index if e.flagged])
     orphaned = await _orphaned_head(runner, path) if state.head is None and state.branch else None
     links = [e.path for e in index if e.mode == GITLINK]
@@ -256,14 +255,13 @@ async def _local_refs(
 ) -> tuple[tuple[tuple[str, str], ...], bool]:
     """The repository's branches and stash, and whether any commit of them (or of HEAD) is on
     no remote-tracking branch: what exists nowhere else once the repository is deleted."""
-    listing = ("for-each-ref", "--format=%(refname)%00%(objectname)", "refs/heads/", "refs/stash")
-    out = await git(runner, path, *listing)
+    repo = git(runner, path)
+    out = await repo.for_each_ref("%(refname)%00%(objectname)", "refs/heads/", "refs/stash")
     refs = parse_local_refs(out)
     tips = ([base] if base else []) + [sha for _, sha in refs]
     if not tips:
         return refs, False
-    ahead = await git(runner, path, "rev-list", "-n1", *tips, "--not", "--remotes")
-    return refs, bool(ahead)
+    return refs, bool(await repo.first_unpushed(tips))
 
 
 def _populated(path: Path, links: Sequence[str]) -> list[str]:
@@ -322,15 +320,14 @@ async def _changed_files(
     changed: list[str] = []
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]
-        out = await git(runner, path, "hash-object", "--", *(e.path for e in chunk))
-        hashes = out.split()
+        hashes = await git(runner, path).hash_objects([e.path for e in chunk])
         changed.extend(e.path for e, sha in zip(chunk, hashes, strict=True) if sha != e.sha)
     return changed
 
 
 async def _link_changed(runner: proc.Runner, path: Path, *, entry: IndexEntry) -> bool:
     target = await anyio.to_thread.run_sync(os.readlink, path / entry.path)
-    recorded = await git(runner, path, "cat-file", "blob", entry.sha, strip=False)
+    recorded = await git(runner, path).object_text(entry.sha)
     return recorded != target
 
 
@@ -340,7 +337,7 @@ async def _orphaned_head(runner: proc.Runner, path: Path) -> str | None:
     With its ref gone, HEAD looks unborn, but the worktree's own HEAD reflog (in its admin
     folder, deleted with it) still names the last commit.
     """
-    log = await git(runner, path, "rev-parse", "--path-format=absolute", "--git-path", "logs/HEAD")
+    log = await git(runner, path).git_path("logs/HEAD")
     try:
         text = await anyio.Path(log).read_text(errors="replace")
     except OSError:
@@ -348,20 +345,9 @@ async def _orphaned_head(runner: proc.Runner, path: Path) -> str | None:
     tip = parse_reflog_tip(text)
     if tip is None:
         return None
-    done = await runner.run(("git", "-C", str(path), "cat-file", "-e", f"{tip}^{{commit}}"))
-    return tip if done.ok else None
+    return tip if await git(runner, path).has_commit(tip) else None
 
 
-async def git(
-    runner: proc.Runner,
-    path: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    strip: bool = True,
-) -> str:
-    """Run git in ``path``; its output keeps names that are not UTF-8 (surrogateescape)."""
-    done = await runner.run(
-        ("git", "-C", str(path), *args), env=env, timeout=TIMEOUT, stdout_errors=PATHS
-    )
-    out = done.check().stdout
-    return out.strip() if strip else out
+def git(runner: proc.Runner, path: Path) -> gitseam.Git:
+    """git in ``path``, with time for the status and hashing of a large worktree."""
+    return gitseam.Git(runner, path, timeout=TIMEOUT)

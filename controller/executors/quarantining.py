@@ -23,7 +23,7 @@ from controller.executors import inspecting
 from controller.executors.context import Context
 from controller.system import paths
 
-IGNORED = ("ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z")
+IGNORED = ("--others", "--ignored", "--exclude-standard", "--directory")
 
 
 def topmost(entries: Iterable[str]) -> list[str]:
@@ -65,7 +65,7 @@ async def keep_ignored(ctx: Context, lane: str, *, path: Path, inner: Sequence[s
 
 
 async def _ignored(ctx: Context, path: Path) -> list[str]:
-    out = await inspecting.git(ctx.runner, path, *IGNORED, strip=False)
+    out = await inspecting.git(ctx.runner, path).ls_files(*IGNORED)
     return [e for e in out.split("\0") if e]
 
 

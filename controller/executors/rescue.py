@@ -27,28 +27,10 @@ import anyio
 
 from controller.executors import inspecting
 from controller.executors.inspecting import InnerRepo, LaneWork, WorktreeState, shown
+from controller.system import git as gitseam
 from controller.system import proc
 
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "lane controller",
-    "GIT_AUTHOR_EMAIL": "controller@lanes.invalid",
-    "GIT_COMMITTER_NAME": "lane controller",
-    "GIT_COMMITTER_EMAIL": "controller@lanes.invalid",
-}
 TRAILER = "Lanes-Snapshot"
-FETCH_TIMEOUT = 600.0  # the first rescue of a submodule copies its history
-# Fetching by commit: the inner rescue commit is on no ref of the inner repository (protocol
-# v2 allows that anyway; the setting reaches the local upload-pack for v0 users too).
-FETCH = (
-    "-c",
-    "uploadpack.allowAnySHA1InWant=true",
-    "fetch",
-    "--quiet",
-    "--no-tags",
-    "--no-write-fetch-head",
-    "--no-recurse-submodules",
-    "--no-auto-gc",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +141,7 @@ async def save(
     message = _message(lane, work, saves=saves, now=now, identity=identity)
     commit = await _commit(runner, path, snap=top, message=message, lane=lane)
     ref = f"refs/lanes/rescue/{lane}/{leaf}"
-    # An empty old value makes update-ref fail if the ref exists: never overwrite a rescue.
-    await _git(runner, repo, "update-ref", ref, commit, "")
+    await inspecting.git(runner, repo).create_ref(ref, commit)  # never overwrites a rescue
     return Saved(ref, reused=False, inner=saves)
 
 
@@ -195,29 +176,28 @@ async def _snapshot(
     runner: proc.Runner, path: Path, *, state: WorktreeState, scratch: Path
 ) -> Snapshot:
     """Write the trees of the working files and of the index, changing neither."""
-    index = anyio.Path(scratch / f"rescue-{secrets.token_hex(8)}.index")
-    env = {"GIT_INDEX_FILE": str(index)}
-    excluded = [f":(exclude,literal){n}" for n in state.nested]  # saved on their own
+    index = scratch / f"rescue-{secrets.token_hex(8)}.index"
+    git = inspecting.git(runner, path)
     try:
-        await _git(runner, path, "read-tree", state.base or "--empty", env=env)
-        await _git(runner, path, "add", "--all", "--", ".", *excluded, env=env)
-        tree = await _git(runner, path, "write-tree", env=env)
+        await git.read_tree(state.base, cwd=path, index=index)
+        # Nested repositories are saved on their own.
+        await git.add_all(cwd=path, index=index, excluding=state.nested)
+        tree = await git.write_tree(cwd=path, index=index)
     finally:
-        await index.unlink(missing_ok=True)
-    staged = None if state.unmerged else await _git(runner, path, "write-tree")
+        await anyio.Path(index).unlink(missing_ok=True)
+    staged = None if state.unmerged else await git.write_tree(cwd=path)
     return Snapshot(tree=tree, staged=staged, base=state.base)
 
 
 async def _commit(
     runner: proc.Runner, path: Path, *, snap: Snapshot, message: str, lane: str
 ) -> str:
-    parents = ("-p", snap.base) if snap.base else ()
-    index: tuple[str, ...] = ()
+    git = inspecting.git(runner, path)
+    parents = [snap.base] if snap.base else []
     if snap.staged is not None:
         note = f"index of lane {lane}"
-        staged = await _git(runner, path, "commit-tree", snap.staged, *parents, "-m", note)
-        index = ("-p", staged)
-    return await _git(runner, path, "commit-tree", snap.tree, *parents, *index, "-m", message)
+        parents.append(await git.commit_tree(snap.staged, parents, note, cwd=path))
+    return await git.commit_tree(snap.tree, parents, message, cwd=path)
 
 
 async def _fetch_inner(
@@ -238,15 +218,13 @@ async def _fetch_inner(
     specs += [
         f"{sha}:{prefix}/{name}" for name, (_, sha) in zip(_names(inner), inner.refs, strict=True)
     ]
-    argv = ("git", "-C", str(repo), *FETCH, str(source), *specs)
-    done = await runner.run(argv, env=IDENTITY, timeout=FETCH_TIMEOUT)
-    done.check()
+    await gitseam.Git(runner, repo).fetch(source, specs)
 
 
 async def _earlier(runner: proc.Runner, repo: Path, *, lane: str) -> dict[str, str]:
     """The lane's rescue refs by the snapshot they hold."""
-    fmt = f"--format=%(refname) %(trailers:key={TRAILER},valueonly,separator=%x20)"
-    out = await _git(runner, repo, "for-each-ref", fmt, f"refs/lanes/rescue/{lane}/")
+    fmt = f"%(refname) %(trailers:key={TRAILER},valueonly,separator=%x20)"
+    out = await inspecting.git(runner, repo).for_each_ref(fmt, f"refs/lanes/rescue/{lane}/")
     return parse_snapshots(out)
 
 
@@ -254,7 +232,7 @@ async def _taken(runner: proc.Runner, repo: Path, *, lane: str) -> set[str]:
     """Leaves already used by the lane's rescue refs, outer or inner."""
     outer = f"refs/lanes/rescue/{lane}/"
     inner = f"refs/lanes/rescue-inner/{lane}/"
-    out = await _git(runner, repo, "for-each-ref", "--format=%(refname)", outer, inner)
+    out = await inspecting.git(runner, repo).for_each_ref("%(refname)", outer, inner)
     return {ref.removeprefix(outer).removeprefix(inner).split("/")[0] for ref in out.split()}
 
 
@@ -300,9 +278,3 @@ def _inner_line(save: InnerSave) -> str:
         )
     refs = "".join(f", {shown(name)}" for name in save.refs)
     return f"  {shown(save.path)} ({save.kind}): {save.prefix}/ (work: its files and HEAD{refs})"
-
-
-async def _git(
-    runner: proc.Runner, path: Path, *args: str, env: dict[str, str] | None = None
-) -> str:
-    return await inspecting.git(runner, path, *args, env={**IDENTITY, **(env or {})})

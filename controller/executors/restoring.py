@@ -24,10 +24,10 @@ import anyio
 from controller import errors
 from controller.core import rescues
 from controller.core.rescues import Found, Seen
+from controller.system import git as gitseam
 from controller.system import paths, proc
 
 TIMEOUT = 300.0  # writing a large rescue can take a while
-PATHS = "surrogateescape"
 CHUNK = 200  # paths per git call
 
 
@@ -65,11 +65,9 @@ async def resolve(runner: proc.Runner, repo: Path, *, ref: str) -> Rescued:
             f"{ref} is not a rescue ref (refs/lanes/rescue/<lane>/<time>); "
             "list them with `controller rescues`"
         )
-    spec = f"{name.ref}^{{commit}}"
-    done = await _run(runner, repo, "rev-parse", "--verify", "--quiet", "--end-of-options", spec)
-    if not done.ok:
+    commit = await _in(runner, repo).commit_of(name.ref)
+    if commit is None:
         raise errors.ControllerError(f"no rescue {name.ref}; list them with `controller rescues`")
-    commit = done.stdout.strip()
     shown = await _git(runner, repo, "log", "-1", "--format=%P%x00%B", commit)
     listed, _, message = shown.partition("\0")
     base, _ = rescues.parents(commit, listed.split(), message=message)
@@ -196,8 +194,8 @@ async def _hashes(runner: proc.Runner, target: Path, *, files: Sequence[str]) ->
     found: dict[str, str] = {}
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]
-        out = await _git(runner, target, "hash-object", "--", *chunk)
-        found.update(zip(chunk, out.split(), strict=True))
+        hashes = await _in(runner, target).hash_objects(chunk)
+        found.update(zip(chunk, hashes, strict=True))
     return found
 
 
@@ -228,8 +226,8 @@ async def _checkout(
     """Write ``files`` as the rescue has them, through a temporary index (never the target's)."""
     await anyio.Path(scratch).mkdir(mode=0o700, parents=True, exist_ok=True)
     index = anyio.Path(scratch / f"restore-{secrets.token_hex(8)}.index")
-    common = await _git(runner, repo, "rev-parse", "--path-format=absolute", "--git-common-dir")
-    where = ("--git-dir", common.strip(), "--work-tree", str(target))
+    common = await _in(runner, repo).common_dir()
+    where = ("--git-dir", common, "--work-tree", str(target))
     env = {"GIT_INDEX_FILE": str(index)}
     try:
         await _git(runner, target, *where, "read-tree", rescued.commit, env=env)
@@ -240,14 +238,11 @@ async def _checkout(
         await index.unlink(missing_ok=True)
 
 
-async def _run(runner: proc.Runner, where: Path, *args: str) -> proc.Completed:
-    return await runner.run(("git", "-C", str(where), *args), timeout=TIMEOUT)
+def _in(runner: proc.Runner, where: Path) -> gitseam.Git:
+    return gitseam.Git(runner, where, timeout=TIMEOUT)
 
 
 async def _git(
     runner: proc.Runner, where: Path, *args: str, env: dict[str, str] | None = None
 ) -> str:
-    done = await runner.run(
-        ("git", "-C", str(where), *args), env=env, timeout=TIMEOUT, stdout_errors=PATHS
-    )
-    return done.check().stdout
+    return await _in(runner, where).text(*args, env=env, strip=False)

@@ -16,12 +16,14 @@ from typing import Any
 
 import anyio
 
-from controller.core import actions, lifecycle, triggers, world
+from controller.core import agents as planned
+from controller.core import triggers, world
 from controller.core.safeguards import collision, loops, payload
 from controller.core.safeguards.decisions import Reason
 from controller.core.triggers import Kind
 from controller.executors import agents, rescue, signals
 from controller.executors.context import Context
+from controller.spec import triggerpolicy
 from controller.spec.binding import Binding
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging, participants
@@ -64,16 +66,12 @@ async def process(job: jobs.Job, ctx: Context, desired: DesiredState, owner: str
         expired = f"lease of {job.prev_owner} expired"
         await ctx.db(jobs.record, ctx.store, job, now, verdict="reclaimed",
                      reason=str(Reason.LEASE_EXPIRED), detail=expired)  # fmt: skip
-    binding = _binding(desired, job.participant)
+    binding = desired.binding_of(job.participant)
     facts, screen_hash, loop_now = await _facts(ctx, desired, job, binding, now)
     step = triggers.decide(desired, facts, now)
     act = _ACTS[step.kind]
     return await act(ctx, desired, job, owner, step, binding=binding, screen_hash=screen_hash,
                      loop_now=loop_now, facts=facts)  # fmt: skip
-
-
-def _binding(desired: DesiredState, participant: str) -> Binding | None:
-    return next((b for b in desired.bindings.values() if b.spec.participant == participant), None)
 
 
 async def _facts(
@@ -85,9 +83,9 @@ async def _facts(
     state = await ctx.db(participants.get, ctx.store, job.participant)
     loop_now = await _loop_now(ctx, job.participant, record, state)
     policy = triggers.policy_for(desired, job.participant, job.thread)
-    rates = policy.spec.rate_limits if policy else None
-    per_p = rates.per_participant.per if rates else 3600.0
-    per_t = rates.per_thread.per if rates else 3600.0
+    rates = triggerpolicy.settings(policy).rate_limits
+    per_p = rates.per_participant.per
+    per_t = rates.per_thread.per
     mine = await ctx.db(jobs.deliveries, ctx.store, since=now - timedelta(seconds=per_p),
                         participant=job.participant)  # fmt: skip
     thread = await ctx.db(jobs.deliveries, ctx.store, since=now - timedelta(seconds=per_t),
@@ -238,19 +236,19 @@ async def fail(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
                 step: triggers.Step, **kw: Any) -> Envelope:  # fmt: skip
     now = ctx.clock.now()
     policy = triggers.policy_for(desired, job.participant, job.thread)
-    retry = policy.spec.retry if policy else None
+    retry = triggerpolicy.settings(policy).retry
     failures = job.failures + 1
     await ctx.db(jobs.record, ctx.store, job, now, verdict="failed", reason=str(step.reason),
                  detail=step.detail)  # fmt: skip
-    if failures >= (retry.max_attempts if retry else 5):
+    if failures >= retry.max_attempts:
         await ctx.db(jobs.settle, ctx.store, job, owner, now, state="dead", failures=failures)
         await _settled_messages(ctx, job)  # only `triggers retry` brings these back
         await ctx.emit("TriggerDead", str(step.reason), participant=job.participant,
                        thread=job.thread, job=job.id, failures=failures)  # fmt: skip
         return Envelope("dead", str(step.reason), job.participant, job.thread, job.id,
                         step.detail)  # fmt: skip
-    delay = triggers.retry_delay(job.id, failures, backoff=retry.backoff if retry else 10,
-                                 max_backoff=retry.max_backoff if retry else 300)  # fmt: skip
+    delay = triggers.retry_delay(job.id, failures, backoff=retry.backoff,
+                                 max_backoff=retry.max_backoff)  # fmt: skip
     await ctx.db(jobs.settle, ctx.store, job, owner, now, state="queued", due_at=now + delay,
                  failures=failures, first_check_at=None, screen_hash=None)  # fmt: skip
     return Envelope("queued", str(step.reason), job.participant, job.thread, job.id,
@@ -339,12 +337,7 @@ async def _start(
     lane = await ctx.db(ctx.store.lane_record, binding.spec.lane)
     if lane is None:
         return False
-    action = actions.StartAgent(
-        binding.spec.lane, lane.path, f"fallback: {why}", binding=binding.name,
-        participant=binding.spec.participant, runtime=binding.spec.runtime, command=argv,
-        env=tuple(sorted(binding.spec.env.items())), spec_hash=lifecycle.spec_hash(binding),
-        spec_fields=lifecycle.spec_fields(binding),
-    )  # fmt: skip
+    action = planned.start(binding, None, path=lane.path, reason=f"fallback: {why}", command=argv)
     outcome = await agents.start_agent(action, ctx)
     return outcome.status == "applied"
 

@@ -9,7 +9,6 @@ worktree root.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,9 @@ from controller.core.phases import Phase
 from controller.executors import agents, inspecting, quarantining, removing
 from controller.executors.context import Context, Outcome
 from controller.store import events
-from controller.system import clock, paths, proc
+from controller.system import git as gitseam
+from controller.system import paths
 
-GIT_TIMEOUT = 120.0
-ADD_ATTEMPTS = 5
-# Every `git worktree` command first reads the admin folder of *every* worktree, and dies when
-# a concurrent add half-wrote one (13 of 60 parallel adds, with plain git) or a concurrent
-# removal deleted one between two reads (`Invalid path '.git/worktrees/x'`, from realpath in
-# get_common_dir_noenv). Both happen before the command changes anything, so it is retried.
-TRANSIENT = re.compile(
-    r"failed to read .*worktrees/|Invalid path '.*worktrees/|unable to create .*\.lock"
-    r"|cannot lock ref",
-    re.IGNORECASE,
-)
-SUBMODULE_TIMEOUT = 600.0  # cloning a submodule can take a while
-NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0"}  # a pass never waits for a password
 GITIGNORE = (
     "# Created by the lane controller: lane worktrees are not part of the main checkout.\n*\n"
 )
@@ -48,13 +35,13 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
     if await _is_worktree_on(ctx, path, action.branch):
         return await adopt(actions.AdoptWorktree(action.lane, action.path, "", action.branch), ctx)
     record = await ctx.db(_begin, ctx, action)
-    argv = _add_argv(ctx.repo, path, action)
-    for attempt in range(1, ADD_ATTEMPTS + 1):
-        done = await ctx.runner.run(argv, timeout=GIT_TIMEOUT)
+    base = None if action.reuse_branch else action.base
+    for attempt in range(1, gitseam.ATTEMPTS + 1):
+        done = await ctx.git.worktree_add(path, branch=action.branch, base=base)
         if done.ok:
             break
         await _roll_back(ctx, action, path, record, keep_record=True)
-        if attempt == ADD_ATTEMPTS or not TRANSIENT.search(done.stderr):
+        if attempt == gitseam.ATTEMPTS or not gitseam.raced(done):
             await ctx.db(ctx.store.delete_lane, action.lane, keep_memory=True)
             await ctx.emit(
                 "ProvisionRolledBack",
@@ -64,7 +51,7 @@ async def provision(action: actions.ProvisionLane, ctx: Context) -> Outcome:
                 branch=action.branch,
             )
             return Outcome(action, "failed", f"git worktree add failed: {done.stderr.strip()}")
-        await ctx.clock.sleep(0.05 * attempt)
+        await gitseam.back_off(ctx.clock, attempt)
     await ctx.db(_provisioned, ctx, action, record, path)
     note = await _check_out_submodules(ctx, action.lane, path=path)
     return Outcome(action, "applied", f"created {path} on {action.branch}{note}")
@@ -79,9 +66,8 @@ async def _check_out_submodules(ctx: Context, lane: str, *, path: Path) -> str:
     """
     if not await _exists(path / ".gitmodules"):
         return ""
-    argv = ("git", "-C", str(path), "submodule", "update", "--recursive")
     try:
-        done = await ctx.runner.run(argv, env=NO_PROMPT, timeout=SUBMODULE_TIMEOUT)
+        done = await ctx.git.submodule_update(path)
         error = "" if done.ok else done.stderr.strip()
     except errors.CommandFailed as exc:
         error = str(exc)
@@ -93,13 +79,6 @@ async def _check_out_submodules(ctx: Context, lane: str, *, path: Path) -> str:
         "SubmodulesNotCheckedOut", f"run `{hint}`", lane=lane, path=str(path), error=last
     )
     return f"; submodules not checked out ({last}): run `{hint}`"
-
-
-def _add_argv(repo: Path, path: Path, action: actions.ProvisionLane) -> tuple[str, ...]:
-    git = ("git", "-C", str(repo), "worktree", "add", "--quiet")
-    if action.reuse_branch:
-        return (*git, str(path), action.branch)
-    return (*git, "--no-track", "-b", action.branch, str(path), action.base)
 
 
 def _begin(ctx: Context, action: actions.ProvisionLane) -> world.LaneRecord:
@@ -182,13 +161,10 @@ async def _delete_fresh_branch(ctx: Context, branch: str, base: str) -> None:
     even in the unlikely case that someone else created the same name meanwhile.
     """
     ref = f"refs/heads/{branch}"
-    git = ("git", "-C", str(ctx.repo))
-    tip = await ctx.runner.run((*git, "rev-parse", "--verify", "--quiet", ref))
-    start = await ctx.runner.run((*git, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"))
-    sha = tip.stdout.strip()
-    if tip.ok and start.ok and sha and sha == start.stdout.strip():
+    sha = await ctx.git.ref_target(ref)
+    if sha is not None and sha == await ctx.git.commit_of(base):
         # Compare-and-delete: if anything moves the branch meanwhile, it is kept.
-        await ctx.runner.run((*git, "update-ref", "-d", ref, sha))
+        await ctx.git.delete_ref(ref, old=sha)
 
 
 async def adopt(action: actions.AdoptWorktree, ctx: Context) -> Outcome:
@@ -263,55 +239,20 @@ async def _refuse(
 
 async def _check_owned(ctx: Context, path: Path) -> None:
     """Just before removal: the path must be the top of a worktree of *our* repository."""
-    done = await ctx.runner.run(
-        (
-            "git",
-            "-C",
-            str(path),
-            "rev-parse",
-            "--path-format=absolute",
-            "--show-toplevel",
-            "--git-common-dir",
-        )
-    )
-    lines = done.check().stdout.splitlines()
-    common = await ctx.runner.run(
-        (
-            "git",
-            "-C",
-            str(ctx.repo),
-            "rev-parse",
-            "--path-format=absolute",
-            "--git-common-dir",
-        )
-    )
+    lines = await ctx.git.top_and_common(path)
+    common = await ctx.git.common_dir()
     top_ok = len(lines) == 2 and _same(lines[0], path)
-    if not top_ok or not _same(lines[1], common.check().stdout.strip()):
+    if not top_ok or not _same(lines[1], common):
         raise errors.ControllerError(f"{path} is not a worktree of {ctx.repo}; not removing it")
 
 
 async def _remove_tree(
     ctx: Context, lane: str, path: Path, branch: str, *, force: bool = False
 ) -> None:
-    argv = ["git", "-C", str(ctx.repo), "worktree", "remove"]
-    if force:
-        argv.append("--force")  # only ever after the work was saved to a rescue ref
-    done = await run_worktree_command(ctx.runner, ctx.clock, (*argv, str(path)))
+    # --force only ever after the work was saved to a rescue ref
+    done = await ctx.git.worktree_remove(path, force=int(force))
     if not done.ok and await _exists(path):
-        raise errors.CommandFailed(tuple(argv), done.rc, done.stderr)
-
-
-async def run_worktree_command(
-    runner: proc.Runner, clk: clock.Clock, argv: tuple[str, ...]
-) -> proc.Completed:
-    """Run a ``git worktree`` command, again after a race with a concurrent one (TRANSIENT)."""
-    attempt = 1
-    while True:
-        done = await runner.run(argv, timeout=GIT_TIMEOUT)
-        if done.ok or attempt == ADD_ATTEMPTS or not TRANSIENT.search(done.stderr):
-            return done
-        await clk.sleep(0.05 * attempt)
-        attempt += 1
+        raise errors.CommandFailed(done.argv, done.rc, done.stderr)
 
 
 async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
@@ -319,8 +260,7 @@ async def prune(action: actions.PruneRecord, ctx: Context) -> Outcome:
     path = paths.inside(ctx.root_of(action.path), action.path)
     if await _exists(path):
         return Outcome(action, "refused", f"{path} exists again; not pruning")
-    argv = ("git", "-C", str(ctx.repo), "worktree", "remove", str(path))
-    done = await run_worktree_command(ctx.runner, ctx.clock, argv)
+    done = await ctx.git.worktree_remove(path)
     if not done.ok and "is not a working tree" not in done.stderr:
         return Outcome(action, "failed", done.stderr.strip())
     await ctx.emit("WorktreeRecordPruned", action.reason, lane=action.lane, path=str(path))
@@ -337,8 +277,7 @@ async def repair(action: actions.RepairWorktree, ctx: Context) -> Outcome:
     if not await _exists(path):
         return Outcome(action, "refused", f"{path} is gone; nothing to repair")
     await _check_owned(ctx, path)
-    argv = ("git", "-C", str(ctx.repo), "worktree", "repair", str(path))
-    done = await run_worktree_command(ctx.runner, ctx.clock, argv)
+    done = await ctx.git.worktree_repair(path)
     if not done.ok:
         return Outcome(action, "failed", f"git worktree repair failed: {done.stderr.strip()}")
     if "repair:" not in done.stdout + done.stderr:
@@ -356,8 +295,7 @@ async def discard_interrupted(action: actions.DiscardInterrupted, ctx: Context) 
     in it), so there is nothing to save; ``--force`` twice is git's way past its own lock.
     """
     path = paths.child_of(ctx.root_of(action.path), action.path)
-    argv = ("git", "-C", str(ctx.repo), "worktree", "remove", "--force", "--force", str(path))
-    done = await run_worktree_command(ctx.runner, ctx.clock, argv)
+    done = await ctx.git.worktree_remove(path, force=2)
     if not done.ok and await _exists(path):
         return Outcome(action, "failed", done.stderr.strip())
     await ctx.emit("InterruptedWorktreeDiscarded", action.reason, lane=action.lane, path=str(path))
@@ -424,12 +362,12 @@ async def _is_worktree_on(ctx: Context, path: Path, branch: str) -> bool:
     """Live check: is ``path`` the top of a worktree with ``branch`` checked out?"""
     if not await _exists(path / ".git"):
         return False
-    done = await ctx.runner.run(
-        ("git", "-C", str(path), "rev-parse", "--show-toplevel", "--symbolic-full-name", "HEAD")
-    )
-    lines = done.stdout.splitlines()
+    lines = await ctx.git.head_of(path)
     return (
-        done.ok and len(lines) == 2 and _same(lines[0], path) and lines[1] == f"refs/heads/{branch}"
+        lines is not None
+        and len(lines) == 2
+        and _same(lines[0], path)
+        and lines[1] == f"refs/heads/{branch}"
     )
 
 

@@ -12,6 +12,7 @@ import anyio
 
 from controller import errors
 from controller.core import world
+from controller.system import git as gitseam
 from controller.system import proc
 
 TIMEOUT = 20.0
@@ -60,25 +61,20 @@ async def observe_worktrees(
     runner: proc.Runner, repo: Path
 ) -> tuple[world.GitWorktree, ...] | world.Unknown:
     """Every worktree git knows of in ``repo``, or Unknown if git cannot tell."""
-    argv = ("git", "-C", str(repo), "worktree", "list", "--porcelain", "-z")
     try:
-        done = (await runner.run(argv, timeout=TIMEOUT)).check()
+        listed = await gitseam.Git(runner, repo, timeout=TIMEOUT).worktree_list()
     except errors.CommandFailed as exc:
         return world.Unknown(str(exc))
-    return parse_worktree_list(done.stdout)
+    return parse_worktree_list(listed)
 
 
 async def observe_branches(runner: proc.Runner, repo: Path) -> Mapping[str, str] | world.Unknown:
     """Every local branch and the commit it points at, or Unknown."""
-    argv = (
-        "git", "-C", str(repo), "for-each-ref",
-        "--format=%(refname:lstrip=2)%00%(objectname)", "refs/heads/",
-    )  # fmt: skip
     try:
-        done = (await runner.run(argv, timeout=TIMEOUT)).check()
+        tips = await gitseam.Git(runner, repo, timeout=TIMEOUT).branch_tips()
     except errors.CommandFailed as exc:
         return world.Unknown(str(exc))
-    return parse_refs(done.stdout)
+    return parse_refs(tips)
 
 
 async def observe_root(root: Path) -> tuple[world.RootEntry, ...] | world.Unknown:

@@ -18,11 +18,11 @@ from pathlib import Path
 import anyio
 
 from controller.core import rescues
+from controller.system import git as gitseam
 from controller.system import proc
 
 TIMEOUT = 120.0
 PARALLEL = 4  # git calls at a time
-PATHS = "surrogateescape"  # names that are not UTF-8 keep their bytes
 FORMAT = "--format=%(refname)%00%(objectname)%00%(parent)%00%(contents)%00"
 
 
@@ -223,5 +223,4 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 async def _git(runner: proc.Runner, repo: Path, *args: str) -> str:
-    done = await runner.run(("git", "-C", str(repo), *args), timeout=TIMEOUT, stdout_errors=PATHS)
-    return done.check().stdout
+    return await gitseam.Git(runner, repo, timeout=TIMEOUT).text(*args, strip=False)

@@ -236,8 +236,9 @@ class Daemon:
             self.log("wake step crashed; the next poll retries", error=repr(exc))
             return
         for w in envelopes:
-            self.log("wake", participant=w.participant, thread=w.thread, result=w.result,
-                     reason=w.reason)  # fmt: skip
+            self.log(
+                "wake", participant=w.participant, thread=w.thread, result=w.result, reason=w.reason
+            )
 
     async def _pass(self) -> None:
         await self._reload()

@@ -83,6 +83,14 @@ class PassResult:
 
 
 @dataclass(slots=True)
+class PassState:
+    """What the handlers of one pass share (see ``executors.context.PassState``)."""
+
+    children: list[subprocess.Popen[bytes]]  # the reconciler's own: it reaps them across passes
+    sessions: dict[str, str] = field(default_factory=dict)  # lane -> tmux session id
+
+
+@dataclass(slots=True)
 class Reconciler:
     """Runs passes for one workspace; the daemon keeps one for its whole life.
 
@@ -206,7 +214,7 @@ class Reconciler:
         memories = await anyio.to_thread.run_sync(self.wiring.store.memories)
         ctx = self.context(correlation or uuid.uuid4().hex[:16])
         if not isinstance(observed.panes, world.Unknown):
-            ctx.sessions.update({p.session_name: p.session_id for p in observed.panes})
+            ctx.pass_state.sessions.update({p.session_name: p.session_id for p in observed.panes})
         return steps_.Pass(
             desired,
             observed,
@@ -317,23 +325,7 @@ class Reconciler:
 
     def context(self, correlation: str) -> Context:
         """The executors' context for one pass."""
-        w = self.wiring
-        return Context(
-            runner=w.runner,
-            store=w.store,
-            clock=w.clock,
-            repo=w.paths.repo,
-            root=w.paths.root,
-            state_dir=w.paths.state_dir,
-            correlation_id=correlation,
-            tmux=w.tmux,
-            agent_env=w.agent_env,
-            python=w.python,
-            state_url=w.paths.state_url,
-            workspace=w.paths.workspace,
-            desired=w.paths.desired,
-            children=self.children,
-        )
+        return Context(self.wiring, correlation, PassState(self.children))
 
     async def _sync_policies(
         self,

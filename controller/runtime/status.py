@@ -16,6 +16,7 @@ from controller.core import lifecycle, planner, triggers, world
 from controller.core.phases import Phase
 from controller.runtime import runviews
 from controller.runtime.reconcile import Reconciler
+from controller.spec.binding import Binding
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging, participants
@@ -99,13 +100,35 @@ def _agent(
     binding = desired.bindings.get(name)
     if record is None:
         assert binding is not None
-        return {
-            "binding": name, "participant": binding.spec.participant,
-            "runtime": binding.spec.runtime, "pid": None, "launcherPid": None, "pane": None,
-            "window": None, "state": "pending", "restarts": 0, "lastExit": None,
-            "heartbeatAge": None,
-            "blocked": None, "declared": True, "log": None, "nextStartAt": None,
-        }  # fmt: skip
+        return _pending(binding)
+    return _recorded(record, binding, observed, now)
+
+
+def _pending(binding: Binding) -> dict[str, Any]:
+    """A declared agent that has never started."""
+    return {
+        "binding": binding.name,
+        "participant": binding.spec.participant,
+        "runtime": binding.spec.runtime,
+        "pid": None,
+        "launcherPid": None,
+        "pane": None,
+        "window": None,
+        "state": "pending",
+        "restarts": 0,
+        "lastExit": None,
+        "heartbeatAge": None,
+        "blocked": None,
+        "declared": True,
+        "log": None,
+        "nextStartAt": None,
+    }
+
+
+def _recorded(
+    record: world.AgentRecord, binding: Binding | None, observed: world.Observed, now: datetime
+) -> dict[str, Any]:
+    """An agent with a record: its state as seen now (a recorded run may have died)."""
     seen = lifecycle.liveness(record, observed)
     state = str(record.state)
     if record.state == world.AgentState.RUNNING and seen.life != lifecycle.Life.ALIVE:
@@ -113,15 +136,22 @@ def _agent(
     running = record.state == world.AgentState.RUNNING
     beat = lifecycle.last_heartbeat(record, binding, observed) if binding and running else None
     return {
-        "binding": name, "participant": record.participant, "runtime": record.runtime,
+        "binding": record.binding,
+        "participant": record.participant,
+        "runtime": record.runtime,
         "pid": _agent_pid(record, observed),
         "launcherPid": record.pid if record.runtime == "process" else None,
-        "pane": record.pane_id, "window": record.window_id, "state": state,
-        "restarts": record.restarts, "lastExit": record.last_exit,
+        "pane": record.pane_id,
+        "window": record.window_id,
+        "state": state,
+        "restarts": record.restarts,
+        "lastExit": record.last_exit,
         "heartbeatAge": round((now - beat).total_seconds(), 1) if beat else None,
-        "blocked": record.blocked, "declared": binding is not None, "log": record.log_path,
+        "blocked": record.blocked,
+        "declared": binding is not None,
+        "log": record.log_path,
         "nextStartAt": record.next_start_at.isoformat() if record.next_start_at else None,
-    }  # fmt: skip
+    }
 
 
 def _agent_pid(record: world.AgentRecord, observed: world.Observed) -> int | None:
@@ -149,7 +179,7 @@ async def _participants(
     return [
         {
             "name": name,
-            "managed": any(b.spec.participant == name for b in desired.bindings.values()),
+            "managed": desired.binding_of(name) is not None,
             "blocked": name in blocked,
             "reason": blocked.get(name),
             "unread": unread.get(name, {}),

@@ -10,7 +10,6 @@ import functools
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ from controller.spec.state import DesiredState
 from controller.spec.workspace import Workspace, WorkspaceSpec
 from controller.store import queries, sqlite
 from controller.system import clock, proc, tmuxserver
+from controller.system import git as gitseam
 
 STATE_DIR = ".lanes"
 DEFAULT_DESIRED = Path("desired")
@@ -303,31 +303,13 @@ def default_desired(cwd: Path) -> Path:
     return DEFAULT_DESIRED if main is None else main / DEFAULT_DESIRED
 
 
-class GitFailed(errors.ControllerError):
-    """git ran and exited non-zero; the message is its error output."""
+GitFailed = gitseam.GitFailed
 
 
 def run_git(start: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    """One git call outside the Runner: before the event loop exists, or in a worker thread
-    with input on stdin (which the Runner does not pass). An argv list, a timeout, a clean
-    environment, as for every other program.
-    """
-    argv = ("git", "-C", str(start), *args)
-    feed: dict[str, Any] = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, timeout=GIT_TIMEOUT, env=base_env(), check=False, **feed
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise errors.ControllerError(
-            f"git {args[0]} gave no answer within {GIT_TIMEOUT:g}s"
-        ) from exc
-    except OSError as exc:
-        raise errors.ControllerError(f"cannot run git: {exc}") from exc
-    if done.returncode != 0:
-        error = done.stderr.decode("utf-8", "replace").strip()
-        raise GitFailed(error or f"git {args[0]} exited {done.returncode}")
-    return bytes(done.stdout)
+    """One git call outside the Runner (before the event loop exists, or with input on stdin),
+    with the environment every external program gets."""
+    return gitseam.run_sync(start, *args, env=base_env(), stdin=stdin, timeout=GIT_TIMEOUT)
 
 
 def _git(start: Path, *args: str) -> str:

@@ -102,12 +102,15 @@ class DesiredState:
             runs=_by_name(documents, WorkflowRun),
         )
 
+    def binding_of(self, participant: str) -> Binding | None:
+        """The participant's Binding: the first that names it, if any (one wins for wakes,
+        restarts and status alike)."""
+        return next((b for b in self.bindings.values() if b.spec.participant == participant), None)
+
     def managed_participants(self) -> Mapping[str, Binding]:
-        """Participant name to its Binding, sorted by participant; the first binding wins."""
-        found: dict[str, Binding] = {}
-        for binding in self.bindings.values():
-            found.setdefault(binding.spec.participant, binding)
-        return dict(sorted(found.items()))
+        """Participant name to its Binding (``binding_of``), sorted by participant."""
+        names = sorted({b.spec.participant for b in self.bindings.values()})
+        return {name: binding for name in names if (binding := self.binding_of(name)) is not None}
 
     def bindings_of(self, lane: str) -> tuple[Binding, ...]:
         """The bindings on one lane, sorted by name; two or more make the lane shared."""

@@ -154,3 +154,12 @@ class TriggerPolicy(meta.Document):
     """Always `TriggerPolicy`."""
     spec: TriggerPolicySpec = TriggerPolicySpec()
     """Selection and safeguards; every field has a default."""
+
+
+DEFAULTS = TriggerPolicySpec()
+
+
+def settings(policy: TriggerPolicy | None) -> TriggerPolicySpec:
+    """The values a wake works with: its policy's, or the defaults when no policy selects it
+    (a forced wake)."""
+    return policy.spec if policy is not None else DEFAULTS

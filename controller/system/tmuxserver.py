@@ -40,10 +40,19 @@ set -g history-limit 20000
 set -g exit-empty on
 """
 PANE_FIELDS = (
-    "#{session_id}", "#{window_id}", "#{pane_id}", "#{pane_pid}", "#{pane_dead}",
-    "#{pane_dead_status}", "#{pane_dead_signal}", "#{window_activity}", "#{pane_in_mode}",
-    "#{pid}", "#{session_name}", "#{pane_start_command}",
-)  # fmt: skip
+    "#{session_id}",
+    "#{window_id}",
+    "#{pane_id}",
+    "#{pane_pid}",
+    "#{pane_dead}",
+    "#{pane_dead_status}",
+    "#{pane_dead_signal}",
+    "#{window_activity}",
+    "#{pane_in_mode}",
+    "#{pid}",
+    "#{session_name}",
+    "#{pane_start_command}",
+)
 NO_SERVER = "no server running"
 NO_SOCKET = "No such file or directory"
 RECORD = "tmux-server.json"  # next to the configuration file, in .lanes/
@@ -165,17 +174,29 @@ class TmuxServer:
 
     async def probe(self, pane_id: str) -> Probe | None:
         """A pane's live state right now, or None if it is gone."""
-        fmt = SEP.join(("#{pane_dead}", "#{pane_in_mode}", "#{window_activity}", "#{cursor_y}",
-                        "#{pane_pid}", "#{session_id}"))  # fmt: skip
+        fmt = SEP.join(
+            (
+                "#{pane_dead}",
+                "#{pane_in_mode}",
+                "#{window_activity}",
+                "#{cursor_y}",
+                "#{pane_pid}",
+                "#{session_id}",
+            )
+        )
         done = await self.run("display-message", "-p", "-t", pane_id, fmt)
         parts = done.stdout.strip().split(SEP)
         if not done.ok or len(parts) != 6:
             return None
         dead, mode, activity, cursor, pid, session = parts
         return Probe(
-            dead=dead == "1", in_mode=mode == "1", activity=int(activity or 0),
-            cursor_y=int(cursor or 0), pid=int(pid or 0), session_id=session,
-        )  # fmt: skip
+            dead=dead == "1",
+            in_mode=mode == "1",
+            activity=int(activity or 0),
+            cursor_y=int(cursor or 0),
+            pid=int(pid or 0),
+            session_id=session,
+        )
 
     async def client_activity(self, session_id: str) -> int:
         """Latest activity (epoch seconds) of clients attached to the session; 0 if none."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.core import actions as A
-from controller.core import memory, planner, world
+from controller.core import agents, memory, planner, world
 from tests.factories import (
     agent,
     binding,
@@ -353,3 +353,11 @@ def test_move_between_two_converged_lanes_waits_for_the_old_lanes_backoff() -> N
     assert types(p, "b") == ["AgentWaiting"]
     moves = planner.plan(desired("a", "b", b), seen, {}, NOW)
     assert [(a.kind, a.lane) for a in moves.actions] == [("stop-agent", "a"), ("start-agent", "b")]
+
+
+def test_a_wake_fallback_starts_the_binding_as_the_planner_does_with_its_own_command() -> None:
+    b = binding("w", env={"K": "v"}, stopGraceSeconds=30)
+    planned = agents.start(b, ready(), path=path("a"), reason="binding has no agent yet")
+    resumed = agents.start(b, None, path=path("a"), reason="fallback", command=("agent", "-r"))
+    assert resumed == replace(planned, reason="fallback", command=("agent", "-r"), session_id=None)
+    assert (resumed.grace, resumed.env) == (30.0, (("K", "v"),))

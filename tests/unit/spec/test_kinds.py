@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from controller.spec import meta
+from controller.spec import meta, triggerpolicy
 from controller.spec.binding import Binding, BindingSpec
 from controller.spec.lane import Lane, LaneSpec, check_branch
 from controller.spec.modelcatalog import ModelCatalog, ModelPrice
@@ -807,3 +807,16 @@ def test_every_field_set(which: str, dotted: str, expected: object) -> None:
         "task": desired.workflows["w"].spec.tasks[0],
     }
     assert attribute(documents[which], dotted) == expected
+
+
+def test_a_wake_no_policy_selects_works_with_every_default() -> None:
+    defaults = triggerpolicy.settings(None)
+    rates, retry = defaults.rate_limits, defaults.retry
+    assert (rates.per_participant.per, rates.per_thread.per) == (3600.0, 3600.0)
+    assert (retry.max_attempts, retry.backoff, retry.max_backoff) == (5, 10.0, 300.0)
+    spec = {"retry": {"maxAttempts": 2}}
+    meta_ = {"name": "p"}
+    policy = TriggerPolicy.model_validate(
+        {"apiVersion": "lanes/v1", "kind": "TriggerPolicy", "metadata": meta_, "spec": spec}
+    )
+    assert triggerpolicy.settings(policy) is policy.spec

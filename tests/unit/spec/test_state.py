@@ -68,6 +68,17 @@ def test_managed_participants_and_shared_lanes() -> None:
     assert desired.bindings_of("nope") == ()
 
 
+def test_a_participant_s_binding_is_the_same_wherever_it_is_looked_up() -> None:
+    desired = state(
+        doc("Lane", "l"),
+        doc("Binding", "b", "lane: l\nparticipant: claude-1\ncommand: [claude]"),
+        doc("Binding", "a", "lane: l\nparticipant: codex-1\ncommand: [codex]"),
+    )
+    for name, binding in desired.managed_participants().items():
+        assert desired.binding_of(name) is binding
+    assert desired.binding_of("nobody") is None
+
+
 def test_models_across_catalogs() -> None:
     desired = state(
         doc(
