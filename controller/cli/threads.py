@@ -183,7 +183,7 @@ def trigger(
         until = f" until {envelope.until:%H:%M:%S}Z" if envelope.until else ""
         detail = f": {envelope.detail}" if envelope.detail else ""
         click.echo(f"{envelope.result} ({envelope.reason}){until}{detail}")
-    if envelope.result in ("refused", "dead"):
+    if envelope.result in (deliver.Result.REFUSED, deliver.Result.DEAD):
         ctx.exit(EXIT_INVALID)
 
 
@@ -205,7 +205,7 @@ async def _trigger(
         if done:
             return done[0]
         return deliver.Envelope(
-            "queued",
+            deliver.Result.QUEUED,
             "queued",
             participant,
             thread,
@@ -222,7 +222,7 @@ async def _trigger(
     "--state-filter",
     "states",
     multiple=True,
-    type=click.Choice(["queued", "running", "done", "dead"]),
+    type=click.Choice([str(s) for s in jobs.JobState]),
     help="Only these states.",
 )
 @click.pass_context
@@ -234,7 +234,7 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
         return
 
     def act(store: queries.Store, desired: DesiredState) -> list[dict[str, Any]]:
-        found = jobs.jobs(store, states=states or None)
+        found = jobs.jobs(store, states=[jobs.JobState(s) for s in states] or None)
         tried = jobs.attempts(store, [j.id for j in found])
         return [_job_json(j, tried[j.id]) for j in found]
 

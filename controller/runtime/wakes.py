@@ -74,9 +74,10 @@ class Waker:
         try:
             return await deliver.process(job, ctx, desired, self.owner)
         except Exception as exc:  # one broken job must not stop the others: record and retry
-            step = triggers.Step(triggers.Kind.FAIL, Reason.SEND_FAILED,
-                                 f"{type(exc).__name__}: {exc}")  # fmt: skip
-            return await deliver.fail(ctx, desired, job, self.owner, step)
+            failed = f"{type(exc).__name__}: {exc}"
+            step = triggers.Step(triggers.Kind.FAIL, Reason.SEND_FAILED, failed)
+            claim = deliver.Claim.unobserved(job, self.owner)
+            return await deliver.fail(ctx, desired, claim, step)
 
     async def release(self, ctx: Context) -> int:
         """Give back every lease this worker holds (graceful shutdown)."""
