@@ -14,11 +14,12 @@ from sqlalchemy import exc as sa_exc
 
 from controller import errors
 from controller.cli import output
-from controller.runtime import reconcile, sources, wiring
+from controller.runtime import overrides, reconcile, sources, wiring
 from controller.spec import workspace
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import queries
+from controller.system import clock as clocks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -181,8 +182,34 @@ def paths(
 
 def store_for_agent(settings: Settings, me: wiring.LaneIdentity) -> queries.Store:
     """The store, from the environment the controller gave the agent or from desired/."""
+    return _agent_store(settings, me)[0]
+
+
+def _agent_store(
+    settings: Settings, me: wiring.LaneIdentity
+) -> tuple[queries.Store, wiring.Paths | None]:
+    """The store as ``store_for_agent`` finds it, and the workspace's paths when known."""
     if settings.state is None and me.state_url and me.workspace:
-        return queries.Store.open(me.state_url, me.workspace)
+        return queries.Store.open(me.state_url, me.workspace), None
     loaded = load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
-    return wiring.open_store(paths(settings, desired))
+    where = paths(settings, desired)
+    return wiring.open_store(where), where
+
+
+def clock() -> clocks.Clock:
+    """The clock of a command that builds no wiring (a wiring brings its own)."""
+    return clocks.SystemClock()
+
+
+def waiting(pid: int | None) -> None:
+    """Say that the command waits for the workspace lock (once, on standard error)."""
+    click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
+
+
+def override_target(settings: Settings) -> overrides.Target:
+    """What an audited override works on: the store (found as for an agent), a clock, and the
+    workspace lock when the workspace's files are known. The caller closes the store."""
+    store, where = _agent_store(settings, wiring.lane_identity())
+    lock = where.lock if where is not None else None
+    return overrides.Target(store, clock(), lock, settings.lock_timeout, on_wait=waiting)

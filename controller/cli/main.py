@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,13 +24,11 @@ from controller import __version__
 from controller.cli import agentlogs, common, output, rescues, runs, threads, verbs
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core import drift, world
-from controller.runtime import reconcile, sources, wiring
+from controller.runtime import overrides, reconcile, sources, wiring
 from controller.spec import meta
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
-from controller.store import events as event_log
-from controller.store import queries
-from controller.system import clock, locks
+from controller.system import locks
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,9 +80,6 @@ async def _once_async(
     allow_empty: bool,
     selection: frozenset[str] | None,
 ) -> int:
-    def waiting(pid: int | None) -> None:
-        click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
-
     color = settings.colors()
 
     def progress(outcome: Any) -> None:
@@ -99,7 +93,7 @@ async def _once_async(
     if settings.verbose and not settings.json:
         the_plan, _, _ = await reconciler.plan(desired, **limits)
         click.echo(output.plan_text(the_plan, color=color) + "\n", color=color)
-    async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=waiting):
+    async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=common.waiting):
         result = await reconciler.run_pass(desired, on_outcome=progress, **limits)
         # After the pass: a cleanup refused in it is on the lane's record now.
         records = await anyio.to_thread.run_sync(reconciler.wiring.store.lane_records)
@@ -382,7 +376,7 @@ def events(
 ) -> None:
     """Print the event log (JSON Lines with --output json)."""
     settings = common.merge(ctx, **given)
-    start = _since(since, clock.SystemClock().now())
+    start = _since(since, common.clock().now())
     loaded = common.load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
     store = wiring.open_store(common.paths(settings, desired))
@@ -473,7 +467,7 @@ def heartbeat(
         )
     store = common.store_for_agent(settings, me)
     try:
-        now = clock.SystemClock().now()
+        now = common.clock().now()
         where = {"lane": lane, "participant": participant}
         if store.update_agents(now, where=where, heartbeat_at=now) == 0:
             common.fail(f"no agent of {participant} in lane {lane} is recorded")
@@ -493,36 +487,17 @@ def heartbeat(
 def unblock(ctx: click.Context, /, participant: str, reason: str, **given: Any) -> None:
     """Lift a participant's automatic block (a crash loop); audited with a reason."""
     settings = common.merge(ctx, **given)
-    store = common.store_for_agent(settings, wiring.lane_identity())
+    target = common.override_target(settings)
     try:
-        lifted = _unblock(store, participant, reason)
-        if threads.unblock_participant(store, participant, reason):
-            lifted.append("wakes")
+        lifted = anyio.run(functools.partial(overrides.unblock, target, participant, reason=reason))
     finally:
-        store.close()
+        target.store.close()
     if settings.json:
         click.echo(output.to_json({"participant": participant, "unblocked": lifted}))
     elif lifted:
         click.echo(f"unblocked {participant}: {', '.join(lifted)} (effective on the next pass)")
     else:
         click.echo(f"{participant} is not blocked")
-
-
-def _unblock(store: queries.Store, participant: str, reason: str) -> list[str]:
-    records = [a for a in store.agent_records().values() if a.participant == participant]
-    now = clock.SystemClock().now()
-    lifted = [a.binding for a in records if a.state == world.AgentState.BLOCKED]
-    for name in lifted:
-        store.update_agents(
-            now, where={"binding": name}, state=world.AgentState.EXITED, blocked=None,
-            deaths=(), consecutive=0, next_start_at=now,
-        )  # fmt: skip
-    if lifted:
-        store.append_events([
-            event_log.Event("ParticipantUnblocked", reason, now, uuid.uuid4().hex[:16],
-                         participant=participant, data={"by": wiring.who(), "bindings": lifted})
-        ])  # fmt: skip
-    return lifted
 
 
 @cli.command()

@@ -4,8 +4,8 @@ overrides (forced wakes, unblocking, retrying dead jobs).
 
 from __future__ import annotations
 
+import functools
 import sys
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,12 +14,10 @@ import click
 
 from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, Settings
-from controller.core.safeguards.decisions import Reason
 from controller.executors import triggers as deliver
-from controller.runtime import reconcile, wiring
+from controller.runtime import overrides, reconcile, wiring
 from controller.spec.state import DesiredState
-from controller.store import events, jobs, messaging, participants, queries
-from controller.system import clock
+from controller.store import jobs, messaging, queries
 
 MAX_BODY = 64 * 1024
 
@@ -82,7 +80,7 @@ def post(
         _member(desired, thread, sender)
         if desired.threads[thread].spec.closed:
             common.fail(f"thread {thread} is closed")
-        return messaging.post(store, thread, sender, body, clock.SystemClock().now())
+        return messaging.post(store, thread, sender, body, common.clock().now())
 
     seq = _with_store(settings, act)
     if settings.json:
@@ -176,7 +174,23 @@ def trigger(
     _member(desired, thread, participant)
     if caller is not None:
         _member(desired, thread, caller)
-    envelope = anyio.run(_trigger, settings, desired, participant, thread, force, reason, caller)
+    rec = common.reconciler(settings, desired)
+    go = functools.partial(
+        overrides.trigger,
+        rec,
+        desired,
+        participant,
+        thread,
+        force=force,
+        reason=reason,
+        caller=caller,
+        lock_timeout=settings.lock_timeout,
+        on_wait=common.waiting,
+    )
+    try:
+        envelope = anyio.run(go)
+    finally:
+        rec.wiring.close()
     if settings.json:
         click.echo(output.to_json(envelope.to_json()))
     else:
@@ -185,35 +199,6 @@ def trigger(
         click.echo(f"{envelope.result} ({envelope.reason}){until}{detail}")
     if envelope.result in (deliver.Result.REFUSED, deliver.Result.DEAD):
         ctx.exit(EXIT_INVALID)
-
-
-async def _trigger(
-    settings: Settings, desired: DesiredState, participant: str, thread: str, force: bool,
-    reason: str | None, caller: str | None,
-) -> deliver.Envelope:  # fmt: skip
-    rec = common.reconciler(settings, desired)
-    try:
-        ctx = rec.context(uuid.uuid4().hex[:16])
-        now = ctx.clock.now()
-        unread = await ctx.db(messaging.unread, ctx.store, [(participant, thread)])
-        seq = unread[0].last_seq if unread else messaging.heads(ctx.store).get(thread, 0)
-        job = await ctx.db(jobs.enqueue, ctx.store, participant, thread, seq, now, forced=force)
-        if force:
-            await ctx.emit("TriggerForced", str(reason), participant=participant,
-                           thread=thread, job=job.id, by=caller or wiring.who())  # fmt: skip
-        done = await rec.waker.work(ctx, desired, job_id=job.id)
-        if done:
-            return done[0]
-        return deliver.Envelope(
-            deliver.Result.QUEUED,
-            "queued",
-            participant,
-            thread,
-            job.id,
-            "another worker holds this participant's wake; it will follow",
-        )
-    finally:
-        rec.wiring.close()
 
 
 @click.group("triggers", invoke_without_command=True)
@@ -270,19 +255,11 @@ def retry(ctx: click.Context, /, job: int, reason: str, **given: Any) -> None:
     """Re-queue a dead job (audited)."""
     settings = common.merge(ctx, **given)
 
-    def act(store: queries.Store, desired: DesiredState) -> jobs.Job | None:
-        now = clock.SystemClock().now()
-        again = jobs.retry(store, job, now)
-        if again is not None:
-            store.append_events([events.Event(
-                "TriggerRetried", reason, now, uuid.uuid4().hex[:16],
-                participant=again.participant,
-                data={"job": job, "requeuedAs": again.id, "by": wiring.who(),
-                      "code": str(Reason.RETRIED_BY_OPERATOR)},
-            )])  # fmt: skip
-        return again
-
-    again = _with_store(settings, act)
+    target = common.override_target(settings)
+    try:
+        again = anyio.run(functools.partial(overrides.retry_job, target, job, reason=reason))
+    finally:
+        target.store.close()
     if again is None:
         common.fail(f"job {job} is not dead (only dead jobs can be retried)")
         return
@@ -290,20 +267,6 @@ def retry(ctx: click.Context, /, job: int, reason: str, **given: Any) -> None:
         click.echo(output.to_json({"job": job, "requeuedAs": again.id}))
     else:
         click.echo(f"job {job} re-queued as #{again.id}")
-
-
-def unblock_participant(store: queries.Store, participant: str, reason: str) -> bool:
-    """Lift a loop-safeguard block (counters reset); True if there was one. Audited."""
-    state = participants.get(store, participant)
-    if state.blocked is None:
-        return False
-    now = clock.SystemClock().now()
-    participants.put(store, participant, participants.State(), now)  # a fresh start
-    store.append_events([events.Event(
-        "ParticipantUnblocked", reason, now, uuid.uuid4().hex[:16], participant=participant,
-        data={"by": wiring.who(), "was": state.blocked},
-    )])  # fmt: skip
-    return True
 
 
 def exit_for(result: reconcile.PassResult) -> int | None:
