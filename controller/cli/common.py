@@ -59,32 +59,70 @@ class Settings:
 
 def global_options(func: F) -> F:
     """Add the global options to a command so they may follow its name too."""
-    options = [
-        click.option("--desired", "desired_given", type=click.Path(path_type=Path),
-                     default=None, envvar="CONTROLLER_DESIRED",
-                     help="Folder of desired-state YAML (default ./desired, or "
-                          "$CONTROLLER_DESIRED, which agents are given; inside a linked "
-                          "worktree such as a lane, the main checkout's desired/)."),
-        click.option("--desired-ref", default=None, metavar="REF",
-                     envvar=wiring.DESIRED_REF_ENV, callback=_check_ref,
-                     help="Read the desired folder as committed at this git revision "
-                          "instead of the working tree (wins over the Workspace's "
-                          "desiredRef)."),
-        click.option("--state", default=None, metavar="URL",
-                     help="Store URL (default sqlite:///.lanes/state.db in the repo)."),
-        click.option("--output", "-o", type=click.Choice(["text", "json"]), default=None,
-                     help="Output format."),
-        click.option("-v", "--verbose", count=True, help="More detail; repeat for more."),
-        click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
-                     help="How long to wait for another pass holding the workspace lock."),
-        click.option("--color", type=click.Choice([str(c) for c in output.Color]),
-                     default=None,
-                     help="Colours: auto (the default: on a terminal, unless NO_COLOR is set; "
-                          "FORCE_COLOR forces them), always or never."),
-    ]  # fmt: skip
+    options = [*_source_options(), *_output_options()]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _source_options() -> list[Callable[[F], F]]:
+    """Where desired state and the store are."""
+    return [
+        click.option(
+            "--desired",
+            "desired_given",
+            type=click.Path(path_type=Path),
+            default=None,
+            envvar="CONTROLLER_DESIRED",
+            help="Folder of desired-state YAML (default ./desired, or "
+            "$CONTROLLER_DESIRED, which agents are given; inside a linked "
+            "worktree such as a lane, the main checkout's desired/).",
+        ),
+        click.option(
+            "--desired-ref",
+            default=None,
+            metavar="REF",
+            envvar=wiring.DESIRED_REF_ENV,
+            callback=_check_ref,
+            help="Read the desired folder as committed at this git revision "
+            "instead of the working tree (wins over the Workspace's "
+            "desiredRef).",
+        ),
+        click.option(
+            "--state",
+            default=None,
+            metavar="URL",
+            help="Store URL (default sqlite:///.lanes/state.db in the repo).",
+        ),
+    ]
+
+
+def _output_options() -> list[Callable[[F], F]]:
+    """How the command prints, and how long it waits for the workspace lock."""
+    return [
+        click.option(
+            "--output",
+            "-o",
+            type=click.Choice(["text", "json"]),
+            default=None,
+            help="Output format.",
+        ),
+        click.option("-v", "--verbose", count=True, help="More detail; repeat for more."),
+        click.option(
+            "--lock-timeout",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="How long to wait for another pass holding the workspace lock.",
+        ),
+        click.option(
+            "--color",
+            type=click.Choice([str(c) for c in output.Color]),
+            default=None,
+            help="Colours: auto (the default: on a terminal, unless NO_COLOR is set; "
+            "FORCE_COLOR forces them), always or never.",
+        ),
+    ]
 
 
 def lane_option(func: F) -> F:

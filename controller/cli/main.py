@@ -169,10 +169,21 @@ def _pass_json(
 @cli.command()
 @common.global_options
 @click.option("--allow-empty", is_flag=True, help="Allow passes that remove every lane.")
-@click.option("--resync", type=float, default=None, metavar="SECONDS",
-              help="Seconds between full passes (default: Workspace resyncSeconds).")  # fmt: skip
-@click.option("--debounce", type=float, default=0.5, metavar="SECONDS", show_default=True,
-              help="Quiet time after a change in desired/ before a pass.")  # fmt: skip
+@click.option(
+    "--resync",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between full passes (default: Workspace resyncSeconds).",
+)
+@click.option(
+    "--debounce",
+    type=float,
+    default=0.5,
+    metavar="SECONDS",
+    show_default=True,
+    help="Quiet time after a change in desired/ before a pass.",
+)
 @click.option("--once", is_flag=True, help="Run one pass and exit (same as `controller --once`).")
 @common.lane_option
 @click.pass_context
@@ -213,9 +224,11 @@ def run(
 
 @cli.command()
 @common.global_options
-@click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 converged, 2 not converged (changes, or drift that needs you), "
-                   "1 on error.")  # fmt: skip
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 converged, 2 not converged (changes, or drift that needs you), 1 on error.",
+)
 @click.option("--allow-empty", is_flag=True, help="Plan as if --allow-empty were given.")
 @common.lane_option
 @click.pass_context
@@ -423,8 +436,14 @@ def _print_events(items: list[Any], settings: Settings) -> int:
 
 @cli.command()
 @common.global_options
-@click.option("--dir", "folder", type=click.Path(path_type=Path), default=Path("schemas"),
-              show_default=True, help="Where to write the JSON Schemas.")  # fmt: skip
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+    help="Where to write the JSON Schemas.",
+)
 @click.option("--check", is_flag=True, help="Exit 1 if the files differ instead of writing.")
 @click.pass_context
 def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> None:
@@ -434,9 +453,10 @@ def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> No
     common.merge(ctx, **given)
     rendered = schemas.render()
     stale = [
-        name for name, text in rendered.items()
+        name
+        for name, text in rendered.items()
         if not (folder / name).is_file() or (folder / name).read_text() != text
-    ]  # fmt: skip
+    ]
     if check:
         for name in stale:
             click.echo(f"{folder / name}: out of date; run `controller schema`", err=True)
@@ -450,8 +470,13 @@ def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> No
 @cli.command()
 @common.global_options
 @click.option("--lane", default=None, help="Lane (default: $LANE_NAME, set inside a lane).")
-@click.option("--participant", "--as", "participant", default=None,
-              help="Participant (default: $LANE_PARTICIPANT).")  # fmt: skip
+@click.option(
+    "--participant",
+    "--as",
+    "participant",
+    default=None,
+    help="Participant (default: $LANE_PARTICIPANT).",
+)
 @click.pass_context
 @common.handle_errors
 def heartbeat(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -35,8 +35,10 @@ def _member(desired: DesiredState, thread: str, who: str) -> None:
         common.fail(f"thread {thread} is not declared (declared: {known})")
         return
     if who not in found.spec.participants:
-        common.fail(f"{who} is not a member of thread {thread} (members: "
-                    f"{', '.join(found.spec.participants)})")  # fmt: skip
+        common.fail(
+            f"{who} is not a member of thread {thread} (members: "
+            f"{', '.join(found.spec.participants)})"
+        )
 
 
 def _identity(given: str | None) -> str:
@@ -115,8 +117,13 @@ def read(ctx: click.Context, /, thread: str, who: str | None, **given: Any) -> N
 
 
 def _message_json(m: messaging.Message) -> dict[str, Any]:
-    return {"thread": m.thread, "seq": m.seq, "sender": m.sender, "body": m.body,
-            "at": m.at.isoformat()}  # fmt: skip
+    return {
+        "thread": m.thread,
+        "seq": m.seq,
+        "sender": m.sender,
+        "body": m.body,
+        "at": m.at.isoformat(),
+    }
 
 
 @click.command()
@@ -131,14 +138,20 @@ def threads(ctx: click.Context, /, **given: Any) -> None:
         heads = messaging.heads(store)
         from controller.core import triggers  # lazy: only this command needs it
 
-        unread = {(u.participant, u.thread): u.count
-                  for u in messaging.unread(store, triggers.members(desired))}  # fmt: skip
+        unread = {
+            (u.participant, u.thread): u.count
+            for u in messaging.unread(store, triggers.members(desired))
+        }
         return [
-            {"name": name, "participants": list(t.spec.participants), "closed": t.spec.closed,
-             "messages": heads.get(name, 0),
-             "unread": {p: unread.get((p, name), 0) for p in t.spec.participants}}
+            {
+                "name": name,
+                "participants": list(t.spec.participants),
+                "closed": t.spec.closed,
+                "messages": heads.get(name, 0),
+                "unread": {p: unread.get((p, name), 0) for p in t.spec.participants},
+            }
             for name, t in desired.threads.items()
-        ]  # fmt: skip
+        ]
 
     view = _with_store(settings, act)
     if settings.json:
@@ -163,9 +176,15 @@ def threads(ctx: click.Context, /, **given: Any) -> None:
 @click.pass_context
 @common.handle_errors
 def trigger(
-    ctx: click.Context, /, participant: str, thread: str, caller: str | None, force: bool,
-    reason: str | None, **given: Any,
-) -> None:  # fmt: skip
+    ctx: click.Context,
+    /,
+    participant: str,
+    thread: str,
+    caller: str | None,
+    force: bool,
+    reason: str | None,
+    **given: Any,
+) -> None:
     """Wake PARTICIPANT about THREAD now and print the result envelope."""
     settings = common.merge(ctx, **given)
     if force and not reason:
@@ -174,23 +193,18 @@ def trigger(
     _member(desired, thread, participant)
     if caller is not None:
         _member(desired, thread, caller)
-    rec = common.reconciler(settings, desired)
-    go = functools.partial(
+    wake = functools.partial(
         overrides.trigger,
-        rec,
-        desired,
-        participant,
-        thread,
+        desired=desired,
+        participant=participant,
+        thread=thread,
         force=force,
         reason=reason,
         caller=caller,
         lock_timeout=settings.lock_timeout,
         on_wait=common.waiting,
     )
-    try:
-        envelope = anyio.run(go)
-    finally:
-        rec.wiring.close()
+    envelope = _with_reconciler(settings, desired, wake)
     if settings.json:
         click.echo(output.to_json(envelope.to_json()))
     else:
@@ -199,6 +213,19 @@ def trigger(
         click.echo(f"{envelope.result} ({envelope.reason}){until}{detail}")
     if envelope.result in (deliver.Result.REFUSED, deliver.Result.DEAD):
         ctx.exit(EXIT_INVALID)
+
+
+def _with_reconciler(
+    settings: Settings,
+    desired: DesiredState,
+    fn: Callable[[reconcile.Reconciler], Awaitable[deliver.Envelope]],
+) -> deliver.Envelope:
+    """Run ``fn`` with a reconciler for the workspace, and close its wiring after."""
+    rec = common.reconciler(settings, desired)
+    try:
+        return anyio.run(fn, rec)
+    finally:
+        rec.wiring.close()
 
 
 @click.group("triggers", invoke_without_command=True)
@@ -230,19 +257,28 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
     for j in view:
         last = j["attempts"][-1] if j["attempts"] else None
         tail = f"  last: {last['reason']} {last['detail'][:60]}" if last else ""
-        click.echo(f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
-                   f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}".rstrip())  # fmt: skip
+        click.echo(
+            f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
+            f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}".rstrip()
+        )
     if not view:
         click.echo("no trigger jobs")
 
 
 def _job_json(job: jobs.Job, attempts: list[jobs.Attempt]) -> dict[str, Any]:
     return {
-        "id": job.id, "participant": job.participant, "thread": job.thread, "state": job.state,
-        "dueAt": job.due_at.isoformat(), "failures": job.failures, "forced": job.forced,
-        "attempts": [{"at": a.at.isoformat(), "verdict": a.verdict, "reason": a.reason,
-                      "detail": a.detail} for a in attempts],
-    }  # fmt: skip
+        "id": job.id,
+        "participant": job.participant,
+        "thread": job.thread,
+        "state": job.state,
+        "dueAt": job.due_at.isoformat(),
+        "failures": job.failures,
+        "forced": job.forced,
+        "attempts": [
+            {"at": a.at.isoformat(), "verdict": a.verdict, "reason": a.reason, "detail": a.detail}
+            for a in attempts
+        ],
+    }
 
 
 @triggers_group.command("retry")

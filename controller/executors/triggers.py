@@ -215,8 +215,14 @@ async def _screen(
     probe = await ctx.tmux.probe(record.pane_id)
     if probe is None or probe.pid != record.pid:
         return None, None, None
-    pane = world.Pane(probe.session_id, record.window_id or "", record.pane_id, probe.pid,
-                      dead=probe.dead, in_mode=probe.in_mode)  # fmt: skip
+    pane = world.Pane(
+        probe.session_id,
+        record.window_id or "",
+        record.pane_id,
+        probe.pid,
+        dead=probe.dead,
+        in_mode=probe.in_mode,
+    )
     if probe.dead:
         return pane, None, None
     clients = await ctx.tmux.client_activity(probe.session_id)

@@ -16,6 +16,7 @@ from controller.core import lifecycle, planner, triggers, world
 from controller.core.phases import Phase
 from controller.runtime import runviews
 from controller.runtime.reconcile import Reconciler
+from controller.spec.binding import Binding
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging, participants
@@ -99,29 +100,57 @@ def _agent(
     binding = desired.bindings.get(name)
     if record is None:
         assert binding is not None
-        return {
-            "binding": name, "participant": binding.spec.participant,
-            "runtime": binding.spec.runtime, "pid": None, "launcherPid": None, "pane": None,
-            "window": None, "state": "pending", "restarts": 0, "lastExit": None,
-            "heartbeatAge": None,
-            "blocked": None, "declared": True, "log": None, "nextStartAt": None,
-        }  # fmt: skip
-    seen = lifecycle.liveness(record, observed)
-    state = str(record.state)
-    if record.state == world.AgentState.RUNNING and seen.life != lifecycle.Life.ALIVE:
-        state = "unknown" if seen.life == lifecycle.Life.UNKNOWN else "dead"
+        return _pending_agent(name, binding)
     running = record.state == world.AgentState.RUNNING
     beat = lifecycle.last_heartbeat(record, binding, observed) if binding and running else None
     return {
-        "binding": name, "participant": record.participant, "runtime": record.runtime,
+        "binding": name,
+        "participant": record.participant,
+        "runtime": record.runtime,
         "pid": _agent_pid(record, observed),
         "launcherPid": record.pid if record.runtime == "process" else None,
-        "pane": record.pane_id, "window": record.window_id, "state": state,
-        "restarts": record.restarts, "lastExit": record.last_exit,
+        "pane": record.pane_id,
+        "window": record.window_id,
+        "state": _agent_state(record, observed),
+        "restarts": record.restarts,
+        "lastExit": record.last_exit,
         "heartbeatAge": round((now - beat).total_seconds(), 1) if beat else None,
-        "blocked": record.blocked, "declared": binding is not None, "log": record.log_path,
+        "blocked": record.blocked,
+        "declared": binding is not None,
+        "log": record.log_path,
         "nextStartAt": record.next_start_at.isoformat() if record.next_start_at else None,
-    }  # fmt: skip
+    }
+
+
+def _pending_agent(name: str, binding: Binding) -> dict[str, Any]:
+    """A declared agent no pass has started yet."""
+    return {
+        "binding": name,
+        "participant": binding.spec.participant,
+        "runtime": binding.spec.runtime,
+        "pid": None,
+        "launcherPid": None,
+        "pane": None,
+        "window": None,
+        "state": "pending",
+        "restarts": 0,
+        "lastExit": None,
+        "heartbeatAge": None,
+        "blocked": None,
+        "declared": True,
+        "log": None,
+        "nextStartAt": None,
+    }
+
+
+def _agent_state(record: world.AgentRecord, observed: world.Observed) -> str:
+    """The recorded state, or ``dead`` / ``unknown`` for a running agent not seen alive."""
+    if record.state != world.AgentState.RUNNING:
+        return str(record.state)
+    seen = lifecycle.liveness(record, observed)
+    if seen.life == lifecycle.Life.ALIVE:
+        return str(record.state)
+    return "unknown" if seen.life == lifecycle.Life.UNKNOWN else "dead"
 
 
 def _agent_pid(record: world.AgentRecord, observed: world.Observed) -> int | None:

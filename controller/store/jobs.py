@@ -84,15 +84,26 @@ class Attempt:
 
 
 def enqueue(
-    store: Store, participant: str, thread: str, unread_seq: int, now: datetime, *,
+    store: Store,
+    participant: str,
+    thread: str,
+    unread_seq: int,
+    now: datetime,
+    *,
     forced: bool = False,
-) -> Job:  # fmt: skip
+) -> Job:
     """Queue a wake, or fold newer messages into the one already queued (idempotent)."""
     values = {
-        "workspace": store.workspace, "participant": participant, "thread": thread,
-        "state": JobState.QUEUED.value, "due_at": now, "unread_seq": unread_seq, "forced": forced,
-        "created_at": now, "updated_at": now,
-    }  # fmt: skip
+        "workspace": store.workspace,
+        "participant": participant,
+        "thread": thread,
+        "state": JobState.QUEUED.value,
+        "due_at": now,
+        "unread_seq": unread_seq,
+        "forced": forced,
+        "created_at": now,
+        "updated_at": now,
+    }
     update: dict[str, Any] = {
         "unread_seq": sa.func.max(J.c.unread_seq, unread_seq),
         "updated_at": now,
@@ -131,27 +142,16 @@ def _pg_greatest(store: Store, stmt: Any, unread_seq: int, values: Any, update: 
 
 
 def claim(
-    store: Store, owner: str, now: datetime, *, lease: float, limit: int = 16,
+    store: Store,
+    owner: str,
+    now: datetime,
+    *,
+    lease: float,
+    limit: int = 16,
     job_id: int | None = None,
-) -> list[Job]:  # fmt: skip
+) -> list[Job]:
     """Take up to ``limit`` due jobs (or the one ``job_id``) with a lease, in one statement."""
-    r = J.alias("r")
-    # One running wake per participant, whatever the thread: two must never type into one pane.
-    busy = sa.exists().where(
-        r.c.workspace == J.c.workspace, r.c.participant == J.c.participant,
-        r.c.state == JobState.RUNNING.value,
-    )  # fmt: skip
-    q = J.alias("q")
-    earlier = sa.exists().where(  # the participant's earliest due job goes first, alone
-        q.c.workspace == J.c.workspace, q.c.participant == J.c.participant,
-        q.c.state == JobState.QUEUED.value, q.c.due_at <= now,
-        sa.or_(q.c.due_at < J.c.due_at, sa.and_(q.c.due_at == J.c.due_at, q.c.id < J.c.id)),
-    )  # fmt: skip
-    due = sa.or_(
-        sa.and_(J.c.state == JobState.QUEUED.value, J.c.due_at <= now, ~busy, ~earlier),
-        sa.and_(J.c.state == JobState.RUNNING.value, J.c.lease_until < now),
-    )
-    pick = sa.select(J.c.id).where(J.c.workspace == store.workspace, due)
+    pick = sa.select(J.c.id).where(J.c.workspace == store.workspace, _due(now))
     if job_id is not None:
         pick = pick.where(J.c.id == job_id)
     pick = pick.order_by(J.c.due_at, J.c.id).limit(limit)
@@ -160,12 +160,41 @@ def claim(
     stmt = (
         sa.update(J)
         .where(J.c.id.in_(pick.scalar_subquery()))
-        .values(state=JobState.RUNNING.value, prev_owner=J.c.lease_owner, lease_owner=owner,
-                lease_until=now + timedelta(seconds=lease), updated_at=now)
+        .values(
+            state=JobState.RUNNING.value,
+            prev_owner=J.c.lease_owner,
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease),
+            updated_at=now,
+        )
         .returning(*J.c)
-    )  # fmt: skip
+    )
     with store.engine.begin() as conn:
         return sorted((_job(row) for row in conn.execute(stmt).mappings()), key=lambda j: j.id)
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """A job that may be claimed now: queued and due (and its participant's first, with none of
+    its jobs running), or running on an expired lease."""
+    r = J.alias("r")
+    # One running wake per participant, whatever the thread: two must never type into one pane.
+    busy = sa.exists().where(
+        r.c.workspace == J.c.workspace,
+        r.c.participant == J.c.participant,
+        r.c.state == JobState.RUNNING.value,
+    )
+    q = J.alias("q")
+    earlier = sa.exists().where(  # the participant's earliest due job goes first, alone
+        q.c.workspace == J.c.workspace,
+        q.c.participant == J.c.participant,
+        q.c.state == JobState.QUEUED.value,
+        q.c.due_at <= now,
+        sa.or_(q.c.due_at < J.c.due_at, sa.and_(q.c.due_at == J.c.due_at, q.c.id < J.c.id)),
+    )
+    return sa.or_(
+        sa.and_(J.c.state == JobState.QUEUED.value, J.c.due_at <= now, ~busy, ~earlier),
+        sa.and_(J.c.state == JobState.RUNNING.value, J.c.lease_until < now),
+    )
 
 
 def settle(
@@ -221,10 +250,17 @@ def release(store: Store, owner: str, now: datetime) -> int:
 def retry(store: Store, job_id: int, now: datetime) -> Job | None:
     """Re-queue a dead job (due now, attempts reset); None if there is no such dead job."""
     with store.engine.begin() as conn:
-        row = conn.execute(
-            sa.select(J).where(J.c.workspace == store.workspace, J.c.id == job_id,
-                               J.c.state == JobState.DEAD.value)
-        ).mappings().first()  # fmt: skip
+        row = (
+            conn.execute(
+                sa.select(J).where(
+                    J.c.workspace == store.workspace,
+                    J.c.id == job_id,
+                    J.c.state == JobState.DEAD.value,
+                )
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
         conn.execute(

@@ -172,11 +172,21 @@ def _cursor(conn: sa.Connection, workspace: str, thread: str, participant: str) 
 
 
 def _set_cursor(
-    conn: sa.Connection, store: Store, thread: str, participant: str, *, seq: int,
+    conn: sa.Connection,
+    store: Store,
+    thread: str,
+    participant: str,
+    *,
+    seq: int,
     woken: int | None = None,
-) -> None:  # fmt: skip
-    values = {"workspace": store.workspace, "thread": thread, "participant": participant,
-              "seq": seq, "woken": woken or 0}  # fmt: skip
+) -> None:
+    values = {
+        "workspace": store.workspace,
+        "thread": thread,
+        "participant": participant,
+        "seq": seq,
+        "woken": woken or 0,
+    }
     update: dict[str, object] = {"seq": seq}
     if woken is not None:
         update["woken"] = woken
