@@ -16,8 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from controller.store import tables
-from controller.store.messaging import _insert
+from controller.store import queries, tables
 from controller.store.queries import Store
 
 J = tables.trigger_jobs
@@ -104,14 +103,11 @@ def enqueue(
         "created_at": now,
         "updated_at": now,
     }
-    update: dict[str, Any] = {
-        "unread_seq": sa.func.max(J.c.unread_seq, unread_seq),
-        "updated_at": now,
-    }
+    update: dict[str, Any] = {"unread_seq": _larger(store, unread_seq), "updated_at": now}
     if forced:
         update |= {"forced": True, "due_at": now}
     stmt = (
-        _insert(store, J)
+        queries.dialect_insert(store.engine, J)
         .values(**values)
         .on_conflict_do_update(
             index_elements=["workspace", "participant", "thread"],
@@ -120,25 +116,16 @@ def enqueue(
         )
         .returning(*J.c)
     )
-    if store.engine.dialect.name == "postgresql":
-        stmt = _pg_greatest(store, stmt, unread_seq, values, update)
     with store.engine.begin() as conn:
         return _job(conn.execute(stmt).mappings().one())
 
 
-def _pg_greatest(store: Store, stmt: Any, unread_seq: int, values: Any, update: Any) -> Any:
-    """PostgreSQL spells two-argument max as GREATEST."""
-    update = {**update, "unread_seq": sa.func.greatest(J.c.unread_seq, unread_seq)}
-    return (
-        _insert(store, J)
-        .values(**values)
-        .on_conflict_do_update(
-            index_elements=["workspace", "participant", "thread"],
-            index_where=J.c.state == JobState.QUEUED.value,
-            set_=update,
-        )
-        .returning(*J.c)
-    )
+def _larger(store: Store, unread_seq: int) -> sa.ColumnElement[int]:
+    """The queued job's ``unread_seq`` or this one, whichever is larger: SQLite's two-argument
+    MAX is spelled GREATEST on PostgreSQL."""
+    if store.engine.dialect.name == "postgresql":
+        return sa.func.greatest(J.c.unread_seq, unread_seq)
+    return sa.func.max(J.c.unread_seq, unread_seq)
 
 
 def claim(

@@ -11,8 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from controller.core.safeguards import loops
-from controller.store import tables
-from controller.store.messaging import _insert
+from controller.store import queries, tables
 from controller.store.queries import Store
 
 P = tables.participants
@@ -57,7 +56,7 @@ def put(store: Store, name: str, state: State, now: datetime) -> None:
         "turn": state.turn,
         "updated_at": now,
     }
-    stmt = _insert(store, P).values(**values)
+    stmt = queries.dialect_insert(store.engine, P).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["workspace", "name"],
         set_={k: v for k, v in values.items() if k not in ("workspace", "name")},
