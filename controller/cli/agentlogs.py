@@ -33,10 +33,17 @@ def register(group: click.Group) -> None:
 @click.argument("lane")
 @click.argument("participant", required=False)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until Ctrl-C.")
-@click.option("--lines", "-n", type=click.IntRange(min=0), default=100, show_default=True,
-              help="How many of the last lines to print first.")  # fmt: skip
-@click.option("--raw", is_flag=True,
-              help="Keep escape sequences (colours) as the program wrote them.")  # fmt: skip
+@click.option(
+    "--lines",
+    "-n",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="How many of the last lines to print first.",
+)
+@click.option(
+    "--raw", is_flag=True, help="Keep escape sequences (colours) as the program wrote them."
+)
 @click.pass_context
 @common.handle_errors
 def logs(

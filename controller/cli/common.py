@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -18,6 +18,10 @@ from controller.spec import workspace
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import queries
+from controller.system import clock as clocks
+
+if TYPE_CHECKING:
+    from controller.runtime import overrides
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,32 +61,70 @@ class Settings:
 
 def global_options(func: F) -> F:
     """Add the global options to a command so they may follow its name too."""
-    options = [
-        click.option("--desired", "desired_given", type=click.Path(path_type=Path),
-                     default=None, envvar="CONTROLLER_DESIRED",
-                     help="Folder of desired-state YAML (default ./desired, or "
-                          "$CONTROLLER_DESIRED, which agents are given; inside a linked "
-                          "worktree such as a lane, the main checkout's desired/)."),
-        click.option("--desired-ref", default=None, metavar="REF",
-                     envvar=wiring.DESIRED_REF_ENV, callback=_check_ref,
-                     help="Read the desired folder as committed at this git revision "
-                          "instead of the working tree (wins over the Workspace's "
-                          "desiredRef)."),
-        click.option("--state", default=None, metavar="URL",
-                     help="Store URL (default sqlite:///.lanes/state.db in the repo)."),
-        click.option("--output", "-o", type=click.Choice(["text", "json"]), default=None,
-                     help="Output format."),
-        click.option("-v", "--verbose", count=True, help="More detail; repeat for more."),
-        click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
-                     help="How long to wait for another pass holding the workspace lock."),
-        click.option("--color", type=click.Choice([str(c) for c in output.Color]),
-                     default=None,
-                     help="Colours: auto (the default: on a terminal, unless NO_COLOR is set; "
-                          "FORCE_COLOR forces them), always or never."),
-    ]  # fmt: skip
+    options = [*_source_options(), *_output_options()]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _source_options() -> list[Callable[[F], F]]:
+    """Where desired state and the store are."""
+    return [
+        click.option(
+            "--desired",
+            "desired_given",
+            type=click.Path(path_type=Path),
+            default=None,
+            envvar="CONTROLLER_DESIRED",
+            help="Folder of desired-state YAML (default ./desired, or "
+            "$CONTROLLER_DESIRED, which agents are given; inside a linked "
+            "worktree such as a lane, the main checkout's desired/).",
+        ),
+        click.option(
+            "--desired-ref",
+            default=None,
+            metavar="REF",
+            envvar=wiring.DESIRED_REF_ENV,
+            callback=_check_ref,
+            help="Read the desired folder as committed at this git revision "
+            "instead of the working tree (wins over the Workspace's "
+            "desiredRef).",
+        ),
+        click.option(
+            "--state",
+            default=None,
+            metavar="URL",
+            help="Store URL (default sqlite:///.lanes/state.db in the repo).",
+        ),
+    ]
+
+
+def _output_options() -> list[Callable[[F], F]]:
+    """How the command prints, and how long it waits for the workspace lock."""
+    return [
+        click.option(
+            "--output",
+            "-o",
+            type=click.Choice(["text", "json"]),
+            default=None,
+            help="Output format.",
+        ),
+        click.option("-v", "--verbose", count=True, help="More detail; repeat for more."),
+        click.option(
+            "--lock-timeout",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="How long to wait for another pass holding the workspace lock.",
+        ),
+        click.option(
+            "--color",
+            type=click.Choice([str(c) for c in output.Color]),
+            default=None,
+            help="Colours: auto (the default: on a terminal, unless NO_COLOR is set; "
+            "FORCE_COLOR forces them), always or never.",
+        ),
+    ]
 
 
 def lane_option(func: F) -> F:
@@ -188,8 +230,36 @@ def paths(
 
 def store_for_agent(settings: Settings, me: wiring.LaneIdentity) -> queries.Store:
     """The store, from the environment the controller gave the agent or from desired/."""
+    return _agent_store(settings, me)[0]
+
+
+def _agent_store(
+    settings: Settings, me: wiring.LaneIdentity
+) -> tuple[queries.Store, wiring.Paths | None]:
+    """The store as ``store_for_agent`` finds it, and the workspace's paths when known."""
     if settings.state is None and me.state_url and me.workspace:
-        return queries.Store.open(me.state_url, me.workspace)
+        return queries.Store.open(me.state_url, me.workspace), None
     loaded = load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
-    return wiring.open_store(paths(settings, desired))
+    where = paths(settings, desired)
+    return wiring.open_store(where), where
+
+
+def clock() -> clocks.Clock:
+    """The clock of a command that builds no wiring (a wiring brings its own)."""
+    return clocks.SystemClock()
+
+
+def waiting(pid: int | None) -> None:
+    """Say that the command waits for the workspace lock (once, on standard error)."""
+    click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
+
+
+def override_target(settings: Settings) -> overrides.Target:
+    """What an audited override works on: the store (found as for an agent), a clock, and the
+    workspace lock when the workspace's files are known. The caller closes the store."""
+    from controller.runtime import overrides  # the wake machinery: loaded for overrides only
+
+    store, where = _agent_store(settings, wiring.lane_identity())
+    lock = where.lock if where is not None else None
+    return overrides.Target(store, clock(), lock, settings.lock_timeout, on_wait=waiting)

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,9 +29,7 @@ from controller.runtime import reconcile, sources, wiring
 from controller.spec import meta
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
-from controller.store import events as event_log
-from controller.store import queries
-from controller.system import clock, locks
+from controller.system import locks
 
 LAZY_COMMANDS = {
     **dict.fromkeys(("post", "read", "threads", "trigger", "triggers"), "threads"),
@@ -114,9 +111,6 @@ async def _once_async(
     allow_empty: bool,
     selection: frozenset[str] | None,
 ) -> int:
-    def waiting(pid: int | None) -> None:
-        click.echo(f"waiting for another controller pass (pid {pid or '?'}) to finish...", err=True)
-
     color = settings.colors()
 
     def progress(outcome: Any) -> None:
@@ -130,7 +124,7 @@ async def _once_async(
     if settings.verbose and not settings.json:
         the_plan, _, _ = await reconciler.plan(desired, **limits)
         click.echo(output.plan_text(the_plan, color=color) + "\n", color=color)
-    async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=waiting):
+    async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=common.waiting):
         result = await reconciler.run_pass(desired, on_outcome=progress, **limits)
         # After the pass: a cleanup refused in it is on the lane's record now.
         records = await anyio.to_thread.run_sync(reconciler.wiring.store.lane_records)
@@ -214,10 +208,21 @@ def _pass_json(
 @cli.command()
 @common.global_options
 @click.option("--allow-empty", is_flag=True, help="Allow passes that remove every lane.")
-@click.option("--resync", type=float, default=None, metavar="SECONDS",
-              help="Seconds between full passes (default: Workspace resyncSeconds).")  # fmt: skip
-@click.option("--debounce", type=float, default=0.5, metavar="SECONDS", show_default=True,
-              help="Quiet time after a change in desired/ before a pass.")  # fmt: skip
+@click.option(
+    "--resync",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between full passes (default: Workspace resyncSeconds).",
+)
+@click.option(
+    "--debounce",
+    type=float,
+    default=0.5,
+    metavar="SECONDS",
+    show_default=True,
+    help="Quiet time after a change in desired/ before a pass.",
+)
 @click.option("--once", is_flag=True, help="Run one pass and exit (same as `controller --once`).")
 @common.lane_option
 @click.pass_context
@@ -258,9 +263,11 @@ def run(
 
 @cli.command()
 @common.global_options
-@click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 converged, 2 not converged (changes, or drift that needs you), "
-                   "1 on error.")  # fmt: skip
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 converged, 2 not converged (changes, or drift that needs you), 1 on error.",
+)
 @click.option("--allow-empty", is_flag=True, help="Plan as if --allow-empty were given.")
 @common.lane_option
 @click.pass_context
@@ -421,7 +428,7 @@ def events(
 ) -> None:
     """Print the event log (JSON Lines with --output json)."""
     settings = common.merge(ctx, **given)
-    start = _since(since, clock.SystemClock().now())
+    start = _since(since, common.clock().now())
     loaded = common.load(settings)
     desired = loaded if isinstance(loaded, DesiredState) else DesiredState.empty()
     store = wiring.open_store(common.paths(settings, desired))
@@ -468,8 +475,14 @@ def _print_events(items: list[Any], settings: Settings) -> int:
 
 @cli.command()
 @common.global_options
-@click.option("--dir", "folder", type=click.Path(path_type=Path), default=Path("schemas"),
-              show_default=True, help="Where to write the JSON Schemas.")  # fmt: skip
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+    help="Where to write the JSON Schemas.",
+)
 @click.option("--check", is_flag=True, help="Exit 1 if the files differ instead of writing.")
 @click.pass_context
 def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> None:
@@ -479,9 +492,10 @@ def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> No
     common.merge(ctx, **given)
     rendered = schemas.render()
     stale = [
-        name for name, text in rendered.items()
+        name
+        for name, text in rendered.items()
         if not (folder / name).is_file() or (folder / name).read_text() != text
-    ]  # fmt: skip
+    ]
     if check:
         for name in stale:
             click.echo(f"{folder / name}: out of date; run `controller schema`", err=True)
@@ -495,8 +509,13 @@ def schema(ctx: click.Context, /, folder: Path, check: bool, **given: Any) -> No
 @cli.command()
 @common.global_options
 @click.option("--lane", default=None, help="Lane (default: $LANE_NAME, set inside a lane).")
-@click.option("--participant", "--as", "participant", default=None,
-              help="Participant (default: $LANE_PARTICIPANT).")  # fmt: skip
+@click.option(
+    "--participant",
+    "--as",
+    "participant",
+    default=None,
+    help="Participant (default: $LANE_PARTICIPANT).",
+)
 @click.pass_context
 @common.handle_errors
 def heartbeat(
@@ -512,7 +531,7 @@ def heartbeat(
         )
     store = common.store_for_agent(settings, me)
     try:
-        now = clock.SystemClock().now()
+        now = common.clock().now()
         where = {"lane": lane, "participant": participant}
         if store.update_agents(now, where=where, heartbeat_at=now) == 0:
             common.fail(f"no agent of {participant} in lane {lane} is recorded")
@@ -532,38 +551,19 @@ def heartbeat(
 def unblock(ctx: click.Context, /, participant: str, reason: str, **given: Any) -> None:
     """Lift a participant's automatic block (a crash loop); audited with a reason."""
     settings = common.merge(ctx, **given)
-    store = common.store_for_agent(settings, wiring.lane_identity())
-    try:
-        lifted = _unblock(store, participant, reason)
-        from controller.cli import threads  # the wake machinery: loaded for this command only
+    target = common.override_target(settings)
+    from controller.runtime import overrides  # the wake machinery: loaded for this command only
 
-        if threads.unblock_participant(store, participant, reason):
-            lifted.append("wakes")
+    try:
+        lifted = anyio.run(functools.partial(overrides.unblock, target, participant, reason=reason))
     finally:
-        store.close()
+        target.store.close()
     if settings.json:
         click.echo(output.to_json({"participant": participant, "unblocked": lifted}))
     elif lifted:
         click.echo(f"unblocked {participant}: {', '.join(lifted)} (effective on the next pass)")
     else:
         click.echo(f"{participant} is not blocked")
-
-
-def _unblock(store: queries.Store, participant: str, reason: str) -> list[str]:
-    records = [a for a in store.agent_records().values() if a.participant == participant]
-    now = clock.SystemClock().now()
-    lifted = [a.binding for a in records if a.state == world.AgentState.BLOCKED]
-    for name in lifted:
-        store.update_agents(
-            now, where={"binding": name}, state=world.AgentState.EXITED, blocked=None,
-            deaths=(), consecutive=0, next_start_at=now,
-        )  # fmt: skip
-    if lifted:
-        store.append_events([
-            event_log.Event("ParticipantUnblocked", reason, now, uuid.uuid4().hex[:16],
-                         participant=participant, data={"by": wiring.who(), "bindings": lifted})
-        ])  # fmt: skip
-    return lifted
 
 
 @cli.command()

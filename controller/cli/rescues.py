@@ -242,9 +242,14 @@ def _printable(path: str) -> str:
 @rescues_group.command("restore")
 @common.global_options
 @click.argument("ref")
-@click.option("--into", "into", required=True, metavar="LANE|PATH",
-              help="A lane (its worktree), an existing checkout's top folder, or a new folder "
-                   "(a path with a slash: ./restored).")  # fmt: skip
+@click.option(
+    "--into",
+    "into",
+    required=True,
+    metavar="LANE|PATH",
+    help="A lane (its worktree), an existing checkout's top folder, or a new folder "
+    "(a path with a slash: ./restored).",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be written and deleted; do it not.")
 @click.pass_context
 @common.handle_errors
@@ -256,9 +261,14 @@ def rescues_restore(
     ws = _workspace(settings)
     into_target = rescueops.target(ws.paths, ws.desired, into=into)
     run = functools.partial(
-        rescueops.restore, ws.paths, ws.runner, ref=ref, into=into_target, dry_run=dry_run,
+        rescueops.restore,
+        ws.paths,
+        ws.runner,
+        ref=ref,
+        into=into_target,
+        dry_run=dry_run,
         lock_timeout=settings.lock_timeout,
-    )  # fmt: skip
+    )
     try:
         done = anyio.run(run)
     except rescueops.Refused as refused:
@@ -302,8 +312,9 @@ def restored_text(done: rescueops.Restored) -> str:
         lines += [f"  delete {_printable(p)}" for p in r.delete]
         todo = f"{len(r.write)} to write, {len(r.delete)} to delete"
         return "\n".join([*lines, f"Nothing was changed ({todo}, {counts})."])
-    lines = [f"restored {name} into {where}: {len(r.write)} written, {len(r.delete)} deleted, "
-             f"{counts}"]  # fmt: skip
+    lines = [
+        f"restored {name} into {where}: {len(r.write)} written, {len(r.delete)} deleted, {counts}"
+    ]
     if done.into.kind is restoring.Target.CHECKOUT:
         lines.append("The files show as uncommitted changes there; nothing was staged.")
     return "\n".join(lines)

@@ -491,9 +491,7 @@ def usage_add(
     used = model.Usage(input_tokens, output_tokens, reported_cost_usd=cost_usd)
     store = common.store_for_agent(settings, wiring.lane_identity())
     try:
-        from controller.system import clock
-
-        done = runops.add_usage(store, str(run_name), str(task), used, clock.SystemClock().now())
+        done = runops.add_usage(store, str(run_name), str(task), used, common.clock().now())
     finally:
         store.close()
     _done(settings, done)

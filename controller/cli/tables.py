@@ -58,25 +58,8 @@ def print_status(view: Mapping[str, Any], *, color: bool = False) -> None:
 
 
 def _status(console: Console, view: Mapping[str, Any]) -> None:
-    console.print(f"workspace {view['workspace']}  repo {view['repo']}")
-    desired = view.get("desired") or {}
-    if desired.get("ref"):
-        at = f"{desired['ref']} ({str(desired['commit'])[:12]})"
-        console.print(f"desired {desired['folder']} as committed at {at}", markup=False)
-    if not view["desiredValid"]:
-        console.print("[bold red]desired state is invalid[/]; showing the inventory only:")
-        for problem in view["problems"]:
-            console.print(f"  {problem}", markup=False)
-    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for column in ("LANE", "PHASE", "BRANCH", "WORKTREE", "SYNC"):
-        table.add_column(column)
-    for lane in view["lanes"]:
-        sync = "in sync" if lane["inSync"] else "; ".join(lane["pendingActions"]) or "see below"
-        table.add_row(lane["name"], lane["phase"], lane["branch"] or "-", lane["worktree"], sync)
-    if view["lanes"]:
-        console.print(table)
-    else:
-        console.print("no lanes")
+    _header(console, view)
+    console.print(_lanes_table(view["lanes"]) if view["lanes"] else "no lanes")
     agents = [(lane["name"], a) for lane in view["lanes"] for a in lane["agents"]]
     if agents:
         console.print(_agents_table(agents))
@@ -89,10 +72,39 @@ def _status(console: Console, view: Mapping[str, Any]) -> None:
         tasks = ", ".join(f"{n} {phase}" for phase, n in run["tasks"].items() if n)
         line = f"run {run['name']} ({run['workflow']}): {run['phase']}; {tasks}"
         console.print(f"{line}  (controller runs show {run['name']})", markup=False)
+    _notes(console, view)
+
+
+def _header(console: Console, view: Mapping[str, Any]) -> None:
+    """The workspace, where desired state was read, and whether it is valid."""
+    console.print(f"workspace {view['workspace']}  repo {view['repo']}")
+    desired = view.get("desired") or {}
+    if desired.get("ref"):
+        at = f"{desired['ref']} ({str(desired['commit'])[:12]})"
+        console.print(f"desired {desired['folder']} as committed at {at}", markup=False)
+    if not view["desiredValid"]:
+        console.print("[bold red]desired state is invalid[/]; showing the inventory only:")
+        for problem in view["problems"]:
+            console.print(f"  {problem}", markup=False)
+
+
+def _lanes_table(lanes: list[Mapping[str, Any]]) -> Table:
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for column in ("LANE", "PHASE", "BRANCH", "WORKTREE", "SYNC"):
+        table.add_column(column)
+    for lane in lanes:
+        sync = "in sync" if lane["inSync"] else "; ".join(lane["pendingActions"]) or "see below"
+        table.add_row(lane["name"], lane["phase"], lane["branch"] or "-", lane["worktree"], sync)
+    return table
+
+
+def _notes(console: Console, view: Mapping[str, Any]) -> None:
+    """Conditions, notices and a refusal, one ``!`` line each."""
     for lane in view["lanes"]:
         for c in lane["conditions"]:
-            console.print(f"  ! {lane['name']}: {c['type']} ({c['reason']}): {c['message']}",
-                          markup=False)  # fmt: skip
+            console.print(
+                f"  ! {lane['name']}: {c['type']} ({c['reason']}): {c['message']}", markup=False
+            )
     for notice in view["notices"]:
         console.print(f"  ! {notice}", markup=False)
     if view.get("refused"):
@@ -101,17 +113,31 @@ def _status(console: Console, view: Mapping[str, Any]) -> None:
 
 def _agents_table(agents: list[tuple[str, Mapping[str, Any]]]) -> Table:
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for column in ("LANE", "PARTICIPANT", "RUNTIME", "STATE", "PID", "WHERE", "RESTARTS",
-                   "LAST EXIT", "HEARTBEAT"):  # fmt: skip
+    for column in (
+        "LANE",
+        "PARTICIPANT",
+        "RUNTIME",
+        "STATE",
+        "PID",
+        "WHERE",
+        "RESTARTS",
+        "LAST EXIT",
+        "HEARTBEAT",
+    ):
         table.add_column(column)
     for lane, a in agents:
         age = a["heartbeatAge"]
         table.add_row(
-            lane, a["participant"], a["runtime"], a["state"], str(a["pid"] or "-"),
-            a["pane"] or a["log"] or "-", str(a["restarts"]),
+            lane,
+            a["participant"],
+            a["runtime"],
+            a["state"],
+            str(a["pid"] or "-"),
+            a["pane"] or a["log"] or "-",
+            str(a["restarts"]),
             "-" if a["lastExit"] is None else str(a["lastExit"]),
             "-" if age is None else f"{age:.0f}s ago",
-        )  # fmt: skip
+        )
     return table
 
 

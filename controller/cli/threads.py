@@ -4,9 +4,9 @@ overrides (forced wakes, unblocking, retrying dead jobs).
 
 from __future__ import annotations
 
+import functools
 import sys
-import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -14,12 +14,10 @@ import click
 
 from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, Settings
-from controller.core.safeguards.decisions import Reason
 from controller.executors import triggers as deliver
-from controller.runtime import reconcile, wiring
+from controller.runtime import overrides, reconcile, wiring
 from controller.spec.state import DesiredState
-from controller.store import events, jobs, messaging, participants, queries
-from controller.system import clock
+from controller.store import jobs, messaging, queries
 
 MAX_BODY = 64 * 1024
 
@@ -37,8 +35,10 @@ def _member(desired: DesiredState, thread: str, who: str) -> None:
         common.fail(f"thread {thread} is not declared (declared: {known})")
         return
     if who not in found.spec.participants:
-        common.fail(f"{who} is not a member of thread {thread} (members: "
-                    f"{', '.join(found.spec.participants)})")  # fmt: skip
+        common.fail(
+            f"{who} is not a member of thread {thread} (members: "
+            f"{', '.join(found.spec.participants)})"
+        )
 
 
 def _identity(given: str | None) -> str:
@@ -82,7 +82,7 @@ def post(
         _member(desired, thread, sender)
         if desired.threads[thread].spec.closed:
             common.fail(f"thread {thread} is closed")
-        return messaging.post(store, thread, sender, body, clock.SystemClock().now())
+        return messaging.post(store, thread, sender, body, common.clock().now())
 
     seq = _with_store(settings, act)
     if settings.json:
@@ -117,8 +117,13 @@ def read(ctx: click.Context, /, thread: str, who: str | None, **given: Any) -> N
 
 
 def _message_json(m: messaging.Message) -> dict[str, Any]:
-    return {"thread": m.thread, "seq": m.seq, "sender": m.sender, "body": m.body,
-            "at": m.at.isoformat()}  # fmt: skip
+    return {
+        "thread": m.thread,
+        "seq": m.seq,
+        "sender": m.sender,
+        "body": m.body,
+        "at": m.at.isoformat(),
+    }
 
 
 @click.command()
@@ -133,14 +138,20 @@ def threads(ctx: click.Context, /, **given: Any) -> None:
         heads = messaging.heads(store)
         from controller.core import triggers  # lazy: only this command needs it
 
-        unread = {(u.participant, u.thread): u.count
-                  for u in messaging.unread(store, triggers.members(desired))}  # fmt: skip
+        unread = {
+            (u.participant, u.thread): u.count
+            for u in messaging.unread(store, triggers.members(desired))
+        }
         return [
-            {"name": name, "participants": list(t.spec.participants), "closed": t.spec.closed,
-             "messages": heads.get(name, 0),
-             "unread": {p: unread.get((p, name), 0) for p in t.spec.participants}}
+            {
+                "name": name,
+                "participants": list(t.spec.participants),
+                "closed": t.spec.closed,
+                "messages": heads.get(name, 0),
+                "unread": {p: unread.get((p, name), 0) for p in t.spec.participants},
+            }
             for name, t in desired.threads.items()
-        ]  # fmt: skip
+        ]
 
     view = _with_store(settings, act)
     if settings.json:
@@ -165,9 +176,15 @@ def threads(ctx: click.Context, /, **given: Any) -> None:
 @click.pass_context
 @common.handle_errors
 def trigger(
-    ctx: click.Context, /, participant: str, thread: str, caller: str | None, force: bool,
-    reason: str | None, **given: Any,
-) -> None:  # fmt: skip
+    ctx: click.Context,
+    /,
+    participant: str,
+    thread: str,
+    caller: str | None,
+    force: bool,
+    reason: str | None,
+    **given: Any,
+) -> None:
     """Wake PARTICIPANT about THREAD now and print the result envelope."""
     settings = common.merge(ctx, **given)
     if force and not reason:
@@ -176,42 +193,37 @@ def trigger(
     _member(desired, thread, participant)
     if caller is not None:
         _member(desired, thread, caller)
-    envelope = anyio.run(_trigger, settings, desired, participant, thread, force, reason, caller)
+    wake = functools.partial(
+        overrides.trigger,
+        desired=desired,
+        participant=participant,
+        thread=thread,
+        force=force,
+        reason=reason,
+        caller=caller,
+        lock_timeout=settings.lock_timeout,
+        on_wait=common.waiting,
+    )
+    envelope = _with_reconciler(settings, desired, wake)
     if settings.json:
         click.echo(output.to_json(envelope.to_json()))
     else:
         until = f" until {envelope.until:%H:%M:%S}Z" if envelope.until else ""
         detail = f": {envelope.detail}" if envelope.detail else ""
         click.echo(f"{envelope.result} ({envelope.reason}){until}{detail}")
-    if envelope.result in ("refused", "dead"):
+    if envelope.result in (deliver.Result.REFUSED, deliver.Result.DEAD):
         ctx.exit(EXIT_INVALID)
 
 
-async def _trigger(
-    settings: Settings, desired: DesiredState, participant: str, thread: str, force: bool,
-    reason: str | None, caller: str | None,
-) -> deliver.Envelope:  # fmt: skip
+def _with_reconciler(
+    settings: Settings,
+    desired: DesiredState,
+    fn: Callable[[reconcile.Reconciler], Awaitable[deliver.Envelope]],
+) -> deliver.Envelope:
+    """Run ``fn`` with a reconciler for the workspace, and close its wiring after."""
     rec = common.reconciler(settings, desired)
     try:
-        ctx = rec.context(uuid.uuid4().hex[:16])
-        now = ctx.clock.now()
-        unread = await ctx.db(messaging.unread, ctx.store, [(participant, thread)])
-        seq = unread[0].last_seq if unread else messaging.heads(ctx.store).get(thread, 0)
-        job = await ctx.db(jobs.enqueue, ctx.store, participant, thread, seq, now, forced=force)
-        if force:
-            await ctx.emit("TriggerForced", str(reason), participant=participant,
-                           thread=thread, job=job.id, by=caller or wiring.who())  # fmt: skip
-        done = await rec.waker.work(ctx, desired, job_id=job.id)
-        if done:
-            return done[0]
-        return deliver.Envelope(
-            "queued",
-            "queued",
-            participant,
-            thread,
-            job.id,
-            "another worker holds this participant's wake; it will follow",
-        )
+        return anyio.run(fn, rec)
     finally:
         rec.wiring.close()
 
@@ -222,7 +234,7 @@ async def _trigger(
     "--state-filter",
     "states",
     multiple=True,
-    type=click.Choice(["queued", "running", "done", "dead"]),
+    type=click.Choice([str(s) for s in jobs.JobState]),
     help="Only these states.",
 )
 @click.pass_context
@@ -234,7 +246,7 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
         return
 
     def act(store: queries.Store, desired: DesiredState) -> list[dict[str, Any]]:
-        found = jobs.jobs(store, states=states or None)
+        found = jobs.jobs(store, states=[jobs.JobState(s) for s in states] or None)
         tried = jobs.attempts(store, [j.id for j in found])
         return [_job_json(j, tried[j.id]) for j in found]
 
@@ -245,19 +257,28 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
     for j in view:
         last = j["attempts"][-1] if j["attempts"] else None
         tail = f"  last: {last['reason']} {last['detail'][:60]}" if last else ""
-        click.echo(f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
-                   f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}".rstrip())  # fmt: skip
+        click.echo(
+            f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
+            f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}".rstrip()
+        )
     if not view:
         click.echo("no trigger jobs")
 
 
 def _job_json(job: jobs.Job, attempts: list[jobs.Attempt]) -> dict[str, Any]:
     return {
-        "id": job.id, "participant": job.participant, "thread": job.thread, "state": job.state,
-        "dueAt": job.due_at.isoformat(), "failures": job.failures, "forced": job.forced,
-        "attempts": [{"at": a.at.isoformat(), "verdict": a.verdict, "reason": a.reason,
-                      "detail": a.detail} for a in attempts],
-    }  # fmt: skip
+        "id": job.id,
+        "participant": job.participant,
+        "thread": job.thread,
+        "state": job.state,
+        "dueAt": job.due_at.isoformat(),
+        "failures": job.failures,
+        "forced": job.forced,
+        "attempts": [
+            {"at": a.at.isoformat(), "verdict": a.verdict, "reason": a.reason, "detail": a.detail}
+            for a in attempts
+        ],
+    }
 
 
 @triggers_group.command("retry")
@@ -270,19 +291,11 @@ def retry(ctx: click.Context, /, job: int, reason: str, **given: Any) -> None:
     """Re-queue a dead job (audited)."""
     settings = common.merge(ctx, **given)
 
-    def act(store: queries.Store, desired: DesiredState) -> jobs.Job | None:
-        now = clock.SystemClock().now()
-        again = jobs.retry(store, job, now)
-        if again is not None:
-            store.append_events([events.Event(
-                "TriggerRetried", reason, now, uuid.uuid4().hex[:16],
-                participant=again.participant,
-                data={"job": job, "requeuedAs": again.id, "by": wiring.who(),
-                      "code": str(Reason.RETRIED_BY_OPERATOR)},
-            )])  # fmt: skip
-        return again
-
-    again = _with_store(settings, act)
+    target = common.override_target(settings)
+    try:
+        again = anyio.run(functools.partial(overrides.retry_job, target, job, reason=reason))
+    finally:
+        target.store.close()
     if again is None:
         common.fail(f"job {job} is not dead (only dead jobs can be retried)")
         return
@@ -290,20 +303,6 @@ def retry(ctx: click.Context, /, job: int, reason: str, **given: Any) -> None:
         click.echo(output.to_json({"job": job, "requeuedAs": again.id}))
     else:
         click.echo(f"job {job} re-queued as #{again.id}")
-
-
-def unblock_participant(store: queries.Store, participant: str, reason: str) -> bool:
-    """Lift a loop-safeguard block (counters reset); True if there was one. Audited."""
-    state = participants.get(store, participant)
-    if state.blocked is None:
-        return False
-    now = clock.SystemClock().now()
-    participants.put(store, participant, participants.State(), now)  # a fresh start
-    store.append_events([events.Event(
-        "ParticipantUnblocked", reason, now, uuid.uuid4().hex[:16], participant=participant,
-        data={"by": wiring.who(), "was": state.blocked},
-    )])  # fmt: skip
-    return True
 
 
 def exit_for(result: reconcile.PassResult) -> int | None:

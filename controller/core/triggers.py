@@ -127,12 +127,16 @@ def decide(desired: DesiredState, facts: Facts, now: datetime) -> Step:
         return offline
     live = facts.pane is not None and not facts.pane.dead
     hop = fallback.next_hop(
-        managed=binding is not None, agent=facts.agent, live=live,
+        managed=binding is not None,
+        agent=facts.agent,
+        live=live,
         has_resume=bool(binding and binding.spec.resume),
-        has_spawn=bool(binding and binding.spec.spawn), resumes_used=facts.resumes,
+        has_spawn=bool(binding and binding.spec.spawn),
+        resumes_used=facts.resumes,
         resume_attempts=policy.spec.fallback.resume_attempts,
-        stale_hours=policy.spec.fallback.stale_session_hours, now=now,
-    )  # fmt: skip
+        stale_hours=policy.spec.fallback.stale_session_hours,
+        now=now,
+    )
     if hop.hop != fallback.Hop.DELIVER:
         return _fallback_step(hop, facts)
     return _deliver(policy, facts, now)
@@ -147,9 +151,12 @@ def _offline(desired: DesiredState, binding: Binding | None, facts: Facts) -> St
         return Step(Kind.DONE, Reason.FALLBACK_REQUIRED_OFFLINE, "its lane is suspended")
     live = facts.pane is not None and not facts.pane.dead
     if facts.running and not live:
-        return Step(Kind.DONE, Reason.FALLBACK_REQUIRED_NO_SESSION,
-                    "its agent runs without a terminal (runtime: process); it must read with "
-                    "`controller read`")  # fmt: skip
+        return Step(
+            Kind.DONE,
+            Reason.FALLBACK_REQUIRED_NO_SESSION,
+            "its agent runs without a terminal (runtime: process); it must read with "
+            "`controller read`",
+        )
     return None
 
 
@@ -178,8 +185,9 @@ def _fallback_step(hop: fallback.Step, facts: Facts) -> Step:
         return Step(Kind.RESUME, hop.reason, hop.detail)
     if hop.hop == fallback.Hop.SPAWN:
         return Step(Kind.SPAWN, hop.reason, hop.detail)
-    return Step(Kind.DONE if hop.hop == fallback.Hop.REQUIRED else Kind.FAIL, hop.reason,
-                hop.detail)  # fmt: skip
+    return Step(
+        Kind.DONE if hop.hop == fallback.Hop.REQUIRED else Kind.FAIL, hop.reason, hop.detail
+    )
 
 
 def _deliver(policy: TriggerPolicy, facts: Facts, now: datetime) -> Step:
@@ -189,14 +197,22 @@ def _deliver(policy: TriggerPolicy, facts: Facts, now: datetime) -> Step:
             if not decision.allowed:
                 return _from_decision(decision)
     if facts.pane is not None and facts.pane.in_mode:
-        return Step(Kind.DEFER, Reason.PANE_IN_MODE, "the pane is in copy mode",
-                    until=now + timedelta(seconds=spec.collision.recheck_seconds))  # fmt: skip
+        return Step(
+            Kind.DEFER,
+            Reason.PANE_IN_MODE,
+            "the pane is in copy mode",
+            until=now + timedelta(seconds=spec.collision.recheck_seconds),
+        )
     unread = facts.unread
     text = payload.render(
-        spec.template, participant=facts.participant, thread=facts.thread,
-        unread=unread.count if unread else 0, sender=unread.sender if unread else "",
-        max_bytes=spec.payload.max_bytes, control_chars=spec.payload.control_chars,
-    )  # fmt: skip
+        spec.template,
+        participant=facts.participant,
+        thread=facts.thread,
+        unread=unread.count if unread else 0,
+        sender=unread.sender if unread else "",
+        max_bytes=spec.payload.max_bytes,
+        control_chars=spec.payload.control_chars,
+    )
     if isinstance(text, Decision):
         return _from_decision(text)
     reason = Reason.FORCED if facts.forced else Reason.DELIVERED
@@ -208,22 +224,27 @@ def _guards(policy: TriggerPolicy, facts: Facts, now: datetime) -> Iterable[Deci
     if facts.blocked:
         yield Decision(Verdict.BLOCK, Reason.PARTICIPANT_BLOCKED, detail=facts.blocked)
     yield loops.decide(
-        facts.loop, max_no_progress=spec.loop.max_no_progress_turns,
+        facts.loop,
+        max_no_progress=spec.loop.max_no_progress_turns,
         max_identical=spec.loop.max_identical_findings,
-    )  # fmt: skip
+    )
     rates = spec.rate_limits
     yield ratelimits.decide(
-        facts.participant_deliveries, facts.thread_deliveries,
+        facts.participant_deliveries,
+        facts.thread_deliveries,
         per_participant=(rates.per_participant.count, rates.per_participant.per),
-        per_thread=(rates.per_thread.count, rates.per_thread.per), now=now,
-    )  # fmt: skip
+        per_thread=(rates.per_thread.count, rates.per_thread.per),
+        now=now,
+    )
     c = spec.collision
     yield collision.decide(
         facts.screen or collision.Screen(None),
-        collision.Policy(c.quiet_seconds, c.recheck_seconds, c.max_defer_seconds), now,
-        first_check=facts.first_check or now, previous_hash=facts.previous_hash,
+        collision.Policy(c.quiet_seconds, c.recheck_seconds, c.max_defer_seconds),
+        now,
+        first_check=facts.first_check or now,
+        previous_hash=facts.previous_hash,
         own_delivery=facts.own_delivery,
-    )  # fmt: skip
+    )
 
 
 def _from_decision(decision: Decision) -> Step:

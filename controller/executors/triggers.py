@@ -9,7 +9,9 @@ worker still holds its lease.
 
 from __future__ import annotations
 
+import enum
 import hashlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,16 +35,42 @@ CONFIRM_PAUSE = 0.3
 ENTER_RETRIES = 2
 RESUME_GRACE = timedelta(seconds=2)
 SUMMARY_BYTES = 4000
-REFUSALS = {Reason.NOT_MEMBER, Reason.THREAD_CLOSED, Reason.THREAD_UNKNOWN,
-            Reason.PARTICIPANT_BLOCKED, Reason.LOOP_NO_PROGRESS,
-            Reason.LOOP_IDENTICAL_FINDINGS}  # fmt: skip
+REFUSALS = frozenset(
+    {
+        Reason.NOT_MEMBER,
+        Reason.THREAD_CLOSED,
+        Reason.THREAD_UNKNOWN,
+        Reason.PARTICIPANT_BLOCKED,
+        Reason.LOOP_NO_PROGRESS,
+        Reason.LOOP_IDENTICAL_FINDINGS,
+    }
+)
+Verdict = jobs.Verdict
+JobState = jobs.JobState
+
+
+class Result(enum.StrEnum):
+    """What one trigger came to, as ``controller trigger`` prints it."""
+
+    DELIVERED = "delivered"
+    SUBMIT_UNCONFIRMED = "submit_unconfirmed"  # typed, but the prompt kept the text: retried
+    QUEUED = "queued"  # tried again later (a retry, a resume's grace, another worker's turn)
+    DEFERRED = "deferred"  # not now (collision, rate limit, copy mode): no attempt used
+    FALLBACK_REQUIRED = "fallback_required"  # a person must take over
+    REFUSED = "refused"  # not allowed (not a member, closed thread, blocked participant)
+    DEAD = "dead"  # out of attempts
+    DONE = "done"  # nothing (more) to do
+
+
+FAILING = frozenset({Result.DEAD, Result.SUBMIT_UNCONFIRMED})
+"""Results that make ``--once`` exit 2 (with a retry queued after ``send_failed``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """The result of one trigger, as ``controller trigger`` prints it."""
 
-    result: str  # delivered | queued | deferred | fallback_required | refused | dead | done
+    result: Result
     reason: str
     participant: str
     thread: str
@@ -50,13 +78,53 @@ class Envelope:
     detail: str = ""
     until: datetime | None = None
 
+    @property
+    def failed(self) -> bool:
+        """Whether the wake failed: it died, was not confirmed, or could not be typed."""
+        retried = self.result == Result.QUEUED and self.reason == Reason.SEND_FAILED
+        return self.result in FAILING or retried
+
     def to_json(self) -> dict[str, Any]:
         """Stable JSON."""
         return {
-            "result": self.result, "reason": self.reason, "participant": self.participant,
-            "thread": self.thread, "job": self.job, "detail": self.detail,
+            "result": str(self.result),
+            "reason": self.reason,
+            "participant": self.participant,
+            "thread": self.thread,
+            "job": self.job,
+            "detail": self.detail,
             "until": self.until.isoformat() if self.until else None,
-        }  # fmt: skip
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claimed job, the lease owner working it, and what was observed just before deciding.
+
+    Every act takes the same four arguments (context, desired state, claim, step); a claim that
+    failed before anything was observed carries bare facts (``Claim.unobserved``).
+    """
+
+    job: jobs.Job
+    owner: str
+    facts: triggers.Facts
+    binding: Binding | None = None
+    screen_hash: str | None = None
+
+    @classmethod
+    def unobserved(cls, job: jobs.Job, owner: str) -> Claim:
+        """A claim nothing was observed for (observing it failed)."""
+        return cls(job, owner, triggers.Facts(job.participant, job.thread, job.forced, None))
+
+    def envelope(
+        self, result: Result, reason: Reason, detail: str = "", until: datetime | None = None
+    ) -> Envelope:
+        """The envelope of this claim's job."""
+        job = self.job
+        return Envelope(result, str(reason), job.participant, job.thread, job.id, detail, until)
+
+
+Act = Callable[[Context, DesiredState, Claim, triggers.Step], Awaitable[Envelope]]
 
 
 async def process(job: jobs.Job, ctx: Context, desired: DesiredState, owner: str) -> Envelope:
@@ -64,40 +132,64 @@ async def process(job: jobs.Job, ctx: Context, desired: DesiredState, owner: str
     now = ctx.clock.now()
     if job.prev_owner and job.prev_owner != owner:
         expired = f"lease of {job.prev_owner} expired"
-        await ctx.db(jobs.record, ctx.store, job, now, verdict="reclaimed",
-                     reason=str(Reason.LEASE_EXPIRED), detail=expired)  # fmt: skip
+        await _record(ctx, job, now, Verdict.RECLAIMED, Reason.LEASE_EXPIRED, expired)
+    claim = await _observe(ctx, desired, job, owner, now)
+    step = triggers.decide(desired, claim.facts, now)
+    return await _ACTS[step.kind](ctx, desired, claim, step)
+
+
+async def _record(
+    ctx: Context, job: jobs.Job, now: datetime, verdict: Verdict, reason: Reason, detail: str
+) -> None:
+    """Append one attempt of ``job``."""
+    await ctx.db(
+        jobs.record, ctx.store, job, now, verdict=verdict, reason=str(reason), detail=detail
+    )
+
+
+async def _observe(
+    ctx: Context, desired: DesiredState, job: jobs.Job, owner: str, now: datetime
+) -> Claim:
+    """Everything known about ``job`` now: its agent, pane, screen, loop state, deliveries."""
     binding = desired.binding_of(job.participant)
-    facts, screen_hash, loop_now = await _facts(ctx, desired, job, binding, now)
-    step = triggers.decide(desired, facts, now)
-    act = _ACTS[step.kind]
-    return await act(ctx, desired, job, owner, step, binding=binding, screen_hash=screen_hash,
-                     loop_now=loop_now, facts=facts)  # fmt: skip
-
-
-async def _facts(
-    ctx: Context, desired: DesiredState, job: jobs.Job, binding: Binding | None, now: datetime
-) -> tuple[triggers.Facts, str | None, loops.LoopState]:
     unread = await _unread(ctx, job)
     record = await ctx.db(ctx.store.agent_record, binding.name) if binding else None
     pane, screen, screen_hash = await _screen(ctx, record)
     state = await ctx.db(participants.get, ctx.store, job.participant)
     loop_now = await _loop_now(ctx, job.participant, record, state)
+    mine, thread = await _deliveries(ctx, desired, job, now)
+    facts = triggers.Facts(
+        participant=job.participant,
+        thread=job.thread,
+        forced=job.forced,
+        unread=unread,
+        agent=record,
+        pane=pane,
+        screen=screen,
+        first_check=job.first_check_at,
+        previous_hash=job.screen_hash,
+        own_delivery=max(mine, default=None),
+        resumes=job.resumes,
+        participant_deliveries=mine,
+        thread_deliveries=thread,
+        loop=loop_now,
+        blocked=state.blocked,
+        running=await _running(record),
+    )
+    return Claim(job, owner, facts, binding=binding, screen_hash=screen_hash)
+
+
+async def _deliveries(
+    ctx: Context, desired: DesiredState, job: jobs.Job, now: datetime
+) -> tuple[list[datetime], list[datetime]]:
+    """Recent deliveries to the participant and in the thread, over their rate-limit windows."""
     policy = triggers.policy_for(desired, job.participant, job.thread)
     rates = triggerpolicy.settings(policy).rate_limits
-    per_p = rates.per_participant.per
-    per_t = rates.per_thread.per
-    mine = await ctx.db(jobs.deliveries, ctx.store, since=now - timedelta(seconds=per_p),
-                        participant=job.participant)  # fmt: skip
-    thread = await ctx.db(jobs.deliveries, ctx.store, since=now - timedelta(seconds=per_t),
-                          thread=job.thread)  # fmt: skip
-    facts = triggers.Facts(
-        participant=job.participant, thread=job.thread, forced=job.forced, unread=unread,
-        agent=record, pane=pane, screen=screen, first_check=job.first_check_at,
-        previous_hash=job.screen_hash, own_delivery=max(mine, default=None),
-        resumes=job.resumes, participant_deliveries=mine, thread_deliveries=thread,
-        loop=loop_now, blocked=state.blocked, running=await _running(record),
-    )  # fmt: skip
-    return facts, screen_hash, loop_now
+    per_p = timedelta(seconds=rates.per_participant.per)
+    per_t = timedelta(seconds=rates.per_thread.per)
+    mine = await ctx.db(jobs.deliveries, ctx.store, since=now - per_p, participant=job.participant)
+    thread = await ctx.db(jobs.deliveries, ctx.store, since=now - per_t, thread=job.thread)
+    return mine, thread
 
 
 async def _running(record: world.AgentRecord | None) -> bool:
@@ -121,8 +213,14 @@ async def _screen(
     probe = await ctx.tmux.probe(record.pane_id)
     if probe is None or probe.pid != record.pid:
         return None, None, None
-    pane = world.Pane(probe.session_id, record.window_id or "", record.pane_id, probe.pid,
-                      dead=probe.dead, in_mode=probe.in_mode)  # fmt: skip
+    pane = world.Pane(
+        probe.session_id,
+        record.window_id or "",
+        record.pane_id,
+        probe.pid,
+        dead=probe.dead,
+        in_mode=probe.in_mode,
+    )
     if probe.dead:
         return pane, None, None
     clients = await ctx.tmux.client_activity(probe.session_id)
@@ -165,27 +263,36 @@ async def _worktree_digest(ctx: Context, record: world.AgentRecord | None) -> st
 # -- acting on a step ---------------------------------------------------------------------------
 
 
-async def _deliver(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
-                   step: triggers.Step, **kw: Any) -> Envelope:  # fmt: skip
-    facts: triggers.Facts = kw["facts"]
+async def _deliver(
+    ctx: Context, desired: DesiredState, claim: Claim, step: triggers.Step
+) -> Envelope:
     assert ctx.tmux is not None
-    assert facts.pane is not None
-    pane = facts.pane.pane_id
+    assert claim.facts.pane is not None
+    pane = claim.facts.pane.pane_id
     now = ctx.clock.now()
     if not await ctx.tmux.send_text(pane, step.text):
         failed = replace(step, reason=Reason.SEND_FAILED, detail="send-keys failed")
-        return await fail(ctx, desired, job, owner, failed)
+        return await fail(ctx, desired, claim, failed)
     confirmed = await _submit(ctx, pane, step.text)
     reason = step.reason if confirmed else Reason.SUBMIT_UNCONFIRMED
-    verdict = "delivered" if confirmed else "unconfirmed"
-    await ctx.db(jobs.record, ctx.store, job, now, verdict=verdict, reason=str(reason),
-                 detail=step.text)  # fmt: skip
-    await _after_delivery(ctx, job, kw["loop_now"], facts)
-    await ctx.db(jobs.settle, ctx.store, job, owner, now, state="done")
-    await ctx.emit("TriggerDelivered", str(reason), participant=job.participant,
-                   thread=job.thread, job=job.id, forced=job.forced)  # fmt: skip
-    result = "delivered" if confirmed else "submit_unconfirmed"
-    return Envelope(result, str(reason), job.participant, job.thread, job.id, step.text)
+    verdict = Verdict.DELIVERED if confirmed else Verdict.UNCONFIRMED
+    await _record(ctx, claim.job, now, verdict, reason, step.text)
+    await _after_delivery(ctx, claim)
+    await ctx.db(jobs.settle, ctx.store, claim.job, claim.owner, now, state=JobState.DONE)
+    await _delivered_event(ctx, claim.job, reason, forced=claim.job.forced)
+    result = Result.DELIVERED if confirmed else Result.SUBMIT_UNCONFIRMED
+    return claim.envelope(result, reason, step.text)
+
+
+async def _delivered_event(ctx: Context, job: jobs.Job, reason: Reason, **data: Any) -> None:
+    await ctx.emit(
+        "TriggerDelivered",
+        str(reason),
+        participant=job.participant,
+        thread=job.thread,
+        job=job.id,
+        **data,
+    )
 
 
 async def _submit(ctx: Context, pane: str, text: str) -> bool:
@@ -204,10 +311,9 @@ async def _submit(ctx: Context, pane: str, text: str) -> bool:
     return False
 
 
-async def _after_delivery(
-    ctx: Context, job: jobs.Job, loop_now: loops.LoopState, facts: triggers.Facts
-) -> None:
+async def _after_delivery(ctx: Context, claim: Claim) -> None:
     """Remember what this turn starts from, and that these messages were announced."""
+    job, facts = claim.job, claim.facts
     seq = facts.unread.last_seq if facts.unread else job.unread_seq
     await ctx.db(messaging.mark_woken, ctx.store, job.thread, job.participant, seq)
     state = await ctx.db(participants.get, ctx.store, job.participant)
@@ -215,64 +321,112 @@ async def _after_delivery(
         "seqs": await ctx.db(messaging.last_seqs, ctx.store),
         "worktree": await _worktree_digest(ctx, facts.agent),
     }
-    await ctx.db(participants.put, ctx.store, job.participant,
-                 replace(state, loop=loop_now, turn=turn), ctx.clock.now())  # fmt: skip
+    started = replace(state, loop=facts.loop, turn=turn)
+    await ctx.db(participants.put, ctx.store, job.participant, started, ctx.clock.now())
 
 
-async def _defer(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
-                 step: triggers.Step, **kw: Any) -> Envelope:  # fmt: skip
+async def _defer(
+    ctx: Context, desired: DesiredState, claim: Claim, step: triggers.Step
+) -> Envelope:
     now = ctx.clock.now()
-    await ctx.db(jobs.record, ctx.store, job, now, verdict="deferred", reason=str(step.reason),
-                 detail=step.detail)  # fmt: skip
+    job = claim.job
+    await _record(ctx, job, now, Verdict.DEFERRED, step.reason, step.detail)
     await ctx.db(
-        jobs.settle, ctx.store, job, owner, now, state="queued", due_at=step.until,
-        first_check_at=job.first_check_at or now, screen_hash=kw["screen_hash"],
-    )  # fmt: skip
-    return Envelope("deferred", str(step.reason), job.participant, job.thread, job.id,
-                    step.detail, step.until)  # fmt: skip
+        jobs.settle,
+        ctx.store,
+        job,
+        claim.owner,
+        now,
+        state=JobState.QUEUED,
+        due_at=step.until,
+        first_check_at=job.first_check_at or now,
+        screen_hash=claim.screen_hash,
+    )
+    return claim.envelope(Result.DEFERRED, step.reason, step.detail, step.until)
 
 
-async def fail(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
-                step: triggers.Step, **kw: Any) -> Envelope:  # fmt: skip
+async def fail(ctx: Context, desired: DesiredState, claim: Claim, step: triggers.Step) -> Envelope:
+    """An attempt failed: queue a retry with backoff, or give the job up after the last."""
     now = ctx.clock.now()
-    policy = triggers.policy_for(desired, job.participant, job.thread)
+    policy = triggers.policy_for(desired, claim.job.participant, claim.job.thread)
     retry = triggerpolicy.settings(policy).retry
-    failures = job.failures + 1
-    await ctx.db(jobs.record, ctx.store, job, now, verdict="failed", reason=str(step.reason),
-                 detail=step.detail)  # fmt: skip
+    failures = claim.job.failures + 1
+    await _record(ctx, claim.job, now, Verdict.FAILED, step.reason, step.detail)
     if failures >= retry.max_attempts:
-        await ctx.db(jobs.settle, ctx.store, job, owner, now, state="dead", failures=failures)
-        await _settled_messages(ctx, job)  # only `triggers retry` brings these back
-        await ctx.emit("TriggerDead", str(step.reason), participant=job.participant,
-                       thread=job.thread, job=job.id, failures=failures)  # fmt: skip
-        return Envelope("dead", str(step.reason), job.participant, job.thread, job.id,
-                        step.detail)  # fmt: skip
-    delay = triggers.retry_delay(job.id, failures, backoff=retry.backoff,
-                                 max_backoff=retry.max_backoff)  # fmt: skip
-    await ctx.db(jobs.settle, ctx.store, job, owner, now, state="queued", due_at=now + delay,
-                 failures=failures, first_check_at=None, screen_hash=None)  # fmt: skip
-    return Envelope("queued", str(step.reason), job.participant, job.thread, job.id,
-                    step.detail, now + delay)  # fmt: skip
+        return await _give_up(ctx, claim, step, failures)
+    delay = triggers.retry_delay(
+        claim.job.id,
+        failures,
+        backoff=retry.backoff,
+        max_backoff=retry.max_backoff,
+    )
+    await ctx.db(
+        jobs.settle,
+        ctx.store,
+        claim.job,
+        claim.owner,
+        now,
+        state=JobState.QUEUED,
+        due_at=now + delay,
+        failures=failures,
+        first_check_at=None,
+        screen_hash=None,
+    )
+    return claim.envelope(Result.QUEUED, step.reason, step.detail, now + delay)
 
 
-async def _done(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
-                step: triggers.Step, **kw: Any) -> Envelope:  # fmt: skip
+async def _give_up(ctx: Context, claim: Claim, step: triggers.Step, failures: int) -> Envelope:
+    """The last attempt failed: the job is dead, and its messages settled."""
+    job = claim.job
     now = ctx.clock.now()
+    await ctx.db(
+        jobs.settle, ctx.store, job, claim.owner, now, state=JobState.DEAD, failures=failures
+    )
+    await _settled_messages(ctx, job)  # only `triggers retry` brings these back
+    await ctx.emit(
+        "TriggerDead",
+        str(step.reason),
+        participant=job.participant,
+        thread=job.thread,
+        job=job.id,
+        failures=failures,
+    )
+    return claim.envelope(Result.DEAD, step.reason, step.detail)
+
+
+async def _done(ctx: Context, desired: DesiredState, claim: Claim, step: triggers.Step) -> Envelope:
+    now = ctx.clock.now()
+    job = claim.job
     result = _result_of(step.reason)
-    await ctx.db(jobs.record, ctx.store, job, now, verdict=result, reason=str(step.reason),
-                 detail=step.detail)  # fmt: skip
-    await ctx.db(jobs.settle, ctx.store, job, owner, now, state="done")
+    await _record(ctx, job, now, Verdict(result.value), step.reason, step.detail)
+    await ctx.db(jobs.settle, ctx.store, job, claim.owner, now, state=JobState.DONE)
     await _settled_messages(ctx, job)
     if step.block_participant:
-        state = await ctx.db(participants.get, ctx.store, job.participant)
-        blocked = replace(state, blocked=f"{step.reason}: {step.detail}", loop=kw["loop_now"])
-        await ctx.db(participants.put, ctx.store, job.participant, blocked, now)
-        await ctx.emit("ParticipantBlocked", step.detail, participant=job.participant,
-                       thread=job.thread, code=str(step.reason))  # fmt: skip
-    if result == "fallback_required":
-        await ctx.emit("FallbackRequired", step.detail, participant=job.participant,
-                       thread=job.thread, code=str(step.reason))  # fmt: skip
-    return Envelope(result, str(step.reason), job.participant, job.thread, job.id, step.detail)
+        await _block(ctx, claim, step, now)
+    if result == Result.FALLBACK_REQUIRED:
+        await ctx.emit(
+            "FallbackRequired",
+            step.detail,
+            participant=job.participant,
+            thread=job.thread,
+            code=str(step.reason),
+        )
+    return claim.envelope(result, step.reason, step.detail)
+
+
+async def _block(ctx: Context, claim: Claim, step: triggers.Step, now: datetime) -> None:
+    """A loop safeguard tripped: block the participant until a person lifts it."""
+    job = claim.job
+    state = await ctx.db(participants.get, ctx.store, job.participant)
+    blocked = replace(state, blocked=f"{step.reason}: {step.detail}", loop=claim.facts.loop)
+    await ctx.db(participants.put, ctx.store, job.participant, blocked, now)
+    await ctx.emit(
+        "ParticipantBlocked",
+        step.detail,
+        participant=job.participant,
+        thread=job.thread,
+        code=str(step.reason),
+    )
 
 
 async def _settled_messages(ctx: Context, job: jobs.Job) -> None:
@@ -281,46 +435,56 @@ async def _settled_messages(ctx: Context, job: jobs.Job) -> None:
     await ctx.db(messaging.mark_woken, ctx.store, job.thread, job.participant, job.unread_seq)
 
 
-def _result_of(reason: Reason) -> str:
+def _result_of(reason: Reason) -> Result:
     if reason.value.startswith("fallback_required"):
-        return "fallback_required"
-    return "refused" if reason in REFUSALS else "done"
+        return Result.FALLBACK_REQUIRED
+    return Result.REFUSED if reason in REFUSALS else Result.DONE
 
 
-async def _resume(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
-                  step: triggers.Step, **kw: Any) -> Envelope:  # fmt: skip
-    binding: Binding = kw["binding"]
+async def _resume(
+    ctx: Context, desired: DesiredState, claim: Claim, step: triggers.Step
+) -> Envelope:
+    binding = claim.binding
+    assert binding is not None
     assert binding.spec.resume is not None
-    started = await _start(ctx, desired, binding, binding.spec.resume, step.reason)
+    started = await _start(ctx, binding, binding.spec.resume, step.reason)
     if not started:
-        return await fail(ctx, desired, job, owner, replace(step, detail="resume did not start"))
+        return await fail(ctx, desired, claim, replace(step, detail="resume did not start"))
     now = ctx.clock.now()
-    await ctx.db(jobs.record, ctx.store, job, now, verdict="fallback", reason=str(step.reason),
-                 detail=step.detail)  # fmt: skip
-    await ctx.db(jobs.settle, ctx.store, job, owner, now, state="queued",
-                 due_at=now + RESUME_GRACE, resumes=job.resumes + 1)  # fmt: skip
-    return Envelope("queued", str(step.reason), job.participant, job.thread, job.id,
-                    "resumed; the wake follows once it is up", now + RESUME_GRACE)  # fmt: skip
+    job = claim.job
+    await _record(ctx, job, now, Verdict.FALLBACK, step.reason, step.detail)
+    await ctx.db(
+        jobs.settle,
+        ctx.store,
+        job,
+        claim.owner,
+        now,
+        state=JobState.QUEUED,
+        due_at=now + RESUME_GRACE,
+        resumes=job.resumes + 1,
+    )
+    detail = "resumed; the wake follows once it is up"
+    return claim.envelope(Result.QUEUED, step.reason, detail, now + RESUME_GRACE)
 
 
-async def _spawn(ctx: Context, desired: DesiredState, job: jobs.Job, owner: str,
-                 step: triggers.Step, **kw: Any) -> Envelope:  # fmt: skip
-    binding: Binding = kw["binding"]
+async def _spawn(
+    ctx: Context, desired: DesiredState, claim: Claim, step: triggers.Step
+) -> Envelope:
+    binding = claim.binding
+    assert binding is not None
     assert binding.spec.spawn is not None
+    job = claim.job
     summary = await _summary(ctx, job.thread)
     argv = tuple(arg.replace("{summary}", summary) for arg in binding.spec.spawn)
-    if not await _start(ctx, desired, binding, argv, step.reason):
-        return await fail(ctx, desired, job, owner, replace(step, detail="spawn did not start"))
+    if not await _start(ctx, binding, argv, step.reason):
+        return await fail(ctx, desired, claim, replace(step, detail="spawn did not start"))
     now = ctx.clock.now()
-    await ctx.db(jobs.record, ctx.store, job, now, verdict="delivered", reason=str(step.reason),
-                 detail=step.detail)  # fmt: skip
-    facts: triggers.Facts = kw["facts"]
-    await _after_delivery(ctx, job, kw["loop_now"], facts)
-    await ctx.db(jobs.settle, ctx.store, job, owner, now, state="done")
-    await ctx.emit("TriggerDelivered", str(step.reason), participant=job.participant,
-                   thread=job.thread, job=job.id, spawned=True)  # fmt: skip
-    return Envelope("delivered", str(step.reason), job.participant, job.thread, job.id,
-                    "spawned a fresh session with a summary of the thread")  # fmt: skip
+    await _record(ctx, job, now, Verdict.DELIVERED, step.reason, step.detail)
+    await _after_delivery(ctx, claim)
+    await ctx.db(jobs.settle, ctx.store, job, claim.owner, now, state=JobState.DONE)
+    await _delivered_event(ctx, job, step.reason, spawned=True)
+    detail = "spawned a fresh session with a summary of the thread"
+    return claim.envelope(Result.DELIVERED, step.reason, detail)
 
 
 async def _summary(ctx: Context, thread: str) -> str:
@@ -330,9 +494,7 @@ async def _summary(ctx: Context, thread: str) -> str:
     return payload.truncate(" | ".join(lines), SUMMARY_BYTES)
 
 
-async def _start(
-    ctx: Context, desired: DesiredState, binding: Binding, argv: tuple[str, ...], why: Reason
-) -> bool:
+async def _start(ctx: Context, binding: Binding, argv: tuple[str, ...], why: Reason) -> bool:
     """Start the binding's agent with another command (resume or spawn)."""
     lane = await ctx.db(ctx.store.lane_record, binding.spec.lane)
     if lane is None:
@@ -342,7 +504,7 @@ async def _start(
     return outcome.status == "applied"
 
 
-_ACTS = {
+_ACTS: Mapping[Kind, Act] = {
     Kind.DELIVER: _deliver,
     Kind.DEFER: _defer,
     Kind.FAIL: fail,

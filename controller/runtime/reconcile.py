@@ -67,12 +67,7 @@ class PassResult:
     @property
     def failed_wakes(self) -> tuple[deliver.Envelope, ...]:
         """Wakes whose attempt failed (queued for a retry) or that died."""
-        failing = {"dead", "submit_unconfirmed"}
-        return tuple(
-            w
-            for w in self.wakes
-            if w.result in failing or (w.result == "queued" and w.reason == "send_failed")
-        )
+        return tuple(w for w in self.wakes if w.failed)
 
     @property
     def blind(self) -> bool:

@@ -100,14 +100,32 @@ def _agent(
     binding = desired.bindings.get(name)
     if record is None:
         assert binding is not None
-        return _pending(binding)
-    return _recorded(record, binding, observed, now)
-
-
-def _pending(binding: Binding) -> dict[str, Any]:
-    """A declared agent that has never started."""
+        return _pending_agent(name, binding)
+    running = record.state == world.AgentState.RUNNING
+    beat = lifecycle.last_heartbeat(record, binding, observed) if binding and running else None
     return {
-        "binding": binding.name,
+        "binding": name,
+        "participant": record.participant,
+        "runtime": record.runtime,
+        "pid": _agent_pid(record, observed),
+        "launcherPid": record.pid if record.runtime == "process" else None,
+        "pane": record.pane_id,
+        "window": record.window_id,
+        "state": _agent_state(record, observed),
+        "restarts": record.restarts,
+        "lastExit": record.last_exit,
+        "heartbeatAge": round((now - beat).total_seconds(), 1) if beat else None,
+        "blocked": record.blocked,
+        "declared": binding is not None,
+        "log": record.log_path,
+        "nextStartAt": record.next_start_at.isoformat() if record.next_start_at else None,
+    }
+
+
+def _pending_agent(name: str, binding: Binding) -> dict[str, Any]:
+    """A declared agent no pass has started yet."""
+    return {
+        "binding": name,
         "participant": binding.spec.participant,
         "runtime": binding.spec.runtime,
         "pid": None,
@@ -125,33 +143,14 @@ def _pending(binding: Binding) -> dict[str, Any]:
     }
 
 
-def _recorded(
-    record: world.AgentRecord, binding: Binding | None, observed: world.Observed, now: datetime
-) -> dict[str, Any]:
-    """An agent with a record: its state as seen now (a recorded run may have died)."""
+def _agent_state(record: world.AgentRecord, observed: world.Observed) -> str:
+    """The recorded state, or ``dead`` / ``unknown`` for a running agent not seen alive."""
+    if record.state != world.AgentState.RUNNING:
+        return str(record.state)
     seen = lifecycle.liveness(record, observed)
-    state = str(record.state)
-    if record.state == world.AgentState.RUNNING and seen.life != lifecycle.Life.ALIVE:
-        state = "unknown" if seen.life == lifecycle.Life.UNKNOWN else "dead"
-    running = record.state == world.AgentState.RUNNING
-    beat = lifecycle.last_heartbeat(record, binding, observed) if binding and running else None
-    return {
-        "binding": record.binding,
-        "participant": record.participant,
-        "runtime": record.runtime,
-        "pid": _agent_pid(record, observed),
-        "launcherPid": record.pid if record.runtime == "process" else None,
-        "pane": record.pane_id,
-        "window": record.window_id,
-        "state": state,
-        "restarts": record.restarts,
-        "lastExit": record.last_exit,
-        "heartbeatAge": round((now - beat).total_seconds(), 1) if beat else None,
-        "blocked": record.blocked,
-        "declared": binding is not None,
-        "log": record.log_path,
-        "nextStartAt": record.next_start_at.isoformat() if record.next_start_at else None,
-    }
+    if seen.life == lifecycle.Life.ALIVE:
+        return str(record.state)
+    return "unknown" if seen.life == lifecycle.Life.UNKNOWN else "dead"
 
 
 def _agent_pid(record: world.AgentRecord, observed: world.Observed) -> int | None:

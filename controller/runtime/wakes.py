@@ -43,8 +43,9 @@ class Waker:
         wanted = triggers.wanted(desired, unread)
         now = ctx.clock.now()
         for wake in wanted:
-            await ctx.db(jobs.enqueue, ctx.store, wake.participant, wake.thread,
-                         wake.unread_seq, now)  # fmt: skip
+            await ctx.db(
+                jobs.enqueue, ctx.store, wake.participant, wake.thread, wake.unread_seq, now
+            )
         return len(wanted)
 
     async def work(
@@ -52,8 +53,9 @@ class Waker:
     ) -> list[deliver.Envelope]:
         """Claim due jobs (or the one ``job_id``) and take each one step further."""
         now = ctx.clock.now()
-        claimed = await ctx.db(jobs.claim, ctx.store, self.owner, now, lease=LEASE_SECONDS,
-                               limit=limit, job_id=job_id)  # fmt: skip
+        claimed = await ctx.db(
+            jobs.claim, ctx.store, self.owner, now, lease=LEASE_SECONDS, limit=limit, job_id=job_id
+        )
         by_participant: dict[str, list[jobs.Job]] = {}
         for job in claimed:
             by_participant.setdefault(job.participant, []).append(job)
@@ -74,9 +76,10 @@ class Waker:
         try:
             return await deliver.process(job, ctx, desired, self.owner)
         except Exception as exc:  # one broken job must not stop the others: record and retry
-            step = triggers.Step(triggers.Kind.FAIL, Reason.SEND_FAILED,
-                                 f"{type(exc).__name__}: {exc}")  # fmt: skip
-            return await deliver.fail(ctx, desired, job, self.owner, step)
+            failed = f"{type(exc).__name__}: {exc}"
+            step = triggers.Step(triggers.Kind.FAIL, Reason.SEND_FAILED, failed)
+            claim = deliver.Claim.unobserved(job, self.owner)
+            return await deliver.fail(ctx, desired, claim, step)
 
     async def release(self, ctx: Context) -> int:
         """Give back every lease this worker holds (graceful shutdown)."""

@@ -8,6 +8,7 @@ a job checks the lease is still ours. Attempts are appended, never changed.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,12 +16,38 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from controller.store import tables
-from controller.store.messaging import _insert
+from controller.store import queries, tables
 from controller.store.queries import Store
 
 J = tables.trigger_jobs
 A = tables.trigger_attempts
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in the queue."""
+
+    QUEUED = "queued"  # waiting for ``due_at``
+    RUNNING = "running"  # claimed: a worker holds its lease
+    DONE = "done"  # finished (delivered, refused, handed to a person)
+    DEAD = "dead"  # out of attempts; only ``triggers retry`` brings it back
+
+
+SETTLED = (JobState.QUEUED, JobState.DONE, JobState.DEAD)
+"""States a worker settles a job into: each gives the lease back."""
+
+
+class Verdict(enum.StrEnum):
+    """How one attempt of a job ended, as recorded."""
+
+    DELIVERED = "delivered"  # typed and submitted (or a fresh session spawned)
+    UNCONFIRMED = "unconfirmed"  # typed, but the prompt did not leave the input line
+    DEFERRED = "deferred"  # not now (collision, rate limit, pane in a mode): no attempt used
+    FAILED = "failed"  # counts against the retry budget
+    FALLBACK = "fallback"  # the resume command was started; the wake follows
+    RECLAIMED = "reclaimed"  # another worker's lease expired and this one took the job
+    REFUSED = "refused"  # not allowed (not a member, closed thread, blocked participant)
+    FALLBACK_REQUIRED = "fallback_required"  # a person must take over
+    DONE = "done"  # nothing (more) to do
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +57,7 @@ class Job:
     id: int
     participant: str
     thread: str
-    state: str
+    state: JobState
     due_at: datetime
     unread_seq: int
     failures: int = 0
@@ -50,80 +77,68 @@ class Attempt:
 
     job_id: int
     at: datetime
-    verdict: str
+    verdict: Verdict
     reason: str
     detail: str
 
 
 def enqueue(
-    store: Store, participant: str, thread: str, unread_seq: int, now: datetime, *,
+    store: Store,
+    participant: str,
+    thread: str,
+    unread_seq: int,
+    now: datetime,
+    *,
     forced: bool = False,
-) -> Job:  # fmt: skip
+) -> Job:
     """Queue a wake, or fold newer messages into the one already queued (idempotent)."""
     values = {
-        "workspace": store.workspace, "participant": participant, "thread": thread,
-        "state": "queued", "due_at": now, "unread_seq": unread_seq, "forced": forced,
-        "created_at": now, "updated_at": now,
-    }  # fmt: skip
-    update: dict[str, Any] = {
-        "unread_seq": sa.func.max(J.c.unread_seq, unread_seq),
+        "workspace": store.workspace,
+        "participant": participant,
+        "thread": thread,
+        "state": JobState.QUEUED.value,
+        "due_at": now,
+        "unread_seq": unread_seq,
+        "forced": forced,
+        "created_at": now,
         "updated_at": now,
     }
+    update: dict[str, Any] = {"unread_seq": _larger(store, unread_seq), "updated_at": now}
     if forced:
         update |= {"forced": True, "due_at": now}
     stmt = (
-        _insert(store, J)
+        queries.dialect_insert(store.engine, J)
         .values(**values)
         .on_conflict_do_update(
             index_elements=["workspace", "participant", "thread"],
-            index_where=J.c.state == "queued",
+            index_where=J.c.state == JobState.QUEUED.value,
             set_=update,
         )
         .returning(*J.c)
     )
-    if store.engine.dialect.name == "postgresql":
-        stmt = _pg_greatest(store, stmt, unread_seq, values, update)
     with store.engine.begin() as conn:
         return _job(conn.execute(stmt).mappings().one())
 
 
-def _pg_greatest(store: Store, stmt: Any, unread_seq: int, values: Any, update: Any) -> Any:
-    """PostgreSQL spells two-argument max as GREATEST."""
-    update = {**update, "unread_seq": sa.func.greatest(J.c.unread_seq, unread_seq)}
-    return (
-        _insert(store, J)
-        .values(**values)
-        .on_conflict_do_update(
-            index_elements=["workspace", "participant", "thread"],
-            index_where=J.c.state == "queued",
-            set_=update,
-        )
-        .returning(*J.c)
-    )
+def _larger(store: Store, unread_seq: int) -> sa.ColumnElement[int]:
+    """The queued job's ``unread_seq`` or this one, whichever is larger: SQLite's two-argument
+    MAX is spelled GREATEST on PostgreSQL."""
+    if store.engine.dialect.name == "postgresql":
+        return sa.func.greatest(J.c.unread_seq, unread_seq)
+    return sa.func.max(J.c.unread_seq, unread_seq)
 
 
 def claim(
-    store: Store, owner: str, now: datetime, *, lease: float, limit: int = 16,
+    store: Store,
+    owner: str,
+    now: datetime,
+    *,
+    lease: float,
+    limit: int = 16,
     job_id: int | None = None,
-) -> list[Job]:  # fmt: skip
+) -> list[Job]:
     """Take up to ``limit`` due jobs (or the one ``job_id``) with a lease, in one statement."""
-    r = J.alias("r")
-    # One running wake per participant, whatever the thread: two must never type into one pane.
-    busy = sa.exists().where(
-        r.c.workspace == J.c.workspace, r.c.participant == J.c.participant,
-        r.c.state == "running",
-    )  # fmt: skip
-    q = J.alias("q")
-    earlier = sa.exists().where(  # the participant's earliest due job goes first, alone
-        q.c.workspace == J.c.workspace, q.c.participant == J.c.participant,
-        q.c.state == "queued", q.c.due_at <= now,
-        sa.or_(q.c.due_at < J.c.due_at, sa.and_(q.c.due_at == J.c.due_at, q.c.id < J.c.id)),
-    )  # fmt: skip
-    due = sa.or_(
-        sa.and_(J.c.state == "queued", J.c.due_at <= now, ~busy, ~earlier),
-        sa.and_(J.c.state == "running", J.c.lease_until < now),
-    )
-    pick = sa.select(J.c.id).where(J.c.workspace == store.workspace, due)
+    pick = sa.select(J.c.id).where(J.c.workspace == store.workspace, _due(now))
     if job_id is not None:
         pick = pick.where(J.c.id == job_id)
     pick = pick.order_by(J.c.due_at, J.c.id).limit(limit)
@@ -132,44 +147,88 @@ def claim(
     stmt = (
         sa.update(J)
         .where(J.c.id.in_(pick.scalar_subquery()))
-        .values(state="running", prev_owner=J.c.lease_owner, lease_owner=owner,
-                lease_until=now + timedelta(seconds=lease), updated_at=now)
+        .values(
+            state=JobState.RUNNING.value,
+            prev_owner=J.c.lease_owner,
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease),
+            updated_at=now,
+        )
         .returning(*J.c)
-    )  # fmt: skip
+    )
     with store.engine.begin() as conn:
         return sorted((_job(row) for row in conn.execute(stmt).mappings()), key=lambda j: j.id)
 
 
-def settle(store: Store, job: Job, owner: str, now: datetime, **changes: Any) -> bool:
-    """Change a job we hold the lease of; False if the lease was lost (someone reclaimed it)."""
-    if changes.get("state") in ("queued", "done", "dead"):
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """A job that may be claimed now: queued and due (and its participant's first, with none of
+    its jobs running), or running on an expired lease."""
+    r = J.alias("r")
+    # One running wake per participant, whatever the thread: two must never type into one pane.
+    busy = sa.exists().where(
+        r.c.workspace == J.c.workspace,
+        r.c.participant == J.c.participant,
+        r.c.state == JobState.RUNNING.value,
+    )
+    q = J.alias("q")
+    earlier = sa.exists().where(  # the participant's earliest due job goes first, alone
+        q.c.workspace == J.c.workspace,
+        q.c.participant == J.c.participant,
+        q.c.state == JobState.QUEUED.value,
+        q.c.due_at <= now,
+        sa.or_(q.c.due_at < J.c.due_at, sa.and_(q.c.due_at == J.c.due_at, q.c.id < J.c.id)),
+    )
+    return sa.or_(
+        sa.and_(J.c.state == JobState.QUEUED.value, J.c.due_at <= now, ~busy, ~earlier),
+        sa.and_(J.c.state == JobState.RUNNING.value, J.c.lease_until < now),
+    )
+
+
+def settle(
+    store: Store, job: Job, owner: str, now: datetime, *, state: JobState, **changes: Any
+) -> bool:
+    """Move a job we hold the lease of to ``state`` (and change ``changes``); False if the lease
+    was lost (someone reclaimed it)."""
+    state = JobState(state)  # a plain value too: bench's worker script passes "done"
+    if state in SETTLED:
         changes |= {"lease_owner": None, "lease_until": None}
     stmt = (
         sa.update(J)
-        .where(J.c.id == job.id, J.c.lease_owner == owner, J.c.state == "running")
-        .values(updated_at=now, **changes)
+        .where(J.c.id == job.id, J.c.lease_owner == owner, J.c.state == JobState.RUNNING.value)
+        .values(updated_at=now, state=state.value, **changes)
     )
     with store.engine.begin() as conn:
         return bool(conn.execute(stmt).rowcount)
 
 
 def record(
-    store: Store, job: Job, now: datetime, *, verdict: str, reason: str, detail: str
+    store: Store, job: Job, now: datetime, *, verdict: Verdict, reason: str, detail: str
 ) -> None:
     """Append one attempt."""
+    values = {
+        "workspace": store.workspace,
+        "job_id": job.id,
+        "participant": job.participant,
+        "thread": job.thread,
+        "at": now,
+        "verdict": Verdict(verdict).value,  # a plain value too, as for ``settle``
+        "reason": reason,
+        "detail": detail[:2000],
+    }
     with store.engine.begin() as conn:
-        conn.execute(sa.insert(A).values(
-            workspace=store.workspace, job_id=job.id, participant=job.participant,
-            thread=job.thread, at=now, verdict=verdict, reason=reason, detail=detail[:2000],
-        ))  # fmt: skip
+        conn.execute(sa.insert(A).values(**values))
 
 
 def release(store: Store, owner: str, now: datetime) -> int:
     """Give back every lease ``owner`` holds (graceful shutdown): those jobs are queued again."""
     stmt = (
         sa.update(J)
-        .where(J.c.workspace == store.workspace, J.c.lease_owner == owner, J.c.state == "running")
-        .values(state="queued", lease_owner=None, lease_until=None, updated_at=now)
+        .where(
+            J.c.workspace == store.workspace,
+            J.c.lease_owner == owner,
+            J.c.state == JobState.RUNNING.value,
+        )
+        .values(state=JobState.QUEUED.value, lease_owner=None, lease_until=None, updated_at=now)
     )
     with store.engine.begin() as conn:
         return int(conn.execute(stmt).rowcount)
@@ -178,21 +237,30 @@ def release(store: Store, owner: str, now: datetime) -> int:
 def retry(store: Store, job_id: int, now: datetime) -> Job | None:
     """Re-queue a dead job (due now, attempts reset); None if there is no such dead job."""
     with store.engine.begin() as conn:
-        row = conn.execute(
-            sa.select(J).where(J.c.workspace == store.workspace, J.c.id == job_id,
-                               J.c.state == "dead")
-        ).mappings().first()  # fmt: skip
+        row = (
+            conn.execute(
+                sa.select(J).where(
+                    J.c.workspace == store.workspace,
+                    J.c.id == job_id,
+                    J.c.state == JobState.DEAD.value,
+                )
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             return None
-        conn.execute(sa.update(J).where(J.c.id == job_id).values(state="done", updated_at=now))
+        conn.execute(
+            sa.update(J).where(J.c.id == job_id).values(state=JobState.DONE.value, updated_at=now)
+        )
     return enqueue(store, row["participant"], row["thread"], row["unread_seq"], now)
 
 
-def jobs(store: Store, *, states: Iterable[str] | None = None, limit: int = 500) -> list[Job]:
+def jobs(store: Store, *, states: Iterable[JobState] | None = None, limit: int = 500) -> list[Job]:
     """Jobs, newest first."""
     query = sa.select(J).where(J.c.workspace == store.workspace)
     if states is not None:
-        query = query.where(J.c.state.in_(list(states)))
+        query = query.where(J.c.state.in_([JobState(s).value for s in states]))
     with store.engine.connect() as conn:
         rows = conn.execute(query.order_by(J.c.id.desc()).limit(limit)).mappings().all()
     return [_job(r) for r in rows]
@@ -207,7 +275,9 @@ def attempts(store: Store, job_ids: Sequence[int]) -> dict[int, list[Attempt]]:
     with store.engine.connect() as conn:
         for row in conn.execute(query).mappings():
             found[row["job_id"]].append(
-                Attempt(row["job_id"], row["at"], row["verdict"], row["reason"], row["detail"])
+                Attempt(
+                    row["job_id"], row["at"], Verdict(row["verdict"]), row["reason"], row["detail"]
+                )
             )
     return found
 
@@ -228,7 +298,7 @@ def deliveries(
 ) -> list[datetime]:
     """When wakes were delivered (for rate limits), newest window only."""
     query = sa.select(A.c.at).where(
-        A.c.workspace == store.workspace, A.c.verdict == "delivered", A.c.at >= since
+        A.c.workspace == store.workspace, A.c.verdict == Verdict.DELIVERED.value, A.c.at >= since
     )
     if participant is not None:
         query = query.where(A.c.participant == participant)
@@ -240,19 +310,28 @@ def deliveries(
 
 def _job(row: sa.RowMapping) -> Job:
     return Job(
-        id=row["id"], participant=row["participant"], thread=row["thread"], state=row["state"],
-        due_at=row["due_at"], unread_seq=row["unread_seq"], failures=row["failures"],
-        resumes=row["resumes"], first_check_at=row["first_check_at"],
-        screen_hash=row["screen_hash"], forced=bool(row["forced"]),
-        lease_owner=row["lease_owner"], lease_until=row["lease_until"],
-        prev_owner=row["prev_owner"], created_at=row["created_at"],
-    )  # fmt: skip
+        id=row["id"],
+        participant=row["participant"],
+        thread=row["thread"],
+        state=JobState(row["state"]),
+        due_at=row["due_at"],
+        unread_seq=row["unread_seq"],
+        failures=row["failures"],
+        resumes=row["resumes"],
+        first_check_at=row["first_check_at"],
+        screen_hash=row["screen_hash"],
+        forced=bool(row["forced"]),
+        lease_owner=row["lease_owner"],
+        lease_until=row["lease_until"],
+        prev_owner=row["prev_owner"],
+        created_at=row["created_at"],
+    )
 
 
 def next_due(store: Store) -> datetime | None:
     """When the earliest queued job falls due, if any."""
     query = sa.select(sa.func.min(J.c.due_at)).where(
-        J.c.workspace == store.workspace, J.c.state == "queued"
+        J.c.workspace == store.workspace, J.c.state == JobState.QUEUED.value
     )
     with store.engine.connect() as conn:
         value = conn.execute(query).scalar()

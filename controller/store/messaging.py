@@ -7,15 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from controller.core import world
-from controller.store import tables
-from controller.store.queries import Store, dialect_insert
+from controller.store import queries, tables
+from controller.store.queries import Store
 
-T = tables
+M = tables.messages
+H = tables.thread_heads
+C = tables.cursors
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,24 +33,19 @@ class Message:
 Unread = world.UnreadCount
 
 
-def _insert(store: Store, table: sa.Table) -> Any:
-    """An INSERT that supports ON CONFLICT on both backends (their dialect constructs)."""
-    return dialect_insert(store.engine, table)
-
-
 def post(store: Store, thread: str, sender: str, body: str, now: datetime) -> int:
     """Append a message; return its sequence number (one transaction: no gaps, no duplicates)."""
-    head = _insert(store, T.thread_heads).values(
+    head = queries.dialect_insert(store.engine, H).values(
         workspace=store.workspace, thread=thread, last_seq=1
     )
     head = head.on_conflict_do_update(
         index_elements=["workspace", "thread"],
-        set_={"last_seq": T.thread_heads.c.last_seq + 1},
-    ).returning(T.thread_heads.c.last_seq)
+        set_={"last_seq": H.c.last_seq + 1},
+    ).returning(H.c.last_seq)
     with store.engine.begin() as conn:
         seq = int(conn.execute(head).scalar_one())
         conn.execute(
-            sa.insert(T.messages).values(
+            sa.insert(M).values(
                 workspace=store.workspace,
                 thread=thread,
                 seq=seq,
@@ -67,13 +63,13 @@ def read(store: Store, thread: str, participant: str) -> list[Message]:
         cursor = _cursor(conn, store.workspace, thread, participant)
         rows = (
             conn.execute(
-                sa.select(T.messages)
+                sa.select(M)
                 .where(
-                    T.messages.c.workspace == store.workspace,
-                    T.messages.c.thread == thread,
-                    T.messages.c.seq > cursor,
+                    M.c.workspace == store.workspace,
+                    M.c.thread == thread,
+                    M.c.seq > cursor,
                 )
-                .order_by(T.messages.c.seq)
+                .order_by(M.c.seq)
             )
             .mappings()
             .all()
@@ -88,9 +84,9 @@ def history(store: Store, thread: str, *, limit: int = 50) -> list[Message]:
     with store.engine.connect() as conn:
         rows = (
             conn.execute(
-                sa.select(T.messages)
-                .where(T.messages.c.workspace == store.workspace, T.messages.c.thread == thread)
-                .order_by(T.messages.c.seq.desc())
+                sa.select(M)
+                .where(M.c.workspace == store.workspace, M.c.thread == thread)
+                .order_by(M.c.seq.desc())
                 .limit(limit)
             )
             .mappings()
@@ -101,10 +97,9 @@ def history(store: Store, thread: str, *, limit: int = 50) -> list[Message]:
 
 def heads(store: Store) -> dict[str, int]:
     """Thread name -> newest sequence number, for every thread with messages."""
-    h = T.thread_heads
     with store.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(h.c.thread, h.c.last_seq).where(h.c.workspace == store.workspace)
+            sa.select(H.c.thread, H.c.last_seq).where(H.c.workspace == store.workspace)
         )
         return {str(thread): int(seq) for thread, seq in rows}
 
@@ -128,19 +123,18 @@ def unread(store: Store, pairs: Iterable[tuple[str, str]]) -> list[Unread]:
 def _unread_row(
     conn: sa.Connection, workspace: str, thread: str, participant: str, after: int
 ) -> tuple[int, int, str] | None:
-    m = T.messages
     where = (
-        m.c.workspace == workspace,
-        m.c.thread == thread,
-        m.c.seq > after,
-        m.c.sender != participant,
+        M.c.workspace == workspace,
+        M.c.thread == thread,
+        M.c.seq > after,
+        M.c.sender != participant,
     )
-    count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(m.c.seq)).where(*where)).one()
+    count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(M.c.seq)).where(*where)).one()
     if not count:
         return None
     sender = conn.execute(
-        sa.select(m.c.sender).where(
-            m.c.workspace == workspace, m.c.thread == thread, m.c.seq == last
+        sa.select(M.c.sender).where(
+            M.c.workspace == workspace, M.c.thread == thread, M.c.seq == last
         )
     ).scalar_one()
     return int(count), int(last), str(sender)
@@ -154,33 +148,41 @@ def mark_woken(store: Store, thread: str, participant: str, seq: int) -> None:
 
 
 def _cursors(conn: sa.Connection, workspace: str) -> dict[tuple[str, str], tuple[int, int]]:
-    c = T.cursors
     rows = conn.execute(
-        sa.select(c.c.thread, c.c.participant, c.c.seq, c.c.woken).where(c.c.workspace == workspace)
+        sa.select(C.c.thread, C.c.participant, C.c.seq, C.c.woken).where(C.c.workspace == workspace)
     )
     return {(t, p): (seq, woken) for t, p, seq, woken in rows}
 
 
 def _cursor(conn: sa.Connection, workspace: str, thread: str, participant: str) -> int:
-    c = T.cursors
     seq = conn.execute(
-        sa.select(c.c.seq).where(
-            c.c.workspace == workspace, c.c.thread == thread, c.c.participant == participant
+        sa.select(C.c.seq).where(
+            C.c.workspace == workspace, C.c.thread == thread, C.c.participant == participant
         )
     ).scalar()
     return int(seq or 0)
 
 
 def _set_cursor(
-    conn: sa.Connection, store: Store, thread: str, participant: str, *, seq: int,
+    conn: sa.Connection,
+    store: Store,
+    thread: str,
+    participant: str,
+    *,
+    seq: int,
     woken: int | None = None,
-) -> None:  # fmt: skip
-    values = {"workspace": store.workspace, "thread": thread, "participant": participant,
-              "seq": seq, "woken": woken or 0}  # fmt: skip
+) -> None:
+    values = {
+        "workspace": store.workspace,
+        "thread": thread,
+        "participant": participant,
+        "seq": seq,
+        "woken": woken or 0,
+    }
     update: dict[str, object] = {"seq": seq}
     if woken is not None:
         update["woken"] = woken
-    stmt = _insert(store, T.cursors).values(**values)
+    stmt = queries.dialect_insert(store.engine, C).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["workspace", "thread", "participant"], set_=update
     )
@@ -193,12 +195,11 @@ def _message(row: sa.RowMapping) -> Message:
 
 def posted_since(store: Store, participant: str, seqs: dict[str, int]) -> list[str]:
     """Bodies of messages ``participant`` posted after the given per-thread sequence numbers."""
-    m = T.messages
-    query = sa.select(m.c.thread, m.c.seq, m.c.body).where(
-        m.c.workspace == store.workspace, m.c.sender == participant
+    query = sa.select(M.c.thread, M.c.seq, M.c.body).where(
+        M.c.workspace == store.workspace, M.c.sender == participant
     )
     with store.engine.connect() as conn:
-        rows = conn.execute(query.order_by(m.c.at, m.c.seq)).all()
+        rows = conn.execute(query.order_by(M.c.at, M.c.seq)).all()
     return [body for thread, seq, body in rows if seq > seqs.get(thread, 0)]
 
 

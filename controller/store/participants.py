@@ -11,8 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from controller.core.safeguards import loops
-from controller.store import tables
-from controller.store.messaging import _insert
+from controller.store import queries, tables
 from controller.store.queries import Store
 
 P = tables.participants
@@ -30,9 +29,11 @@ class State:
 def get(store: Store, name: str) -> State:
     """The participant's state (a fresh one if nothing is stored)."""
     with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(P).where(P.c.workspace == store.workspace, P.c.name == name)
-        ).mappings().first()  # fmt: skip
+        row = (
+            conn.execute(sa.select(P).where(P.c.workspace == store.workspace, P.c.name == name))
+            .mappings()
+            .first()
+        )
     return _state(row) if row is not None else State()
 
 
@@ -46,11 +47,16 @@ def every(store: Store) -> dict[str, State]:
 def put(store: Store, name: str, state: State, now: datetime) -> None:
     """Store the participant's state."""
     values = {
-        "workspace": store.workspace, "name": name, "blocked": state.blocked,
-        "no_progress": state.loop.no_progress, "finding": state.loop.finding,
-        "identical": state.loop.identical, "turn": state.turn, "updated_at": now,
-    }  # fmt: skip
-    stmt = _insert(store, P).values(**values)
+        "workspace": store.workspace,
+        "name": name,
+        "blocked": state.blocked,
+        "no_progress": state.loop.no_progress,
+        "finding": state.loop.finding,
+        "identical": state.loop.identical,
+        "turn": state.turn,
+        "updated_at": now,
+    }
+    stmt = queries.dialect_insert(store.engine, P).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["workspace", "name"],
         set_={k: v for k, v in values.items() if k not in ("workspace", "name")},

@@ -13,6 +13,8 @@ from controller.store import jobs, messaging, queries
 
 pytestmark = pytest.mark.integration
 
+State = jobs.JobState
+Verdict = jobs.Verdict
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
@@ -66,8 +68,8 @@ def test_claim_lease_settle_and_one_running_per_pair(store: queries.Store) -> No
     newer = jobs.enqueue(store, "p", "t", 2, NOW)  # a second job while one runs
     assert newer.id != job.id
     assert jobs.claim(store, "w2", NOW, lease=30) == []  # not while the first runs
-    assert jobs.settle(store, claimed, "w1", NOW, state="done")
-    assert not jobs.settle(store, claimed, "w1", NOW, state="done")  # no longer running
+    assert jobs.settle(store, claimed, "w1", NOW, state=State.DONE)
+    assert not jobs.settle(store, claimed, "w1", NOW, state=State.DONE)  # no longer running
     (second,) = jobs.claim(store, "w2", NOW, lease=30)
     assert second.id == newer.id
 
@@ -78,15 +80,17 @@ def test_expired_lease_is_reclaimed(store: queries.Store) -> None:
     assert jobs.claim(store, "w2", NOW + timedelta(seconds=5), lease=10) == []
     (again,) = jobs.claim(store, "w2", NOW + timedelta(seconds=11), lease=10)
     assert again.id == held.id and again.prev_owner == "dead-worker"
-    assert not jobs.settle(store, held, "dead-worker", NOW, state="done")  # lost its lease
+    assert not jobs.settle(store, held, "dead-worker", NOW, state=State.DONE)  # lost its lease
 
 
 def test_deferred_job_waits_and_attempts_are_appended(store: queries.Store) -> None:
     job = jobs.enqueue(store, "p", "t", 1, NOW)
     (claimed,) = jobs.claim(store, "w", NOW, lease=30)
     later = NOW + timedelta(seconds=5)
-    jobs.record(store, claimed, NOW, verdict="deferred", reason="collision_deferred", detail="")
-    assert jobs.settle(store, claimed, "w", NOW, state="queued", due_at=later)
+    jobs.record(
+        store, claimed, NOW, verdict=Verdict.DEFERRED, reason="collision_deferred", detail=""
+    )
+    assert jobs.settle(store, claimed, "w", NOW, state=State.QUEUED, due_at=later)
     assert jobs.claim(store, "w", NOW + timedelta(seconds=4), lease=30) == []
     assert [j.id for j in jobs.claim(store, "w", later, lease=30)] == [job.id]
     (history,) = jobs.attempts(store, [job.id]).values()
@@ -98,7 +102,7 @@ def test_release_and_retry(store: queries.Store) -> None:
     (claimed,) = jobs.claim(store, "w", NOW, lease=30)
     assert jobs.release(store, "w", NOW) == 1
     (claimed,) = jobs.claim(store, "w", NOW, lease=30)
-    assert jobs.settle(store, claimed, "w", NOW, state="dead", failures=5)
+    assert jobs.settle(store, claimed, "w", NOW, state=State.DEAD, failures=5)
     assert jobs.retry(store, 999999, NOW) is None
     requeued = jobs.retry(store, claimed.id, NOW)
     assert requeued is not None and requeued.state == "queued" and requeued.failures == 0
@@ -109,7 +113,7 @@ def test_deliveries_window(store: queries.Store) -> None:
     job = jobs.enqueue(store, "p", "t", 1, NOW)
     for minutes in (0, 30, 90):
         at = NOW - timedelta(minutes=minutes)
-        jobs.record(store, job, at, verdict="delivered", reason="delivered", detail="")
+        jobs.record(store, job, at, verdict=Verdict.DELIVERED, reason="delivered", detail="")
     since = NOW - timedelta(hours=1)
     assert len(jobs.deliveries(store, since=since, participant="p")) == 2
     assert len(jobs.deliveries(store, since=since, thread="t")) == 2
@@ -124,6 +128,17 @@ def test_one_running_wake_per_participant_across_threads(store: queries.Store) -
     assert sorted(j.participant for j in first) == ["p", "q"]  # one per participant
     (p_job,) = [j for j in first if j.participant == "p"]
     assert jobs.claim(store, "w2", NOW, lease=30) == []
-    jobs.settle(store, p_job, "w", NOW, state="done")
+    jobs.settle(store, p_job, "w", NOW, state=State.DONE)
     (second,) = jobs.claim(store, "w2", NOW, lease=30)
     assert second.participant == "p" and second.thread != p_job.thread
+
+
+def test_plain_state_and_verdict_values_are_accepted(store: queries.Store) -> None:
+    """Scripts outside the package (bench's workers) pass the values, not the enums."""
+    jobs.enqueue(store, "p", "t", 1, NOW)
+    (claimed,) = jobs.claim(store, "w", NOW, lease=30)
+    jobs.record(store, claimed, NOW, verdict="delivered", reason="delivered", detail="")  # type: ignore[arg-type]
+    assert jobs.settle(store, claimed, "w", NOW, state="done")  # type: ignore[arg-type]
+    (job,) = jobs.jobs(store)
+    assert job.state is State.DONE
+    assert jobs.attempts(store, [job.id])[job.id][0].verdict is Verdict.DELIVERED

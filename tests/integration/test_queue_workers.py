@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 WORKER = """
 import sys, datetime, time
 from controller.store import jobs, queries
+from controller.store.jobs import JobState as State, Verdict
 url, ws, owner = sys.argv[1:4]
 store = queries.Store.open(url, ws)
 while True:
@@ -31,8 +32,8 @@ while True:
     if not got:
         break
     for job in got:
-        jobs.record(store, job, now, verdict="delivered", reason="delivered", detail=owner)
-        jobs.settle(store, job, owner, now, state="done")
+        jobs.record(store, job, now, verdict=Verdict.DELIVERED, reason="delivered", detail=owner)
+        jobs.settle(store, job, owner, now, state=State.DONE)
 """
 
 

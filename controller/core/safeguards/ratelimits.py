@@ -33,12 +33,18 @@ def decide(
 ) -> Decision:
     """Both limits must allow; the later of two deferrals wins."""
     first = decide_window(
-        participant_deliveries, count=per_participant[0], per=per_participant[1], now=now,
+        participant_deliveries,
+        count=per_participant[0],
+        per=per_participant[1],
+        now=now,
         reason=Reason.RATE_LIMITED_PARTICIPANT,
-    )  # fmt: skip
+    )
     second = decide_window(
-        thread_deliveries, count=per_thread[0], per=per_thread[1], now=now,
+        thread_deliveries,
+        count=per_thread[0],
+        per=per_thread[1],
+        now=now,
         reason=Reason.RATE_LIMITED_THREAD,
-    )  # fmt: skip
+    )
     deferred = [d for d in (first, second) if not d.allowed]
     return max(deferred, key=lambda d: d.until or now, default=decisions.ALLOW)
