@@ -15,6 +15,7 @@ import functools
 import os
 import shutil
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -39,7 +40,9 @@ def topmost(entries: Iterable[str]) -> list[str]:
     return kept
 
 
-async def keep_ignored(ctx: Context, lane: str, *, path: Path, inner: Sequence[str]) -> bool:
+async def keep_ignored(
+    ctx: Context, lane: str, *, path: Path, inner: Sequence[str], now: datetime
+) -> bool:
     """Move the ignored files of the worktree and of the repositories inside it to quarantine.
 
     Returns whether anything was moved. Git's rescue commit does not take them (they may be
@@ -51,7 +54,7 @@ async def keep_ignored(ctx: Context, lane: str, *, path: Path, inner: Sequence[s
     moving = topmost(entries)
     if not moving:
         return False
-    stamp = ctx.clock.now().strftime("%Y%m%dT%H%M%SZ")
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
     move = functools.partial(move_entries, folder=ctx.quarantine, name=f"{lane}-{stamp}")
     target = await anyio.to_thread.run_sync(move, path, moving)
     await ctx.emit(

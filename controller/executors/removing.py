@@ -7,6 +7,7 @@ itself lives in ``worktrees.remove``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -33,7 +34,12 @@ async def removed(
 
 
 async def save_work(
-    ctx: Context, action: actions.RemoveLane, *, path: Path, work: inspecting.LaneWork
+    ctx: Context,
+    action: actions.RemoveLane,
+    *,
+    path: Path,
+    work: inspecting.LaneWork,
+    now: datetime,
 ) -> rescue.Saved | None:
     """Write (or reuse) the rescue ref if removal would lose anything (``WorkRescued``)."""
     if not work.needs_rescue:
@@ -44,7 +50,7 @@ async def save_work(
         repo=ctx.repo,
         lane=action.lane,
         work=work,
-        now=ctx.clock.now(),
+        now=now,
         scratch=ctx.scratch,
     )
     top = work.top

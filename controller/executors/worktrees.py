@@ -210,9 +210,10 @@ async def remove(action: actions.RemoveLane, ctx: Context) -> Outcome:
         dirty = removing.dirty(action, work)
         return await _refuse(ctx, action, record, dirty, count=len(work.uncommitted))
     await _set_phase(ctx, action.lane, record.phase, Phase.CLEANING)
-    saved = await removing.save_work(ctx, action, path=path, work=work)
+    now = ctx.clock.now()  # one removal, one time: the rescue ref and quarantine folder share it
+    saved = await removing.save_work(ctx, action, path=path, work=work, now=now)
     inner = [r.path for r in work.inner]
-    kept = await quarantining.keep_ignored(ctx, action.lane, path=path, inner=inner)
+    kept = await quarantining.keep_ignored(ctx, action.lane, path=path, inner=inner, now=now)
     # --force only once everything is saved or moved, or known to be elsewhere: git refuses a
     # worktree with submodules without it, and they were inspected like the rest.
     force = saved is not None or kept or bool(inner)

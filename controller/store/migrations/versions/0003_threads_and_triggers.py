@@ -87,9 +87,13 @@ def _jobs() -> None:
     for state in ("queued", "running"):
         where = sa.text(f"state = '{state}'")
         op.create_index(
-            f"ux_jobs_{state}", "trigger_jobs", ["workspace", "participant", "thread"],
-            unique=True, sqlite_where=where, postgresql_where=where,
-        )  # fmt: skip
+            f"ux_jobs_{state}",
+            "trigger_jobs",
+            ["workspace", "participant", "thread"],
+            unique=True,
+            sqlite_where=where,
+            postgresql_where=where,
+        )
 
 
 def _attempts() -> None:
