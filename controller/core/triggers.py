@@ -17,9 +17,10 @@ from datetime import datetime, timedelta
 from controller.core import world
 from controller.core.safeguards import collision, fallback, loops, payload, ratelimits
 from controller.core.safeguards.decisions import Decision, Reason, Verdict
+from controller.spec import triggerpolicy
 from controller.spec.binding import Binding
 from controller.spec.state import DesiredState
-from controller.spec.triggerpolicy import TriggerPolicy
+from controller.spec.triggerpolicy import TriggerPolicy, TriggerPolicySpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +119,8 @@ def decide(desired: DesiredState, facts: Facts, now: datetime) -> Step:
     refused = _eligibility(desired, facts)
     if refused is not None:
         return refused
-    binding = next(
-        (b for b in desired.bindings.values() if b.spec.participant == facts.participant), None
-    )
-    policy = policy_for(desired, facts.participant, facts.thread) or _default_policy(desired)
+    binding = desired.binding_of(facts.participant)
+    spec = triggerpolicy.settings(policy_for(desired, facts.participant, facts.thread))
     offline = _offline(desired, binding, facts)
     if offline is not None:
         return offline
@@ -133,13 +132,13 @@ def decide(desired: DesiredState, facts: Facts, now: datetime) -> Step:
         has_resume=bool(binding and binding.spec.resume),
         has_spawn=bool(binding and binding.spec.spawn),
         resumes_used=facts.resumes,
-        resume_attempts=policy.spec.fallback.resume_attempts,
-        stale_hours=policy.spec.fallback.stale_session_hours,
+        resume_attempts=spec.fallback.resume_attempts,
+        stale_hours=spec.fallback.stale_session_hours,
         now=now,
     )
     if hop.hop != fallback.Hop.DELIVER:
         return _fallback_step(hop, facts)
-    return _deliver(policy, facts, now)
+    return _deliver(spec, facts, now)
 
 
 def _offline(desired: DesiredState, binding: Binding | None, facts: Facts) -> Step | None:
@@ -173,13 +172,6 @@ def _eligibility(desired: DesiredState, facts: Facts) -> Step | None:
     return None
 
 
-def _default_policy(desired: DesiredState) -> TriggerPolicy:
-    """Policy values for a forced wake of a participant no policy selects."""
-    return TriggerPolicy.model_validate(
-        {"apiVersion": "lanes/v1", "kind": "TriggerPolicy", "metadata": {"name": "default"}}
-    )
-
-
 def _fallback_step(hop: fallback.Step, facts: Facts) -> Step:
     if hop.hop == fallback.Hop.RESUME:
         return Step(Kind.RESUME, hop.reason, hop.detail)
@@ -190,10 +182,9 @@ def _fallback_step(hop: fallback.Step, facts: Facts) -> Step:
     )
 
 
-def _deliver(policy: TriggerPolicy, facts: Facts, now: datetime) -> Step:
-    spec = policy.spec
+def _deliver(spec: TriggerPolicySpec, facts: Facts, now: datetime) -> Step:
     if not facts.forced:
-        for decision in _guards(policy, facts, now):
+        for decision in _guards(spec, facts, now):
             if not decision.allowed:
                 return _from_decision(decision)
     if facts.pane is not None and facts.pane.in_mode:
@@ -219,8 +210,7 @@ def _deliver(policy: TriggerPolicy, facts: Facts, now: datetime) -> Step:
     return Step(Kind.DELIVER, reason, text=text)
 
 
-def _guards(policy: TriggerPolicy, facts: Facts, now: datetime) -> Iterable[Decision]:
-    spec = policy.spec
+def _guards(spec: TriggerPolicySpec, facts: Facts, now: datetime) -> Iterable[Decision]:
     if facts.blocked:
         yield Decision(Verdict.BLOCK, Reason.PARTICIPANT_BLOCKED, detail=facts.blocked)
     yield loops.decide(
