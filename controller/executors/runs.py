@@ -97,10 +97,7 @@ async def create_run(
         t.name: (naming.lane_name(action.run, t.name), naming.branch(action.run, t.name))
         for t in snap.tasks
     }
-    made = await ctx.db(runs_store.create, ctx.store, record, source=source, lanes=lanes, now=now)
-    if not made:
-        return Outcome(action, "unchanged", f"run {action.run} exists")
-    await ctx.emit(
+    created = ctx.event(
         "RunCreated",
         action.reason,
         run=action.run,
@@ -108,6 +105,17 @@ async def create_run(
         tasks=len(snap.tasks),
         source=source,
     )
+    made = await ctx.db(
+        runs_store.create,
+        ctx.store,
+        record,
+        source=source,
+        lanes=lanes,
+        now=now,
+        emit=[created],
+    )
+    if not made:
+        return Outcome(action, "unchanged", f"run {action.run} exists")
     return Outcome(action, "applied", f"created run {action.run} ({len(snap.tasks)} task(s))")
 
 
@@ -160,9 +168,7 @@ async def dispatch(action: run_actions.DispatchTask, ctx: Context) -> Outcome:
         base,
         argv,
     )
-    if not await ctx.db(runs_store.dispatch, ctx.store, d, ctx.clock.now()):
-        return await _refused(ctx, action)
-    await ctx.emit(
+    dispatched = ctx.event(
         "TaskDispatched",
         action.reason,
         lane=task.lane,
@@ -175,6 +181,9 @@ async def dispatch(action: run_actions.DispatchTask, ctx: Context) -> Outcome:
         promptTokens=action.prompt_tokens,
         compaction=list(action.notes),
     )
+    # The event commits with the dispatch: a controller killed in between loses neither.
+    if not await ctx.db(runs_store.dispatch, ctx.store, d, ctx.clock.now(), emit=[dispatched]):
+        return await _refused(ctx, action)
     return Outcome(action, "applied", f"dispatched {action.task} (attempt {action.attempt})")
 
 
@@ -351,9 +360,8 @@ async def complete(action: run_actions.CompleteTask, ctx: Context) -> Outcome:
         final_message=message,
         outputs=outputs,
     )
-    await ctx.db(runs_store.end_attempt, ctx.store, ending, ctx.clock.now())
     kind = "TaskSucceeded" if action.phase == TaskPhase.SUCCEEDED else "TaskFailed"
-    await ctx.emit(
+    ended = ctx.event(
         kind,
         action.reason,
         lane=task.lane,
@@ -364,6 +372,7 @@ async def complete(action: run_actions.CompleteTask, ctx: Context) -> Outcome:
         head=head,
         missingOutputs=[p for p, d in outputs.items() if d is None],
     )
+    await ctx.db(runs_store.end_attempt, ctx.store, ending, ctx.clock.now(), emit=[ended])
     return Outcome(action, "applied", f"{action.task}: {action.phase}")
 
 
@@ -402,9 +411,7 @@ async def stop(action: run_actions.StopTask, ctx: Context) -> Outcome:
     ending = runs_store.Ending(
         action.run, action.task, action.phase, action.reason_code, detail=action.reason
     )
-    if not await ctx.db(runs_store.end_attempt, ctx.store, ending, ctx.clock.now()):
-        return Outcome(action, "unchanged", "already ended")
-    await ctx.emit(
+    stopped = ctx.event(
         "TaskStopped",
         action.reason,
         lane=action.lane,
@@ -414,6 +421,9 @@ async def stop(action: run_actions.StopTask, ctx: Context) -> Outcome:
         phase=str(action.phase),
         why=str(action.reason_code),
     )
+    now = ctx.clock.now()
+    if not await ctx.db(runs_store.end_attempt, ctx.store, ending, now, emit=[stopped]):
+        return Outcome(action, "unchanged", "already ended")
     return Outcome(action, "applied", f"{action.task}: {action.phase} ({action.reason_code})")
 
 

@@ -266,6 +266,12 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(sa.insert(tables.events), self._event_rows(items))
 
+    def append_events_in(self, conn: sa.Connection, items: Sequence[events.Event]) -> None:
+        """Append events within the caller's transaction: they commit with the change they
+        record, or not at all (a crash between two transactions lost the event)."""
+        if items:
+            conn.execute(sa.insert(tables.events), self._event_rows(items))
+
     def _event_rows(self, items: Sequence[events.Event]) -> list[dict[str, Any]]:
         """The rows of ``items``, redacted: every event is written through here."""
         return [

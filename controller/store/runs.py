@@ -11,7 +11,7 @@ reservation exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from controller.core.workflows import model as wf
-from controller.store import tables
+from controller.store import events, tables
 from controller.store.queries import Store
 
 R = tables.runs
@@ -75,8 +75,10 @@ def create(
     source: str,
     lanes: Mapping[str, tuple[str, str]],
     now: datetime,
+    emit: Sequence[events.Event] = (),
 ) -> bool:
-    """Create the run and its pending tasks; False (and nothing written) if the name exists."""
+    """Create the run and its pending tasks, and append ``emit``; False (and nothing written)
+    if the name exists."""
     snapshot = record.snapshot
     values = {
         "workspace": store.workspace,
@@ -100,6 +102,7 @@ def create(
             sa.insert(T),
             [_task_row(store, record.name, t.name, lanes, now) for t in snapshot.tasks],
         )
+        store.append_events_in(conn, emit)
     return True
 
 
@@ -154,8 +157,11 @@ def tasks(store: Store, *, run: str | None = None) -> dict[tuple[str, str], Task
     return {(row["run"], row["task"]): _task(row) for row in rows}
 
 
-def dispatch(store: Store, d: Dispatch, now: datetime) -> bool:
-    """Reserve the estimate and mark the task running, atomically; False when it does not fit.
+def dispatch(
+    store: Store, d: Dispatch, now: datetime, *, emit: Sequence[events.Event] = ()
+) -> bool:
+    """Reserve the estimate, mark the task running and append ``emit``, atomically; False
+    (and nothing written) when it does not fit.
 
     The guard is one ``UPDATE`` of the run row whose ``WHERE`` compares the row's own totals:
     PostgreSQL re-evaluates it on the latest row version after waiting for a concurrent
@@ -184,6 +190,7 @@ def dispatch(store: Store, d: Dispatch, now: datetime) -> bool:
         if conn.execute(reserve).rowcount != 1:
             return False
         _open_attempt(conn, store, d, now)
+        store.append_events_in(conn, emit)
     return True
 
 
@@ -372,8 +379,11 @@ class Ending:
     attempt: int | None = None  # for a retry: the next attempt number
 
 
-def end_attempt(store: Store, e: Ending, now: datetime) -> bool:
-    """Close the running attempt: release its reservation (once) and record how it ended.
+def end_attempt(
+    store: Store, e: Ending, now: datetime, *, emit: Sequence[events.Event] = ()
+) -> bool:
+    """Close the running attempt: release its reservation (once), record how it ended, and
+    append ``emit`` in the same transaction.
 
     Idempotent: a second call finds the attempt settled and writes nothing. Returns whether
     this call settled it.
@@ -397,6 +407,7 @@ def end_attempt(store: Store, e: Ending, now: datetime) -> bool:
             )
         )
         conn.execute(sa.update(T).where(*_task_key(store, e.run, e.task)).values(**_ended(e, now)))
+        store.append_events_in(conn, emit)
     return True
 
 
