@@ -1,0 +1,175 @@
+"""``controller status --watch``: the status view, live in the terminal, redrawn on change.
+
+Every ``interval`` seconds it builds the same view as ``status --output json`` (desired state
+read again, the world observed again) and redraws only when that view changed (or the terminal
+was resized). What needs attention comes first (``core.attention``), then the tables of
+``controller status``. It draws on the alternate screen, so the shell's screen comes back as it
+was. ``q`` or Ctrl-C ends it with exit 0; the terminal's mode is restored on every way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import termios
+import time
+import tty
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, TextIO
+
+import anyio
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from controller.cli import common, tables
+from controller.cli.common import EXIT_OK, Settings
+from controller.core import attention
+from controller.runtime import reconcile, sources
+from controller.runtime import status as status_view
+from controller.spec.loading import Problem
+from controller.spec.state import DesiredState
+
+QUIT_KEYS = frozenset("qQ")
+
+_STYLES = {
+    attention.Severity.FAILED: "bold red",
+    attention.Severity.BLOCKED: "red",
+    attention.Severity.STALLED: "yellow",
+    attention.Severity.WARNING: "yellow",
+}
+
+KeyWait = Callable[[float], str | None]
+"""Waits up to the given seconds for keys; the keys pressed (a paste is many), or None."""
+
+
+def run(settings: Settings, *, interval: float) -> int:
+    """Draw the live view until ``q`` or Ctrl-C; exit 0."""
+    watcher = _Watcher(settings)
+    console = _console(color=settings.colors())
+    try:
+        with (
+            _keys(sys.stdin) as wait_key,
+            Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as live,
+        ):
+            _loop(watcher, live, wait_key, interval=interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.close()
+    return EXIT_OK
+
+
+def _loop(watcher: _Watcher, live: Live, wait_key: KeyWait, *, interval: float) -> None:
+    drawn: tuple[str, Any] | None = None
+    while True:
+        view = watcher.view()
+        key = (attention.fingerprint(view), live.console.size)
+        if key != drawn:
+            live.update(render(view, at=watcher.clock.now(), interval=interval), refresh=True)
+            drawn = key
+        if QUIT_KEYS & set(wait_key(interval) or ""):
+            return
+
+
+def render(view: Mapping[str, Any], *, at: datetime, interval: float) -> RenderableType:
+    """The whole screen: a title line, what needs attention, then the status tables."""
+    title = Text.assemble(
+        ("controller status --watch", "bold"),
+        f"  {at:%H:%M:%S} UTC, looks every {interval:g}s, redraws on change;  q quits",
+    )
+    return Group(title, _attention(attention.concerns(view)), *tables.status_parts(view))
+
+
+def _attention(found: tuple[attention.Concern, ...]) -> RenderableType:
+    if not found:
+        return Text("nothing needs attention", style="green")
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for column in ("ATTENTION", "WHO", "WHAT"):
+        table.add_column(column)
+    for c in found:
+        table.add_row(Text(str(c.kind), style=_STYLES[c.severity]), c.subject, Text(c.message))
+    return table
+
+
+def _console(*, color: bool) -> Console:
+    """A console that draws on the terminal (cursor moves), coloured only if ``color``."""
+    return Console(
+        highlight=False,
+        force_terminal=True,
+        color_system="standard" if color else None,
+        no_color=not color,
+    )
+
+
+class _Watcher:
+    """Builds the status view again and again, keeping the store open between looks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.reconciler: reconcile.Reconciler | None = None
+        self.clock = common.clock()
+
+    def view(self) -> dict[str, Any]:
+        loaded = sources.load(self.settings.desired, ref=self.settings.desired_ref)
+        desired, problems = _desired(loaded.result)
+        reconciler = self._reconciler(desired, loaded.origin)
+        view = anyio.run(status_view.build, reconciler, desired, problems)
+        view["desired"] = loaded.origin.to_json()
+        return view
+
+    def _reconciler(self, desired: DesiredState, origin: sources.Origin) -> reconcile.Reconciler:
+        """The reconciler of the last look, unless desired state now names another workspace."""
+        paths = common.paths(self.settings, desired, origin)
+        if self.reconciler is not None and self.reconciler.wiring.moved(paths):
+            self.close()
+        if self.reconciler is None:
+            self.reconciler = common.reconciler(self.settings, desired, origin)
+        return self.reconciler
+
+    def close(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.wiring.close()
+            self.reconciler = None
+
+
+def _desired(
+    result: DesiredState | tuple[Problem, ...],
+) -> tuple[DesiredState, tuple[Problem, ...]]:
+    """Desired state and its problems; with problems, the view shows the inventory only."""
+    if isinstance(result, DesiredState):
+        return result, ()
+    return DesiredState.empty(), result
+
+
+@contextlib.contextmanager
+def _keys(stream: TextIO) -> Iterator[KeyWait]:
+    """Single keys from ``stream`` (cbreak mode on a terminal, restored on the way out).
+
+    Not a terminal (input redirected): no keys, only Ctrl-C ends the view.
+    """
+    if not stream.isatty():
+        yield _no_keys
+        return
+    fd = stream.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        yield lambda timeout: _key(fd, timeout)
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _key(fd: int, timeout: float) -> str | None:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        return None
+    return os.read(fd, 64).decode(errors="replace") or None
+
+
+def _no_keys(timeout: float) -> None:
+    time.sleep(timeout)
