@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import sys
 import termios
 import time
 import tty
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import anyio
 from rich.console import Console, Group, RenderableType
@@ -26,6 +28,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from controller import errors
 from controller.cli import common, tables
 from controller.cli.common import EXIT_OK, Settings
 from controller.core import attention
@@ -33,6 +36,7 @@ from controller.runtime import reconcile, sources
 from controller.runtime import status as status_view
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
+from controller.system.clock import Clock
 
 QUIT_KEYS = frozenset("qQ")
 
@@ -48,15 +52,16 @@ KeyWait = Callable[[float], str | None]
 
 
 def run(settings: Settings, *, interval: float) -> int:
-    """Draw the live view until ``q`` or Ctrl-C; exit 0."""
+    """Draw the live view until ``q``, Ctrl-C or SIGTERM; exit 0."""
     watcher = _Watcher(settings)
     console = _console(color=settings.colors())
     try:
         with (
+            _terminate_as_interrupt(),
             _keys(sys.stdin) as wait_key,
             Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as live,
         ):
-            _loop(watcher, live, wait_key, interval=interval)
+            loop(watcher, live, wait_key, interval=interval)
     except KeyboardInterrupt:
         pass
     finally:
@@ -64,25 +69,67 @@ def run(settings: Settings, *, interval: float) -> int:
     return EXIT_OK
 
 
-def _loop(watcher: _Watcher, live: Live, wait_key: KeyWait, *, interval: float) -> None:
-    drawn: tuple[str, Any] | None = None
+class Looker(Protocol):
+    """What the loop looks through (``_Watcher``; a stub in unit tests)."""
+
+    clock: Clock
+
+    def view(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """One look: the view, and why it is an older one if this look failed."""
+
+    view: Mapping[str, Any]
+    failure: str | None = None
+
+
+def loop(watcher: Looker, live: Live, wait_key: KeyWait, *, interval: float) -> None:
+    """Look, redraw on change, wait for a key or the interval; until a quit key."""
+    look = Look(watcher.view())  # an error at the first look ends the command (exit 1)
+    drawn: tuple[Any, ...] | None = None
     while True:
-        view = watcher.view()
-        key = (attention.fingerprint(view), live.console.size)
+        key = (attention.fingerprint(look.view), look.failure, live.console.size)
         if key != drawn:
-            live.update(render(view, at=watcher.clock.now(), interval=interval), refresh=True)
+            screen = render(look, at=watcher.clock.now(), interval=interval)
+            live.update(screen, refresh=True)
             drawn = key
         if QUIT_KEYS & set(wait_key(interval) or ""):
             return
+        look = _next_look(watcher, look.view)
 
 
-def render(view: Mapping[str, Any], *, at: datetime, interval: float) -> RenderableType:
+def _next_look(watcher: Looker, last: Mapping[str, Any]) -> Look:
+    """A new look; if it fails in a way that may pass (the store busy, git failing), the
+    last view and the error, so that the view stays up and tries again."""
+    try:
+        return Look(watcher.view())
+    except Exception as exc:
+        if not isinstance(exc, errors.ControllerError | OSError) and not _from_store(exc):
+            raise
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return Look(last, failure=first)
+
+
+def _from_store(exc: Exception) -> bool:
+    """A SQLAlchemy error (the store busy or gone); SQLAlchemy is loaded once a look ran."""
+    loaded = sys.modules.get("sqlalchemy.exc")
+    return loaded is not None and isinstance(exc, loaded.SQLAlchemyError)
+
+
+def render(look: Look, *, at: datetime, interval: float) -> RenderableType:
     """The whole screen: a title line, what needs attention, then the status tables."""
     title = Text.assemble(
         ("controller status --watch", "bold"),
         f"  {at:%H:%M:%S} UTC, looks every {interval:g}s, redraws on change;  q quits",
     )
-    return Group(title, _attention(attention.concerns(view)), *tables.status_parts(view))
+    parts: list[RenderableType] = [title]
+    if look.failure is not None:
+        failed = f"the last look failed (trying again): {look.failure}; showing the one before"
+        parts.append(Text(failed, style="bold red"))
+    view = look.view
+    return Group(*parts, _attention(attention.concerns(view)), *tables.status_parts(view))
 
 
 def _attention(found: tuple[attention.Concern, ...]) -> RenderableType:
@@ -144,6 +191,21 @@ def _desired(
     if isinstance(result, DesiredState):
         return result, ()
     return DesiredState.empty(), result
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the view as Ctrl-C does: through the ``finally`` that restores the
+    terminal (the default action would leave it in cbreak mode on the alternate screen)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

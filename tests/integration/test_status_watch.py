@@ -48,6 +48,11 @@ def shell(repo: Repo, tmux_socket: str) -> str:
     return tmux_socket
 
 
+def alternate_screen(repo: Repo, socket: str) -> bool:
+    """Whether the pane shows the terminal's alternate screen (the view draws there)."""
+    return tmux(repo, socket, "display-message", "-p", "-t", SESSION, "#{alternate_on}") == "1\n"
+
+
 def type_line(repo: Repo, socket: str, line: str) -> None:
     tmux(repo, socket, "send-keys", "-t", SESSION, "-l", line)
     tmux(repo, socket, "send-keys", "-t", SESSION, "Enter")
@@ -66,6 +71,7 @@ def start_watch(repo: Repo, socket: str, tmp_path: Path) -> None:
         f'cmp -s {before} {after} && echo tty-""restored',
     )
     wait_until(lambda: "q quits" in screen(repo, socket), timeout=60)
+    assert alternate_screen(repo, socket)
 
 
 def once(repo: Repo) -> None:
@@ -87,6 +93,7 @@ def test_watch_shows_a_new_lane_and_quits_on_q(repo: Repo, shell: str, tmp_path:
     tmux(repo, shell, "send-keys", "-t", SESSION, "q")
     wait_until(lambda: "tty-restored" in screen(repo, shell), timeout=30)
     assert "exit=0" in screen(repo, shell)
+    assert not alternate_screen(repo, shell)
     type_line(repo, shell, "echo usable-$((6 * 7))")
     wait_until(lambda: "usable-42" in screen(repo, shell))
 
@@ -112,6 +119,20 @@ def test_what_needs_attention_comes_first_and_ctrl_c_quits(
     tmux(repo, shell, "send-keys", "-t", SESSION, "C-c")
     wait_until(lambda: "tty-restored" in screen(repo, shell), timeout=30)
     assert "exit=0" in screen(repo, shell)
+    assert not alternate_screen(repo, shell)
+
+
+def test_sigterm_ends_it_like_ctrl_c(repo: Repo, shell: str, tmp_path: Path) -> None:
+    import psutil
+
+    repo.lanes("alpha")
+    start_watch(repo, shell, tmp_path)
+    pane_shell = int(tmux(repo, shell, "display-message", "-p", "-t", SESSION, "#{pane_pid}"))
+    (watcher,) = psutil.Process(pane_shell).children()
+    watcher.terminate()
+    wait_until(lambda: "tty-restored" in screen(repo, shell), timeout=30)
+    assert "exit=0" in screen(repo, shell)
+    assert not alternate_screen(repo, shell)
 
 
 @pytest.mark.parametrize(
