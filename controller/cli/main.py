@@ -374,20 +374,21 @@ def _counts(desired: DesiredState) -> dict[str, int]:
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.2),
-    default=2.0,
-    show_default=True,
+    default=None,
     metavar="SECONDS",
-    help="With --watch: how often to look for changes.",
+    help="With --watch: how often to look for changes (default 2).",
 )
 @click.pass_context
 @common.handle_errors
-def status(ctx: click.Context, /, watch: bool, interval: float, **given: Any) -> None:
+def status(ctx: click.Context, /, watch: bool, interval: float | None, **given: Any) -> None:
     """Show lanes, phases, branches, worktrees and conditions, observed now."""
     from controller.runtime import status as status_view
 
     settings = common.merge(ctx, **given)
     if watch:
-        ctx.exit(_watch(settings, interval=interval))
+        ctx.exit(_watch(settings, interval=2.0 if interval is None else interval))
+    if interval is not None:
+        raise click.UsageError("--interval goes with --watch")
     loaded = sources.load(settings.desired, ref=settings.desired_ref)
     desired = loaded.result if isinstance(loaded.result, DesiredState) else DesiredState.empty()
     problems: tuple[Problem, ...] = () if isinstance(loaded.result, DesiredState) else loaded.result

@@ -32,8 +32,8 @@ def tmux(repo: Repo, socket: str, *args: str) -> str:
     return done.stdout
 
 
-def screen(repo: Repo, socket: str) -> str:
-    return tmux(repo, socket, "capture-pane", "-p", "-t", SESSION)
+def screen(repo: Repo, socket: str, *options: str) -> str:
+    return tmux(repo, socket, "capture-pane", "-p", "-t", SESSION, *options)
 
 
 @pytest.fixture
@@ -58,12 +58,12 @@ def type_line(repo: Repo, socket: str, line: str) -> None:
     tmux(repo, socket, "send-keys", "-t", SESSION, "Enter")
 
 
-def start_watch(repo: Repo, socket: str, tmp_path: Path) -> None:
+def start_watch(repo: Repo, socket: str, tmp_path: Path, *options: str) -> None:
     """Run the view from the shell; afterwards the shell says its exit status and whether the
     terminal's settings (`stty -g`) are the ones from before."""
     before, after = tmp_path / "stty-before", tmp_path / "stty-after"
     argv = [sys.executable, "-m", "controller", "status", "--watch", "--interval", "0.3"]
-    watch = shlex.join([*argv, "--desired", str(repo.desired)])
+    watch = shlex.join([*argv, "--desired", str(repo.desired), *options])
     type_line(
         repo,
         socket,
@@ -85,6 +85,7 @@ def test_watch_shows_a_new_lane_and_quits_on_q(repo: Repo, shell: str, tmp_path:
     start_watch(repo, shell, tmp_path)
     wait_until(lambda: re.search(r"^alpha +ready", screen(repo, shell), re.M), timeout=60)
     assert "nothing needs attention" in screen(repo, shell)
+    assert "\x1b[" not in screen(repo, shell, "-e")  # NO_COLOR is set
 
     repo.lanes("alpha", "beta")
     once(repo)
@@ -103,8 +104,9 @@ def test_what_needs_attention_comes_first_and_ctrl_c_quits(
 ) -> None:
     repo.lanes("alpha")
     once(repo)
-    start_watch(repo, shell, tmp_path)
+    start_watch(repo, shell, tmp_path, "--color", "always")  # wins over NO_COLOR
     wait_until(lambda: re.search(r"^alpha +ready", screen(repo, shell), re.M), timeout=60)
+    assert "\x1b[32mnothing needs attention" in screen(repo, shell, "-e")
 
     repo.write("broken.yaml", "apiVersion: lanes/v1\nkind: Lane\nmetadata: {}\n")
 
@@ -140,6 +142,7 @@ def test_sigterm_ends_it_like_ctrl_c(repo: Repo, shell: str, tmp_path: Path) -> 
     [
         (("status", "--watch", "-o", "json"), "for machines use"),
         (("status", "--watch"), "needs a terminal"),
+        (("status", "--interval", "5"), "--interval goes with --watch"),
     ],
 )
 def test_watch_is_for_a_terminal_and_not_json(
