@@ -4,7 +4,8 @@ Every ``interval`` seconds it builds the same view as ``status --output json`` (
 read again, the world observed again) and redraws only when that view changed (or the terminal
 was resized). What needs attention comes first (``core.attention``), then the tables of
 ``controller status``. It draws on the alternate screen, so the shell's screen comes back as it
-was. ``q`` or Ctrl-C ends it with exit 0; the terminal's mode is restored on every way out.
+was. ``q``, Ctrl-C or SIGTERM ends it with exit 0; the terminal's mode is restored on every
+way out.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def _from_store(exc: Exception) -> bool:
 
 
 def render(look: Look, *, at: datetime, interval: float) -> RenderableType:
-    """The whole screen: a title line, what needs attention, then the status tables."""
+    """The whole screen: a title line, what needs attention, then the status tables.
+
+    ``at`` is in UTC, as every time the controller shows."""
     title = Text.assemble(
         ("controller status --watch", "bold"),
         f"  {at:%H:%M:%S} UTC, looks every {interval:g}s, redraws on change;  q quits",
@@ -195,8 +198,9 @@ def _desired(
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the view as Ctrl-C does: through the ``finally`` that restores the
-    terminal (the default action would leave it in cbreak mode on the alternate screen)."""
+    """SIGTERM ends the view as Ctrl-C does: through the ``finally`` blocks that restore the
+    terminal (the default action would leave the alternate screen and cbreak mode to the shell
+    to repair, and exit 143)."""
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -221,16 +225,18 @@ def _keys(stream: TextIO) -> Iterator[KeyWait]:
     saved = termios.tcgetattr(fd)
     try:
         tty.setcbreak(fd)
-        yield lambda timeout: _key(fd, timeout)
+        yield lambda timeout: read_keys(fd, timeout)
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _key(fd: int, timeout: float) -> str | None:
+def read_keys(fd: int, timeout: float) -> str | None:
+    """The keys typed within ``timeout`` seconds, or None."""
     ready, _, _ = select.select([fd], [], [], timeout)
     if not ready:
         return None
-    return os.read(fd, 64).decode(errors="replace") or None
+    # No bytes from a readable terminal: it hung up, and there is nothing left to draw on.
+    return os.read(fd, 64).decode(errors="replace") or "q"
 
 
 def _no_keys(timeout: float) -> None:

@@ -3,6 +3,7 @@ keeps the view up when a look fails, and quits on `q` (in a paste too)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,3 +118,15 @@ def test_a_bug_is_not_hidden_and_the_first_look_must_work() -> None:
         run([view("a"), ValueError("bug")], [None])
     with pytest.raises(errors.ControllerError):
         run([errors.ControllerError("not a git repository")], [])
+
+
+def test_keys_are_read_as_typed_and_a_hang_up_quits() -> None:
+    read, write = os.pipe()
+    try:
+        assert watch.read_keys(read, 0) is None
+        os.write(write, b"xq")
+        assert watch.read_keys(read, 1) == "xq"
+        os.close(write)
+        assert watch.read_keys(read, 1) == "q"  # no bytes from a readable terminal: hung up
+    finally:
+        os.close(read)
