@@ -62,7 +62,7 @@ def run(settings: Settings, *, interval: float) -> int:
             _keys(sys.stdin) as wait_key,
             Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as live,
         ):
-            loop(watcher, live, wait_key, interval=interval)
+            loop(watcher, live, wait_key=wait_key, interval=interval)
     except KeyboardInterrupt:
         pass
     finally:
@@ -73,7 +73,8 @@ def run(settings: Settings, *, interval: float) -> int:
 class Looker(Protocol):
     """What the loop looks through (``_Watcher``; a stub in unit tests)."""
 
-    clock: Clock
+    @property
+    def clock(self) -> Clock: ...
 
     def view(self) -> dict[str, Any]: ...
 
@@ -86,7 +87,15 @@ class Look:
     failure: str | None = None
 
 
-def loop(watcher: Looker, live: Live, wait_key: KeyWait, *, interval: float) -> None:
+class Screen(Protocol):
+    """Where the loop draws (``rich.live.Live``; a stub in unit tests)."""
+
+    console: Console
+
+    def update(self, renderable: RenderableType, *, refresh: bool = False) -> None: ...
+
+
+def loop(watcher: Looker, live: Screen, *, wait_key: KeyWait, interval: float) -> None:
     """Look, redraw on change, wait for a key or the interval; until a quit key."""
     look = Look(watcher.view())  # an error at the first look ends the command (exit 1)
     drawn: tuple[Any, ...] | None = None

@@ -65,7 +65,7 @@ class Screen:
     console: Console = field(default_factory=lambda: Console(width=120, height=40))
     drawn: list[RenderableType] = field(default_factory=list)
 
-    def update(self, renderable: RenderableType, *, refresh: bool) -> None:
+    def update(self, renderable: RenderableType, *, refresh: bool = False) -> None:
         assert refresh
         self.drawn.append(renderable)
 
@@ -82,7 +82,7 @@ def run(looks: list[Any], keys: list[str | None]) -> list[str]:
     screen = Screen()
     pressed = iter(keys)
     watcher = Watcher(iter(looks))
-    watch.loop(watcher, screen, lambda _t: next(pressed), interval=1)  # type: ignore[arg-type]
+    watch.loop(watcher, screen, wait_key=lambda _t: next(pressed), interval=1)
     return [text(r) for r in screen.drawn]
 
 
