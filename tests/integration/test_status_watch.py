@@ -1,10 +1,12 @@
 """`controller status --watch` in a real terminal (a pane of a private tmux server): it shows a
-lane declared and made while it watches, puts what needs attention on top, and gives the
-terminal back as it found it on `q` and on Ctrl-C, with exit 0.
+lane declared and made while it watches (with its agent and unread messages), puts what needs
+attention on top, and gives the terminal back as it found it on `q`, Ctrl-C and SIGTERM, with
+exit 0.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -74,12 +76,27 @@ def start_watch(repo: Repo, socket: str, tmp_path: Path, *options: str) -> None:
     assert alternate_screen(repo, socket)
 
 
+def more(marker: Path) -> str:
+    """An agent without tmux on lane beta (its argv names the test's folder, so that it is
+    reaped), and a thread between it and a person."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)", str(marker)]
+    binding = {"lane": "beta", "participant": "worker", "runtime": "process", "command": sleeper}
+    return (
+        "apiVersion: lanes/v1\nkind: Binding\nmetadata: {name: beta-worker}\n"
+        f"spec: {json.dumps(binding)}\n---\n"
+        "apiVersion: lanes/v1\nkind: Thread\nmetadata: {name: review}\n"
+        "spec: {participants: [human, worker]}\n"
+    )
+
+
 def once(repo: Repo) -> None:
     done = repo.ctl("--once")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_watch_shows_a_new_lane_and_quits_on_q(repo: Repo, shell: str, tmp_path: Path) -> None:
+def test_watch_shows_a_new_lane_its_agent_and_messages_and_quits_on_q(
+    repo: Repo, shell: str, tmp_path: Path
+) -> None:
     repo.lanes("alpha")
     once(repo)
     start_watch(repo, shell, tmp_path)
@@ -88,8 +105,16 @@ def test_watch_shows_a_new_lane_and_quits_on_q(repo: Repo, shell: str, tmp_path:
     assert "\x1b[" not in screen(repo, shell, "-e")  # NO_COLOR is set
 
     repo.lanes("alpha", "beta")
+    repo.write("more.yaml", more(tmp_path))
     once(repo)
-    wait_until(lambda: re.search(r"^beta +ready", screen(repo, shell), re.M), timeout=60)
+    posted = repo.ctl("post", "review", "--as", "human", "please look")
+    assert posted.returncode == 0, posted.stderr
+    shown = [
+        r"^beta +running ",  # the lane, with its agent started
+        r"^beta +worker +process +running ",  # the agents table
+        r"^worker +yes +review 1 ",  # the participants table, with the unread message
+    ]
+    wait_until(lambda: all(re.search(p, screen(repo, shell), re.M) for p in shown), timeout=60)
 
     tmux(repo, shell, "send-keys", "-t", SESSION, "q")
     wait_until(lambda: "tty-restored" in screen(repo, shell), timeout=30)
