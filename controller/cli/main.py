@@ -365,13 +365,30 @@ def _counts(desired: DesiredState) -> dict[str, int]:
 
 @cli.command()
 @common.global_options
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="A live view on the terminal, redrawn on change, what needs attention on top; "
+    "q or Ctrl-C quits.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=None,
+    metavar="SECONDS",
+    help="With --watch: how often to look for changes (default 2).",
+)
 @click.pass_context
 @common.handle_errors
-def status(ctx: click.Context, /, **given: Any) -> None:
+def status(ctx: click.Context, /, watch: bool, interval: float | None, **given: Any) -> None:
     """Show lanes, phases, branches, worktrees and conditions, observed now."""
     from controller.runtime import status as status_view
 
     settings = common.merge(ctx, **given)
+    if watch:
+        ctx.exit(_watch(settings, interval=2.0 if interval is None else interval))
+    if interval is not None:
+        raise click.UsageError("--interval goes with --watch")
     loaded = sources.load(settings.desired, ref=settings.desired_ref)
     desired = loaded.result if isinstance(loaded.result, DesiredState) else DesiredState.empty()
     problems: tuple[Problem, ...] = () if isinstance(loaded.result, DesiredState) else loaded.result
@@ -387,6 +404,20 @@ def status(ctx: click.Context, /, **given: Any) -> None:
         from controller.cli import tables  # lazy: rich only when drawing tables
 
         tables.print_status(view, color=settings.colors())
+
+
+def _watch(settings: Settings, *, interval: float) -> int:
+    """``status --watch``: refused for JSON and off a terminal (usage errors, exit 2)."""
+    if settings.json:
+        raise click.UsageError(
+            "--watch draws a live view for people; for machines use `status -o json` "
+            "(or `events --follow`)"
+        )
+    if not sys.stdout.isatty():
+        raise click.UsageError("--watch needs a terminal; without one, use `status`")
+    from controller.cli import watch  # lazy: rich.live only for --watch
+
+    return watch.run(settings, interval=interval)
 
 
 @cli.command()

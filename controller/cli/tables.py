@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 _TAIL = re.compile(r"(?:[ \t]|\x1b\[[0-9;]*m)+$")
 _CODE = re.compile(r"\x1b\[[0-9;]*m")
@@ -58,34 +59,42 @@ def print_status(view: Mapping[str, Any], *, color: bool = False) -> None:
 
 
 def _status(console: Console, view: Mapping[str, Any]) -> None:
-    _header(console, view)
-    console.print(_lanes_table(view["lanes"]) if view["lanes"] else "no lanes")
+    for part in status_parts(view):
+        console.print(part)
+
+
+def status_parts(view: Mapping[str, Any]) -> list[RenderableType]:
+    """What ``controller status`` prints, in order; ``status --watch`` draws the same."""
+    parts: list[RenderableType] = [*_header(view)]
+    parts.append(_lanes_table(view["lanes"]) if view["lanes"] else Text("no lanes"))
     agents = [(lane["name"], a) for lane in view["lanes"] for a in lane["agents"]]
     if agents:
-        console.print(_agents_table(agents))
+        parts.append(_agents_table(agents))
     if view["participants"]:
-        console.print(_participants_table(view["participants"]))
+        parts.append(_participants_table(view["participants"]))
     if view["triggers"]:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(view["triggers"].items()))
-        console.print(f"trigger jobs: {counts}  (controller triggers)")
+        parts.append(Text(f"trigger jobs: {counts}  (controller triggers)"))
     for run in view.get("runs", ()):
         tasks = ", ".join(f"{n} {phase}" for phase, n in run["tasks"].items() if n)
         line = f"run {run['name']} ({run['workflow']}): {run['phase']}; {tasks}"
-        console.print(f"{line}  (controller runs show {run['name']})", markup=False)
-    _notes(console, view)
+        parts.append(Text(f"{line}  (controller runs show {run['name']})"))
+    return [*parts, *_notes(view)]
 
 
-def _header(console: Console, view: Mapping[str, Any]) -> None:
+def _header(view: Mapping[str, Any]) -> list[Text]:
     """The workspace, where desired state was read, and whether it is valid."""
-    console.print(f"workspace {view['workspace']}  repo {view['repo']}")
+    lines = [Text(f"workspace {view['workspace']}  repo {view['repo']}")]
     desired = view.get("desired") or {}
     if desired.get("ref"):
         at = f"{desired['ref']} ({str(desired['commit'])[:12]})"
-        console.print(f"desired {desired['folder']} as committed at {at}", markup=False)
+        lines.append(Text(f"desired {desired['folder']} as committed at {at}"))
     if not view["desiredValid"]:
-        console.print("[bold red]desired state is invalid[/]; showing the inventory only:")
-        for problem in view["problems"]:
-            console.print(f"  {problem}", markup=False)
+        lines.append(
+            Text.from_markup("[bold red]desired state is invalid[/]; showing the inventory only:")
+        )
+        lines.extend(Text(f"  {problem}") for problem in view["problems"])
+    return lines
 
 
 def _lanes_table(lanes: list[Mapping[str, Any]]) -> Table:
@@ -98,17 +107,17 @@ def _lanes_table(lanes: list[Mapping[str, Any]]) -> Table:
     return table
 
 
-def _notes(console: Console, view: Mapping[str, Any]) -> None:
+def _notes(view: Mapping[str, Any]) -> list[Text]:
     """Conditions, notices and a refusal, one ``!`` line each."""
-    for lane in view["lanes"]:
-        for c in lane["conditions"]:
-            console.print(
-                f"  ! {lane['name']}: {c['type']} ({c['reason']}): {c['message']}", markup=False
-            )
-    for notice in view["notices"]:
-        console.print(f"  ! {notice}", markup=False)
+    lines = [
+        Text(f"  ! {lane['name']}: {c['type']} ({c['reason']}): {c['message']}")
+        for lane in view["lanes"]
+        for c in lane["conditions"]
+    ]
+    lines.extend(Text(f"  ! {notice}") for notice in view["notices"])
     if view.get("refused"):
-        console.print(f"  ! refused: {view['refused']}", markup=False)
+        lines.append(Text(f"  ! refused: {view['refused']}"))
+    return lines
 
 
 def _agents_table(agents: list[tuple[str, Mapping[str, Any]]]) -> Table:
