@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -29,13 +29,15 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from controller import errors
-from controller.executors import triggers as deliver
 from controller.runtime import reconcile, sources, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging
 from controller.store import runs as runs_store
 from controller.system import clock, locks
+
+if TYPE_CHECKING:
+    from controller.executors import triggers as deliver
 
 Log = Callable[..., None]
 SLOW_PASS = 120.0  # seconds a pass may take before /healthz reports the loop stuck

@@ -9,6 +9,7 @@ text: health, readiness, metrics and status.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controller.runtime import status
+from controller.runtime import messages, status
 from controller.spec import meta
 from controller.spec.state import DesiredState
 from controller.store import jobs
@@ -42,9 +43,34 @@ def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/v1/status", api.status, methods=["GET"]),
     ]
-    if private:
-        routes.append(Route("/v1/events", api.events, methods=["GET"]))
+    if private:  # the event log may carry text; the rest changes state
+        routes += [
+            Route("/v1/events", api.events, methods=["GET"]),
+            Route("/v1/threads/{thread}/messages", api.post, methods=["POST"]),
+            Route("/v1/heartbeat", api.heartbeat, methods=["POST"]),
+        ]
     return Starlette(routes=routes)
+
+
+class _BadRequest(Exception):
+    """A request body that is not the JSON object with string fields the route wants."""
+
+
+async def _fields(request: Request, *names: str) -> list[str]:
+    try:
+        given = await request.json()
+    except ValueError as exc:
+        raise _BadRequest(f"the body is not JSON ({exc})") from None
+    if not isinstance(given, dict):
+        raise _BadRequest("the body must be a JSON object")
+    values = [given.get(name) for name in names]
+    if not all(isinstance(v, str) for v in values):
+        raise _BadRequest(f"the body must give {', '.join(names)} as strings")
+    return [str(v) for v in values]
+
+
+def _error(message: str, code: int, **more: Any) -> Response:
+    return JSONResponse({"error": message, **more}, code)
 
 
 class _Api:
@@ -121,6 +147,52 @@ class _Api:
         found = await anyio.to_thread.run_sync(read)
         lines = "".join(json.dumps(e.to_json(), sort_keys=True) + "\n" for e in found)
         return Response(lines, media_type=JSON_LINES)
+
+    async def post(self, request: Request) -> Response:
+        """``controller post``: JSON ``{sender, body}``; 201 with ``{thread, seq, sender}``
+        (what ``post -o json`` prints), 400 refused (with the command's message)."""
+        try:
+            return await _post(self, request)
+        except _BadRequest as exc:
+            return _error(str(exc), 400)
+
+    async def heartbeat(self, request: Request) -> Response:
+        """``controller heartbeat``: JSON ``{lane, participant}``; 404 when no such agent."""
+        try:
+            return await _heartbeat(self, request)
+        except _BadRequest as exc:
+            return _error(str(exc), 400)
+
+
+async def _post(api: _Api, request: Request) -> Response:
+    d, rec = api.daemon, api.daemon.reconciler
+    if rec is None or d.desired is None:
+        return _error("no pass has run yet", 503)
+    if d.problems:
+        return _error("desired state invalid", 409, problems=[str(p) for p in d.problems])
+    sender, body = await _fields(request, "sender", "body")
+    thread, desired, now = request.path_params["thread"], d.desired, d.clock.now()
+    post = functools.partial(
+        messages.post, rec.wiring.store, desired, thread, sender=sender, body=body, now=now
+    )
+    try:
+        seq = await anyio.to_thread.run_sync(post)
+    except messages.Refused as exc:
+        return _error(str(exc), 400)
+    return JSONResponse({"thread": thread, "seq": seq, "sender": sender}, 201)
+
+
+async def _heartbeat(api: _Api, request: Request) -> Response:
+    rec = api.daemon.reconciler
+    if rec is None:
+        return _error("no pass has run yet", 503)
+    lane, participant = await _fields(request, "lane", "participant")
+    now = api.daemon.clock.now()
+    where = {"lane": lane, "participant": participant}
+    beat = functools.partial(rec.wiring.store.update_agents, now, where=where, heartbeat_at=now)
+    if await anyio.to_thread.run_sync(beat) == 0:
+        return _error(f"no agent of {participant} in lane {lane} is recorded", 404)
+    return JSONResponse({"lane": lane, "participant": participant, "at": now.isoformat()})
 
 
 def _since(given: str | None, now: datetime) -> datetime | None:

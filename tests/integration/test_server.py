@@ -45,17 +45,20 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def request(conn: http.client.HTTPConnection, target: str, method: str = "GET") -> tuple[int, str]:
+def request(
+    conn: http.client.HTTPConnection, target: str, method: str = "GET", body: object = None
+) -> tuple[int, str]:
+    data = None if body is None else body if isinstance(body, str) else json.dumps(body)
     try:
-        conn.request(method, target)
+        conn.request(method, target, body=data)
         answer = conn.getresponse()
         return answer.status, answer.read().decode()
     finally:
         conn.close()
 
 
-def get(path: Path, target: str, method: str = "GET") -> tuple[int, str]:
-    return request(_UnixConnection(path), target, method)
+def get(path: Path, target: str, method: str = "GET", body: object = None) -> tuple[int, str]:
+    return request(_UnixConnection(path), target, method, body)
 
 
 def answering(path: Path) -> bool:
@@ -240,3 +243,44 @@ def test_the_socket_binds_past_the_sun_path_limit_and_never_over_a_file(tmp_path
     with pytest.raises(sockets.SocketInUse, match="is not a socket"):
         sockets.bind(folder / "controller.sock")
     assert (folder / "controller.sock").read_text() == "not a socket"
+
+
+def test_posts_and_heartbeats_through_the_socket_as_the_commands_do(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    repo.write(
+        "talk.yaml",
+        "apiVersion: lanes/v1\nkind: Thread\nmetadata: {name: t}\n"
+        "spec: {participants: [worker, human]}\n---\n"
+        "apiVersion: lanes/v1\nkind: TriggerPolicy\nmetadata: {name: wake}\n"
+        "spec: {participants: [worker], threads: [t], collision: {quietSeconds: 0}}\n",
+    )
+    path = repo.path / ".lanes" / "controller.sock"
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        wait_until(lambda: answering(path) and get(path, "/readyz")[0] == 200)
+        wait_until(lambda: [a["state"] for a in status(repo)["lanes"][0]["agents"]] == ["running"])
+        posted = get(path, "/v1/threads/t/messages", "POST", {"sender": "human", "body": "hi"})
+        assert (posted[0], json.loads(posted[1])) == (
+            201,
+            {"thread": "t", "seq": 1, "sender": "human"},
+        )
+        wait_until(lambda: any(k.startswith("lanes_wakes_total") for k in scraped(path)))
+        read = json.loads(repo.ctl("read", "t", "--as", "worker", "-o", "json").stdout)
+        assert [(m["seq"], m["sender"], m["body"]) for m in read] == [(1, "human", "hi")]
+
+        refused = repo.ctl("post", "t", "--as", "stranger", "hello")
+        code, text = get(
+            path, "/v1/threads/t/messages", "POST", {"sender": "stranger", "body": "x"}
+        )
+        assert (code, f"error: {json.loads(text)['error']}\n") == (400, refused.stderr)
+        empty = get(path, "/v1/threads/t/messages", "POST", {"sender": "human", "body": " "})
+        assert json.loads(empty[1]) == {"error": "empty message"}
+        assert get(path, "/v1/threads/t/messages", "POST", "{not json")[0] == 400
+        assert get(path, "/v1/threads/t/messages", "POST", {"sender": 1, "body": "x"})[0] == 400
+
+        beat = get(path, "/v1/heartbeat", "POST", {"lane": "a", "participant": "worker"})
+        assert beat[0] == 200 and json.loads(beat[1])["participant"] == "worker"
+        missing = repo.ctl("heartbeat", "--lane", "b", "--as", "worker")
+        code, text = get(path, "/v1/heartbeat", "POST", {"lane": "b", "participant": "worker"})
+        assert (code, f"error: {json.loads(text)['error']}\n") == (404, missing.stderr)
