@@ -68,7 +68,7 @@ def post(
 
     def act(store: queries.Store, desired: DesiredState) -> int:
         now = common.clock().now()
-        return messages.post(store, desired, thread, sender=sender, body=body, now=now)
+        return messages.post(store, desired, thread=thread, sender=sender, body=body, now=now)
 
     seq = _with_store(settings, act)
     if settings.json:

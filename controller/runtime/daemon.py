@@ -13,6 +13,7 @@ signal stops at once.
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import signal
 from collections.abc import Callable
@@ -59,6 +60,13 @@ class Settings:
     ref_poll: float = 2.0  # how often a desired ref is checked for a new commit
 
 
+class PassEnd(enum.StrEnum):
+    """How a pass that did not finish ended (``Service.failed``)."""
+
+    ERROR = "error"  # a ControllerError: the workspace busy, not a git repository, ...
+    CRASHED = "crashed"  # anything else
+
+
 class Service(Protocol):
     """Something the daemon runs beside its loop (the HTTP server, ``controller.server``).
 
@@ -74,7 +82,7 @@ class Service(Protocol):
     async def passed(
         self, daemon: Daemon, result: reconcile.PassResult, seconds: float
     ) -> None: ...
-    def failed(self, result: str, seconds: float) -> None: ...
+    def failed(self, result: PassEnd, seconds: float) -> None: ...
     def woke(self, envelopes: list[deliver.Envelope]) -> None: ...
     async def stop(self) -> None: ...
 
@@ -329,16 +337,16 @@ class Daemon:
                     await service.passed(self, result, self.clock.monotonic() - started)
         except errors.ControllerError as exc:
             self.log("pass failed", error=str(exc))
-            self._failed("error", started)
+            self._failed(PassEnd.ERROR, started)
             return
         except Exception as exc:  # one bad pass must not end the daemon
             self.log("pass crashed; the next pass retries", error=repr(exc), exc_info=True)
-            self._failed("crashed", started)
+            self._failed(PassEnd.CRASHED, started)
             return
         self.due = result.next_due()
         self._report(result)
 
-    def _failed(self, result: str, started: float) -> None:
+    def _failed(self, result: PassEnd, started: float) -> None:
         for service in self.services:
             service.failed(result, self.clock.monotonic() - started)
 

@@ -39,8 +39,8 @@ def check_body(body: str) -> None:
 def post(
     store: queries.Store,
     desired: DesiredState,
-    thread: str,
     *,
+    thread: str,
     sender: str,
     body: str,
     now: datetime,

@@ -29,14 +29,14 @@ async def build(
     # With invalid desired state the view shows the inventory as it is, without pretending the
     # (empty) fallback state would remove everything.
     the_plan, observed, now = await reconciler.plan(desired, allow_empty=bool(problems))
-    return await compose(reconciler, desired, problems, seen=(the_plan, observed, now))
+    return await compose(reconciler, desired, problems=problems, seen=(the_plan, observed, now))
 
 
 async def compose(
     reconciler: Reconciler,
     desired: DesiredState,
-    problems: Sequence[Problem],
     *,
+    problems: Sequence[Problem],
     seen: tuple[planner.Plan, world.Observed, datetime],
 ) -> dict[str, Any]:
     """The status object from a plan already made (the daemon's pass made it: no second look

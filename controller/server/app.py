@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from controller.runtime import messages, status
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from controller.server.metrics import Metrics
 
 JSON_LINES = "application/x-ndjson"
-Handler = Callable[[Request], Any]
+FOLLOW_POLL = 0.5  # seconds between looks for new events while following (as the command)
 
 
 def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
@@ -96,7 +96,7 @@ class _Api:
         reasons = ["desired state invalid"] if d.problems else []
         if d.desired is None:
             reasons.append("no valid desired state yet")
-        if d.reconciler is None:
+        if d.reconciler is None or not d.passes:
             return [*reasons, "no pass has run yet"]
         try:
             await anyio.to_thread.run_sync(d.reconciler.wiring.store.latest_event_id)
@@ -128,7 +128,8 @@ class _Api:
 
     async def events(self, request: Request) -> Response:
         """Events as ``controller events --output json`` prints them (JSON Lines): ``lane``,
-        ``kind`` (repeatable), ``since`` (a duration or an ISO time), ``limit``, ``after``."""
+        ``kind`` (repeatable), ``since`` (a duration or an ISO time), ``limit``, ``after``;
+        with ``follow=1`` the response goes on with new events until the daemon stops."""
         rec = self.daemon.reconciler
         if rec is None:
             return JSONResponse({"error": "no pass has run yet"}, 503)
@@ -138,15 +139,27 @@ class _Api:
             limit, after = int(q.get("limit", "200")), int(q.get("after", "0"))
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, 400)
+        read = functools.partial(
+            rec.wiring.store.read_events, lane=q.get("lane"), kinds=q.getlist("kind"), since=since
+        )
+        found = await anyio.to_thread.run_sync(functools.partial(read, limit=limit, after=after))
+        if q.get("follow") not in ("1", "true"):
+            return Response(_lines(found), media_type=JSON_LINES)
+        # As the command: following goes on from the newest event now, whatever was shown.
+        newest = await anyio.to_thread.run_sync(rec.wiring.store.latest_event_id)
+        last = max([newest, *(e.id or 0 for e in found)])
+        return StreamingResponse(self._follow(read, _lines(found), last), media_type=JSON_LINES)
 
-        def read() -> list[Any]:
-            return rec.wiring.store.read_events(
-                lane=q.get("lane"), kinds=q.getlist("kind"), since=since, limit=limit, after=after
-            )
-
-        found = await anyio.to_thread.run_sync(read)
-        lines = "".join(json.dumps(e.to_json(), sort_keys=True) + "\n" for e in found)
-        return Response(lines, media_type=JSON_LINES)
+    async def _follow(
+        self, read: Callable[..., list[Any]], first: str, last: int
+    ) -> AsyncIterator[str]:
+        yield first
+        while not self.daemon.stopping:
+            await anyio.sleep(FOLLOW_POLL)
+            more = await anyio.to_thread.run_sync(functools.partial(read, after=last))
+            if more:
+                last = max(e.id or 0 for e in more)
+                yield _lines(more)
 
     async def post(self, request: Request) -> Response:
         """``controller post``: JSON ``{sender, body}``; 201 with ``{thread, seq, sender}``
@@ -173,7 +186,7 @@ async def _post(api: _Api, request: Request) -> Response:
     sender, body = await _fields(request, "sender", "body")
     thread, desired, now = request.path_params["thread"], d.desired, d.clock.now()
     post = functools.partial(
-        messages.post, rec.wiring.store, desired, thread, sender=sender, body=body, now=now
+        messages.post, rec.wiring.store, desired, thread=thread, sender=sender, body=body, now=now
     )
     try:
         seq = await anyio.to_thread.run_sync(post)
@@ -193,6 +206,10 @@ async def _heartbeat(api: _Api, request: Request) -> Response:
     if await anyio.to_thread.run_sync(beat) == 0:
         return _error(f"no agent of {participant} in lane {lane} is recorded", 404)
     return JSONResponse({"lane": lane, "participant": participant, "at": now.isoformat()})
+
+
+def _lines(found: list[Any]) -> str:
+    return "".join(json.dumps(e.to_json(), sort_keys=True) + "\n" for e in found)
 
 
 def _since(given: str | None, now: datetime) -> datetime | None:

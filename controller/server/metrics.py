@@ -23,9 +23,11 @@ from controller.core.phases import Phase
 from controller.core.safeguards.decisions import Reason
 from controller.executors import triggers as deliver
 from controller.runtime import reconcile
+from controller.runtime.daemon import PassEnd
 from controller.store.jobs import JobState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PHASES = tuple(str(p) for p in Phase)
 AGENT_STATES = (*(str(s) for s in world.AgentState), "pending", "dead", "unknown")
 _REASONS = frozenset(str(r) for r in Reason)
 OTHER = "other"
@@ -76,9 +78,6 @@ class _Gauges(Collector):
         )
 
 
-PHASES = tuple(str(p) for p in Phase)
-
-
 def _queue(gauges: _Gauges) -> Mapping[str, int]:
     counts = dict.fromkeys((str(s) for s in JobState), 0)
     return {**counts, **gauges.snapshot.queue}
@@ -126,9 +125,9 @@ class Metrics:
             self.actions.labels(outcome.action.kind, outcome.status).inc()
         self.woke(result.wakes)
 
-    def failed(self, result: str, seconds: float) -> None:
+    def failed(self, result: PassEnd, seconds: float) -> None:
         """Count a pass that raised (``error``) or crashed."""
-        self.passes.labels(result).inc()
+        self.passes.labels(str(result)).inc()
         self.duration.observe(seconds)
 
     def woke(self, envelopes: Iterable[deliver.Envelope]) -> None:

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 
 from controller import errors
 from controller.runtime import reconcile, status
+from controller.runtime.daemon import PassEnd
 from controller.server import app, sockets
 from controller.server.metrics import Metrics
 
@@ -118,13 +119,13 @@ class HttpService:
             else:
                 now = result.started or daemon.clock.now()
                 seen = (result.plan, result.observed, now)
-                view = await status.compose(rec, desired, daemon.problems, seen=seen)
+                view = await status.compose(rec, desired, problems=daemon.problems, seen=seen)
         except Exception as exc:  # metrics must never end a pass
             daemon.log("status for metrics failed", error=repr(exc))
             return
         self.metrics.snapshot.status = view
 
-    def failed(self, result: str, seconds: float) -> None:
+    def failed(self, result: PassEnd, seconds: float) -> None:
         """Count a pass that raised."""
         self.metrics.failed(result, seconds)
 

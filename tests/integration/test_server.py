@@ -284,3 +284,20 @@ def test_posts_and_heartbeats_through_the_socket_as_the_commands_do(
         missing = repo.ctl("heartbeat", "--lane", "b", "--as", "worker")
         code, text = get(path, "/v1/heartbeat", "POST", {"lane": "b", "participant": "worker"})
         assert (code, f"error: {json.loads(text)['error']}\n") == (404, missing.stderr)
+
+
+def test_events_follow_goes_on_with_new_events(repo: Repo, tmp_path: Path) -> None:
+    repo.lanes("a")
+    path = repo.path / ".lanes" / "controller.sock"
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        wait_until(lambda: answering(path) and get(path, "/readyz")[0] == 200)
+        conn = _UnixConnection(path)
+        try:
+            conn.request("GET", "/v1/events?kind=LaneProvisioned&follow=1")
+            stream = conn.getresponse()
+            assert stream.status == 200
+            assert json.loads(stream.readline())["lane"] == "a"
+            repo.lanes("a", "b")
+            assert json.loads(stream.readline())["lane"] == "b"
+        finally:
+            conn.close()
