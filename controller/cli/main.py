@@ -224,6 +224,13 @@ def _pass_json(
     help="Quiet time after a change in desired/ before a pass.",
 )
 @click.option("--once", is_flag=True, help="Run one pass and exit (same as `controller --once`).")
+@click.option(
+    "--metrics-addr",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also serve /metrics, /healthz, /readyz and GET /v1/status over TCP "
+    "(read-only; e.g. 127.0.0.1:9108). Off by default.",
+)
 @common.lane_option
 @click.pass_context
 @common.handle_errors
@@ -234,6 +241,7 @@ def run(
     resync: float | None,
     debounce: float,
     once: bool,
+    metrics_addr: str | None,
     lane: tuple[str, ...],
     **given: Any,
 ) -> None:
@@ -245,6 +253,9 @@ def run(
         ctx.exit(_once(settings, allow_empty=allow_empty, selection=common.selection(lane)))
     from controller.cli import logs  # lazy: structlog only for the daemon
     from controller.runtime import daemon
+    from controller.server import service  # lazy: the HTTP stack only for the daemon
+
+    address = service.Address.parse(metrics_addr) if metrics_addr else None
 
     log = logs.configure(
         json_output=settings.json, verbose=settings.verbose, colors=settings.colors(sys.stderr)
@@ -258,7 +269,8 @@ def run(
         resync=resync,
         lock_timeout=settings.lock_timeout,
     )
-    ctx.exit(anyio.run(daemon.Daemon(config, log).run))
+    server = service.HttpService(metrics_addr=address)
+    ctx.exit(anyio.run(daemon.Daemon(config, log, services=(server,)).run))
 
 
 @cli.command()

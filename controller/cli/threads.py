@@ -15,11 +15,11 @@ import click
 from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, Settings
 from controller.executors import triggers as deliver
-from controller.runtime import overrides, reconcile, wiring
+from controller.runtime import messages, overrides, reconcile, wiring
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging, queries
 
-MAX_BODY = 64 * 1024
+MAX_BODY = messages.MAX_BODY
 
 
 def register(group: click.Group) -> None:
@@ -29,16 +29,7 @@ def register(group: click.Group) -> None:
 
 
 def _member(desired: DesiredState, thread: str, who: str) -> None:
-    found = desired.threads.get(thread)
-    if found is None:
-        known = ", ".join(desired.threads) or "none"
-        common.fail(f"thread {thread} is not declared (declared: {known})")
-        return
-    if who not in found.spec.participants:
-        common.fail(
-            f"{who} is not a member of thread {thread} (members: "
-            f"{', '.join(found.spec.participants)})"
-        )
+    messages.check_member(desired, thread, who)  # refused: `error: ...`, exit 1
 
 
 def _identity(given: str | None) -> str:
@@ -73,16 +64,11 @@ def post(
     body = sys.stdin.read(MAX_BODY + 1) if text in (None, "-") else str(text)
     if text in (None, "-"):
         body = body.removesuffix("\n")
-    if len(body.encode()) > MAX_BODY:
-        common.fail(f"message longer than {MAX_BODY} bytes")
-    if not body.strip():
-        common.fail("empty message")
+    messages.check_body(body)
 
     def act(store: queries.Store, desired: DesiredState) -> int:
-        _member(desired, thread, sender)
-        if desired.threads[thread].spec.closed:
-            common.fail(f"thread {thread} is closed")
-        return messaging.post(store, thread, sender, body, common.clock().now())
+        now = common.clock().now()
+        return messages.post(store, desired, thread=thread, sender=sender, body=body, now=now)
 
     seq = _with_store(settings, act)
     if settings.json:

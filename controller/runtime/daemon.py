@@ -13,15 +13,17 @@ signal stops at once.
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -29,12 +31,17 @@ from watchdog.observers import Observer
 
 from controller import errors
 from controller.runtime import reconcile, sources, wiring
+from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging
 from controller.store import runs as runs_store
-from controller.system import locks
+from controller.system import clock, locks
+
+if TYPE_CHECKING:
+    from controller.executors import triggers as deliver
 
 Log = Callable[..., None]
+SLOW_PASS = 120.0  # seconds a pass may take before /healthz reports the loop stuck
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,33 @@ class Settings:
     max_passes: int | None = None  # for tests: stop after this many passes
     wake_poll: float = 0.25  # how often new messages and due wakes are looked for
     ref_poll: float = 2.0  # how often a desired ref is checked for a new commit
+
+
+class PassEnd(enum.StrEnum):
+    """How a pass that did not finish ended (``Service.failed``)."""
+
+    ERROR = "error"  # a ControllerError: the workspace busy, not a git repository, ...
+    CRASHED = "crashed"  # anything else
+
+
+class Service(Protocol):
+    """Something the daemon runs beside its loop (the HTTP server, ``controller.server``).
+
+    ``open`` binds what it serves (before anything else runs: a failure ends the daemon with
+    its message), ``start`` starts its tasks in ``group``; ``passed`` is called after each
+    pass while the pass still holds the daemon (nothing else runs then); ``failed`` for a pass
+    that raised; ``woke`` after each quick wake step; ``stop`` before the daemon exits,
+    whatever happened (more than once is fine).
+    """
+
+    async def open(self, daemon: Daemon) -> None: ...
+    def start(self, group: anyio.abc.TaskGroup) -> None: ...
+    async def passed(
+        self, daemon: Daemon, result: reconcile.PassResult, seconds: float
+    ) -> None: ...
+    def failed(self, result: PassEnd, seconds: float) -> None: ...
+    def woke(self, envelopes: list[deliver.Envelope]) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class _Changes(FileSystemEventHandler):
@@ -71,9 +105,14 @@ class _Changes(FileSystemEventHandler):
 class Daemon:
     """State of one running daemon."""
 
-    def __init__(self, settings: Settings, log: Log) -> None:
+    def __init__(self, settings: Settings, log: Log, *, services: tuple[Service, ...] = ()) -> None:
         self.settings = settings
         self.log = log
+        self.services = services
+        self.clock: clock.Clock = clock.SystemClock()
+        self.problems: tuple[Problem, ...] = ()  # what the last load found wrong
+        self.ticked = self.clock.monotonic()  # when a pass last started or ended
+        self.passing = False  # a pass is under way
         self.desired: DesiredState | None = None
         self.origin: sources.Origin | None = None  # where self.desired was read
         self.seen: sources.Origin | None = None  # where the last load read (valid or not)
@@ -102,14 +141,20 @@ class Daemon:
         """Run until a signal; return the exit code."""
         observer = self._watch()
         try:
+            await self._open_services()
             async with anyio.create_task_group() as group:
                 group.start_soon(self._signals, group.cancel_scope)
+                for service in self.services:
+                    service.start(group)
                 group.start_soon(self._wake_loop)
                 group.start_soon(self._runs_loop)
                 group.start_soon(self._ref_loop)
                 await self._loop()
+                await self._stop_services()
                 group.cancel_scope.cancel()
         finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop_services()
             if observer is not None:
                 observer.stop()
                 observer.join(timeout=5)
@@ -123,6 +168,31 @@ class Daemon:
                 self.reconciler.wiring.close()
         self.log("stopped", passes=self.passes)
         return 0
+
+    async def _open_services(self) -> None:
+        if not self.services:
+            return
+        await self._reload()  # where the workspace is: its `.lanes/` holds the socket
+        for service in self.services:
+            await service.open(self)
+
+    async def _stop_services(self) -> None:
+        for service in self.services:
+            await service.stop()
+
+    def stale_after(self) -> float:
+        """Seconds without a pass starting or ending after which the loop counts as stuck:
+        two resyncs, the wait for the workspace lock, and a slow pass's time."""
+        return 2 * self._resync() + self.settings.lock_timeout + SLOW_PASS
+
+    def locate(self) -> wiring.Paths:
+        """Where the workspace lives, by the last valid desired state (or the defaults)."""
+        return wiring.resolve_paths(
+            self.settings.desired,
+            self.desired or DesiredState.empty(),
+            state_override=self.settings.state,
+            desired_ref=self.origin.ref if self.origin is not None else None,
+        )
 
     def _watch(self) -> Any:
         folder = self.settings.desired
@@ -151,7 +221,11 @@ class Daemon:
 
     async def _loop(self) -> None:
         while not self.stopping:
-            await self._pass()
+            self.ticked, self.passing = self.clock.monotonic(), True
+            try:
+                await self._pass()
+            finally:
+                self.ticked, self.passing = self.clock.monotonic(), False
             self.passes += 1
             if self.settings.max_passes is not None and self.passes >= self.settings.max_passes:
                 return
@@ -235,6 +309,8 @@ class Daemon:
         except Exception as exc:  # a failing wake step must not end the daemon
             self.log("wake step crashed; the next poll retries", error=repr(exc))
             return
+        for service in self.services:
+            service.woke(envelopes)
         for w in envelopes:
             self.log(
                 "wake", participant=w.participant, thread=w.thread, result=w.result, reason=w.reason
@@ -244,6 +320,7 @@ class Daemon:
         await self._reload()
         if self.desired is None:
             return
+        started = self.clock.monotonic()
         try:
             reconciler = await self._reconciler(self.desired)
             paths = reconciler.wiring.paths
@@ -256,14 +333,22 @@ class Daemon:
                 result = await reconciler.run_pass(
                     self.desired, allow_empty=self.settings.allow_empty
                 )
+                for service in self.services:
+                    await service.passed(self, result, self.clock.monotonic() - started)
         except errors.ControllerError as exc:
             self.log("pass failed", error=str(exc))
+            self._failed(PassEnd.ERROR, started)
             return
         except Exception as exc:  # one bad pass must not end the daemon
             self.log("pass crashed; the next pass retries", error=repr(exc), exc_info=True)
+            self._failed(PassEnd.CRASHED, started)
             return
         self.due = result.next_due()
         self._report(result)
+
+    def _failed(self, result: PassEnd, started: float) -> None:
+        for service in self.services:
+            service.failed(result, self.clock.monotonic() - started)
 
     def _waiting(self, pid: int | None) -> None:
         self.log("waiting for another controller pass", pid=pid)
@@ -303,6 +388,7 @@ class Daemon:
             self.log(_keeping("desired state unreadable", self.desired), error=str(exc))
             return
         self.seen = loaded.origin
+        self.problems = () if isinstance(loaded.result, DesiredState) else tuple(loaded.result)
         if isinstance(loaded.result, DesiredState):
             if self.desired is not None and loaded.result != self.desired:
                 self._changed(loaded.result, loaded.origin)

@@ -29,6 +29,19 @@ async def build(
     # With invalid desired state the view shows the inventory as it is, without pretending the
     # (empty) fallback state would remove everything.
     the_plan, observed, now = await reconciler.plan(desired, allow_empty=bool(problems))
+    return await compose(reconciler, desired, problems=problems, seen=(the_plan, observed, now))
+
+
+async def compose(
+    reconciler: Reconciler,
+    desired: DesiredState,
+    *,
+    problems: Sequence[Problem],
+    seen: tuple[planner.Plan, world.Observed, datetime],
+) -> dict[str, Any]:
+    """The status object from a plan already made (the daemon's pass made it: no second look
+    at git, tmux and processes), reading only the store afresh."""
+    the_plan, observed, now = seen
     names = sorted(set(desired.lanes) | set(observed.records))
     lanes = [_lane(name, desired, observed, the_plan, now) for name in names]
     return {

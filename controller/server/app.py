@@ -1,0 +1,222 @@
+"""The HTTP endpoints (starlette): health, readiness, metrics and the JSON API.
+
+Every handler reads the running daemon's state; anything slow (the store, git) runs in a
+worker thread, so a request never stalls the reconcile loop. The unix socket serves every
+route; the TCP listener (``--metrics-addr``) only the read-only ones that show no message
+text: health, readiness, metrics and status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from controller.runtime import messages, status
+from controller.spec import meta
+from controller.spec.state import DesiredState
+from controller.store import jobs
+
+if TYPE_CHECKING:
+    from controller.runtime.daemon import Daemon
+    from controller.server.metrics import Metrics
+
+JSON_LINES = "application/x-ndjson"
+FOLLOW_POLL = 0.5  # seconds between looks for new events while following (as the command)
+
+
+def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
+    """The application for one listener: ``private`` for the unix socket (every route)."""
+    api = _Api(daemon, metrics)
+    routes = [
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/readyz", api.readyz, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/v1/status", api.status, methods=["GET"]),
+    ]
+    if private:  # the event log may carry text; the rest changes state
+        routes += [
+            Route("/v1/events", api.events, methods=["GET"]),
+            Route("/v1/threads/{thread}/messages", api.post, methods=["POST"]),
+            Route("/v1/heartbeat", api.heartbeat, methods=["POST"]),
+        ]
+    return Starlette(routes=routes)
+
+
+class _BadRequest(Exception):
+    """A request body that is not the JSON object with string fields the route wants."""
+
+
+async def _fields(request: Request, *names: str) -> list[str]:
+    try:
+        given = await request.json()
+    except ValueError as exc:
+        raise _BadRequest(f"the body is not JSON ({exc})") from None
+    if not isinstance(given, dict):
+        raise _BadRequest("the body must be a JSON object")
+    values = [given.get(name) for name in names]
+    if not all(isinstance(v, str) for v in values):
+        raise _BadRequest(f"the body must give {', '.join(names)} as strings")
+    return [str(v) for v in values]
+
+
+def _error(message: str, code: int, **more: Any) -> Response:
+    return JSONResponse({"error": message, **more}, code)
+
+
+class _Api:
+    def __init__(self, daemon: Daemon, metrics: Metrics) -> None:
+        self.daemon = daemon
+        self.gauges = metrics
+
+    async def healthz(self, _: Request) -> Response:
+        """200 while the loop ticks: a pass started or ended recently enough."""
+        d = self.daemon
+        age = d.clock.monotonic() - d.ticked
+        limit = d.stale_after()
+        body = {"healthy": age <= limit, "sinceTick": round(age, 3), "limit": limit}
+        return JSONResponse(body, status_code=200 if age <= limit else 503)
+
+    async def readyz(self, _: Request) -> Response:
+        """200 when the store answers and desired state is valid, else 503 with the reasons."""
+        reasons = await self._unready()
+        return JSONResponse({"ready": not reasons, "reasons": reasons}, 503 if reasons else 200)
+
+    async def _unready(self) -> list[str]:
+        d = self.daemon
+        reasons = ["desired state invalid"] if d.problems else []
+        if d.desired is None:
+            reasons.append("no valid desired state yet")
+        if d.reconciler is None or not d.passes:
+            return [*reasons, "no pass has run yet"]
+        try:
+            await anyio.to_thread.run_sync(d.reconciler.wiring.store.latest_event_id)
+        except Exception as exc:  # any failure to reach the store is "not ready"
+            reasons.append(f"store unreachable: {type(exc).__name__}")
+        return reasons
+
+    async def metrics(self, _: Request) -> Response:
+        """Prometheus text format; the queue is read from the store now, the rest is the
+        status the last pass left."""
+        rec = self.daemon.reconciler
+        if rec is not None:
+            counts = await anyio.to_thread.run_sync(jobs.counts, rec.wiring.store)
+            self.gauges.snapshot.queue = counts
+        return Response(self.gauges.render(), media_type="text/plain; version=0.0.4")
+
+    async def status(self, _: Request) -> Response:
+        """The object ``controller status --output json`` prints, observed now."""
+        d = self.daemon
+        rec = d.reconciler
+        if rec is None or d.seen is None:
+            return JSONResponse({"error": "no pass has run yet"}, 503)
+        desired = DesiredState.empty() if d.problems or d.desired is None else d.desired
+        async with d.busy:  # the pass and the view share the reconciler
+            view = await status.build(rec, desired, d.problems)
+        view["desired"] = d.seen.to_json()
+        text = json.dumps(view, indent=2, sort_keys=True, default=str)
+        return Response(text + "\n", media_type="application/json")
+
+    async def events(self, request: Request) -> Response:
+        """Events as ``controller events --output json`` prints them (JSON Lines): ``lane``,
+        ``kind`` (repeatable), ``since`` (a duration or an ISO time), ``limit``, ``after``;
+        with ``follow=1`` the response goes on with new events until the daemon stops."""
+        rec = self.daemon.reconciler
+        if rec is None:
+            return JSONResponse({"error": "no pass has run yet"}, 503)
+        q = request.query_params
+        try:
+            since = _since(q.get("since"), self.daemon.clock.now())
+            limit, after = int(q.get("limit", "200")), int(q.get("after", "0"))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        read = functools.partial(
+            rec.wiring.store.read_events, lane=q.get("lane"), kinds=q.getlist("kind"), since=since
+        )
+        found = await anyio.to_thread.run_sync(functools.partial(read, limit=limit, after=after))
+        if q.get("follow") not in ("1", "true"):
+            return Response(_lines(found), media_type=JSON_LINES)
+        # As the command: following goes on from the newest event now, whatever was shown.
+        newest = await anyio.to_thread.run_sync(rec.wiring.store.latest_event_id)
+        last = max([newest, *(e.id or 0 for e in found)])
+        return StreamingResponse(self._follow(read, _lines(found), last), media_type=JSON_LINES)
+
+    async def _follow(
+        self, read: Callable[..., list[Any]], first: str, last: int
+    ) -> AsyncIterator[str]:
+        yield first
+        while not self.daemon.stopping:
+            await anyio.sleep(FOLLOW_POLL)
+            more = await anyio.to_thread.run_sync(functools.partial(read, after=last))
+            if more:
+                last = max(e.id or 0 for e in more)
+                yield _lines(more)
+
+    async def post(self, request: Request) -> Response:
+        """``controller post``: JSON ``{sender, body}``; 201 with ``{thread, seq, sender}``
+        (what ``post -o json`` prints), 400 refused (with the command's message)."""
+        try:
+            return await _post(self, request)
+        except _BadRequest as exc:
+            return _error(str(exc), 400)
+
+    async def heartbeat(self, request: Request) -> Response:
+        """``controller heartbeat``: JSON ``{lane, participant}``; 404 when no such agent."""
+        try:
+            return await _heartbeat(self, request)
+        except _BadRequest as exc:
+            return _error(str(exc), 400)
+
+
+async def _post(api: _Api, request: Request) -> Response:
+    d, rec = api.daemon, api.daemon.reconciler
+    if rec is None or d.desired is None:
+        return _error("no pass has run yet", 503)
+    if d.problems:
+        return _error("desired state invalid", 409, problems=[str(p) for p in d.problems])
+    sender, body = await _fields(request, "sender", "body")
+    thread, desired, now = request.path_params["thread"], d.desired, d.clock.now()
+    post = functools.partial(
+        messages.post, rec.wiring.store, desired, thread=thread, sender=sender, body=body, now=now
+    )
+    try:
+        seq = await anyio.to_thread.run_sync(post)
+    except messages.Refused as exc:
+        return _error(str(exc), 400)
+    return JSONResponse({"thread": thread, "seq": seq, "sender": sender}, 201)
+
+
+async def _heartbeat(api: _Api, request: Request) -> Response:
+    rec = api.daemon.reconciler
+    if rec is None:
+        return _error("no pass has run yet", 503)
+    lane, participant = await _fields(request, "lane", "participant")
+    now = api.daemon.clock.now()
+    where = {"lane": lane, "participant": participant}
+    beat = functools.partial(rec.wiring.store.update_agents, now, where=where, heartbeat_at=now)
+    if await anyio.to_thread.run_sync(beat) == 0:
+        return _error(f"no agent of {participant} in lane {lane} is recorded", 404)
+    return JSONResponse({"lane": lane, "participant": participant, "at": now.isoformat()})
+
+
+def _lines(found: list[Any]) -> str:
+    return "".join(json.dumps(e.to_json(), sort_keys=True) + "\n" for e in found)
+
+
+def _since(given: str | None, now: datetime) -> datetime | None:
+    """``since``: a duration back from now (30s, 10m), or a point in time (UTC unless it says)."""
+    if given is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return now - timedelta(seconds=meta.parse_duration(given))
+    when = datetime.fromisoformat(given)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
