@@ -21,7 +21,8 @@ def _redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> M
 
 
 def configure(*, json_output: bool, verbose: int, colors: bool) -> Any:
-    """Configure structlog to stderr and return a ``log(message, **fields)`` function."""
+    """Configure structlog to stderr and return a ``log(message, *, level, **fields)``
+    function (``level``: a ``logging`` number, INFO by default)."""
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=True)
         if json_output
@@ -42,7 +43,7 @@ def configure(*, json_output: bool, verbose: int, colors: bool) -> Any:
     )
     logger = structlog.get_logger("controller")
 
-    def log(event: str, /, **fields: Any) -> None:
-        logger.info(event, **fields)
+    def log(event: str, /, *, level: int = logging.INFO, **fields: Any) -> None:
+        logger.log(level, event, **fields)
 
     return log

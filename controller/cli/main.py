@@ -231,6 +231,13 @@ def _pass_json(
     help="Also serve /metrics, /healthz, /readyz and GET /v1/status over TCP "
     "(read-only; e.g. 127.0.0.1:9108). Off by default.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="The daemon's log lines on stderr: text (key=value) or JSON Lines. "
+    "Default: text, or json with --output json.",
+)
 @common.lane_option
 @click.pass_context
 @common.handle_errors
@@ -242,6 +249,7 @@ def run(
     debounce: float,
     once: bool,
     metrics_addr: str | None,
+    log_format: str | None,
     lane: tuple[str, ...],
     **given: Any,
 ) -> None:
@@ -257,8 +265,9 @@ def run(
 
     address = service.Address.parse(metrics_addr) if metrics_addr else None
 
+    json_logs = settings.json if log_format is None else log_format == "json"
     log = logs.configure(
-        json_output=settings.json, verbose=settings.verbose, colors=settings.colors(sys.stderr)
+        json_output=json_logs, verbose=settings.verbose, colors=settings.colors(sys.stderr)
     )
     config = daemon.Settings(
         desired=settings.desired.resolve(),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from controller import errors
+from controller.core import alerts
 from controller.runtime import reconcile, sources, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
@@ -40,7 +42,7 @@ from controller.system import clock, locks
 if TYPE_CHECKING:
     from controller.executors import triggers as deliver
 
-Log = Callable[..., None]
+Log = Callable[..., None]  # log(event, /, *, level=Level.INFO, **fields)
 SLOW_PASS = 120.0  # seconds a pass may take before /healthz reports the loop stuck
 
 
@@ -58,6 +60,15 @@ class Settings:
     max_passes: int | None = None  # for tests: stop after this many passes
     wake_poll: float = 0.25  # how often new messages and due wakes are looked for
     ref_poll: float = 2.0  # how often a desired ref is checked for a new commit
+
+
+class Level(enum.IntEnum):
+    """How much a log line matters (``logging``'s numbers): passes that did nothing and each
+    action's details are DEBUG (``-v``); what needs a person is WARNING."""
+
+    DEBUG = logging.DEBUG
+    INFO = logging.INFO
+    WARNING = logging.WARNING
 
 
 class PassEnd(enum.StrEnum):
@@ -84,6 +95,7 @@ class Service(Protocol):
     ) -> None: ...
     def failed(self, result: PassEnd, seconds: float) -> None: ...
     def woke(self, envelopes: list[deliver.Envelope]) -> None: ...
+    def listeners(self) -> dict[str, str]: ...
     async def stop(self) -> None: ...
 
 
@@ -127,6 +139,8 @@ class Daemon:
         self.cache = sources.Cache()  # what the last load read: a resync reuses it
         self.edited = False  # a file event since the last load: read every file again
         self.resolved: tuple[DesiredState, str | None] | None = None  # what paths are for
+        self.shown: alerts.Snapshot = {}  # the conditions the log last reported
+        self.refused: str | None = None  # the refusal the log last reported
 
     def notify(self) -> None:
         """Something changed: run a pass soon."""
@@ -142,6 +156,7 @@ class Daemon:
         observer = self._watch()
         try:
             await self._open_services()
+            self._started()
             async with anyio.create_task_group() as group:
                 group.start_soon(self._signals, group.cancel_scope)
                 for service in self.services:
@@ -170,11 +185,24 @@ class Daemon:
         return 0
 
     async def _open_services(self) -> None:
-        if not self.services:
-            return
         await self._reload()  # where the workspace is: its `.lanes/` holds the socket
         for service in self.services:
             await service.open(self)
+
+    def _started(self) -> None:
+        """The start-up line: what this daemon reconciles, from where, and where it serves."""
+        where = self.locate()
+        source = {"desiredRef": where.desired_ref} if where.desired_ref else {}
+        served = {k: v for service in self.services for k, v in service.listeners().items()}
+        self.log(
+            "started",
+            workspace=where.workspace,
+            repo=str(where.repo),
+            desired=str(self.settings.desired),
+            **source,
+            **served,
+            resync=self._resync(),
+        )
 
     async def _stop_services(self) -> None:
         for service in self.services:
@@ -212,10 +240,13 @@ class Daemon:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
             async for signum in received:
                 if self.stopping:
-                    self.log("second signal: stopping now", signal=signum)
+                    self.log("second signal: stopping now", signal=signal.Signals(signum).name)
                     scope.cancel()
                     return
-                self.log("signal received: finishing the current pass", signal=signum)
+                self.log(
+                    "signal received: finishing the current pass",
+                    signal=signal.Signals(signum).name,
+                )
                 self.stopping = True
                 self.wake.set()
 
@@ -336,11 +367,16 @@ class Daemon:
                 for service in self.services:
                     await service.passed(self, result, self.clock.monotonic() - started)
         except errors.ControllerError as exc:
-            self.log("pass failed", error=str(exc))
+            self.log("pass failed", level=Level.WARNING, error=str(exc))
             self._failed(PassEnd.ERROR, started)
             return
         except Exception as exc:  # one bad pass must not end the daemon
-            self.log("pass crashed; the next pass retries", error=repr(exc), exc_info=True)
+            self.log(
+                "pass crashed; the next pass retries",
+                level=Level.WARNING,
+                error=repr(exc),
+                exc_info=True,
+            )
             self._failed(PassEnd.CRASHED, started)
             return
         self.due = result.next_due()
@@ -354,24 +390,55 @@ class Daemon:
         self.log("waiting for another controller pass", pid=pid)
 
     def _report(self, result: reconcile.PassResult) -> None:
+        """One line for a pass that did something, and for the first pass (which says the
+        daemon is at work); DEBUG for the others. A warning per failed action, and the
+        conditions and refusal that appeared or cleared."""
         p = result.plan
+        did = bool(result.outcomes or result.wakes) or self.passes == 0
         self.log(
             "pass",
+            level=Level.INFO if did else Level.DEBUG,
             correlation=result.correlation_id,
-            actions=len(p.actions),
+            actions=len(result.outcomes),
             failed=len(result.failed),
             pending=len(p.pending),
-            refused=p.refused,
+            wakes=len(result.wakes),
+            did=[f"{o.action.kind} {o.action.lane}" for o in result.outcomes],
         )
         for outcome in result.outcomes:
             self.log(
-                "action",
+                "action failed" if outcome.failed else "action",
+                level=Level.WARNING if outcome.failed else Level.DEBUG,
                 correlation=result.correlation_id,
                 lane=outcome.action.lane,
                 action=outcome.action.kind,
                 status=outcome.status,
                 message=outcome.message,
             )
+        self._refusal(p.refused)
+        self._conditions(alerts.conditions_after(p, result.observed))
+
+    def _refusal(self, refused: str | None) -> None:
+        if refused == self.refused:
+            return
+        if refused is None:
+            self.log("pass no longer refused", reason=self.refused)
+        else:
+            self.log("pass refused", level=Level.WARNING, reason=refused)
+        self.refused = refused
+
+    def _conditions(self, now: alerts.Snapshot) -> None:
+        for alert in alerts.compare(self.shown, now):
+            c, appeared = alert.condition, alert.change is alerts.Change.APPEARED
+            self.log(
+                "condition" if appeared else "condition cleared",
+                level=Level.WARNING if appeared else Level.INFO,
+                lane=alert.lane,
+                type=c.type,
+                reason=c.reason,
+                **({"message": c.message} if appeared else {}),
+            )
+        self.shown = now
 
     async def _reload(self) -> None:
         fresh, self.edited = self.edited, False
@@ -385,17 +452,23 @@ class Daemon:
         try:
             loaded = await anyio.to_thread.run_sync(load)
         except errors.ControllerError as exc:  # a ref that does not resolve, git missing
-            self.log(_keeping("desired state unreadable", self.desired), error=str(exc))
+            message = _keeping("desired state unreadable", self.desired)
+            self.log(message, level=Level.WARNING, error=str(exc))
             return
         self.seen = loaded.origin
+        before = self.problems
         self.problems = () if isinstance(loaded.result, DesiredState) else tuple(loaded.result)
         if isinstance(loaded.result, DesiredState):
-            if self.desired is not None and loaded.result != self.desired:
+            if before:
+                self.log("desired state valid again", lanes=len(loaded.result.lanes))
+            elif self.desired is not None and loaded.result != self.desired:
                 self._changed(loaded.result, loaded.origin)
             self.desired, self.origin = loaded.result, loaded.origin
             return
-        problems = [str(p) for p in loaded.result]
-        self.log(_keeping("desired state invalid", self.desired), problems=problems)
+        if self.problems != before:  # once per new set of problems, not on every pass
+            problems = [str(p) for p in loaded.result]
+            message = _keeping("desired state invalid", self.desired)
+            self.log(message, level=Level.WARNING, problems=problems)
 
     def _changed(self, desired: DesiredState, origin: sources.Origin) -> None:
         if origin.commit is None:

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 
 from controller import errors
 from controller.runtime import reconcile, status
-from controller.runtime.daemon import PassEnd
+from controller.runtime.daemon import Level, PassEnd
 from controller.server import app, sockets
 from controller.server.metrics import Metrics
 
@@ -82,12 +82,15 @@ class HttpService:
         paths = await anyio.to_thread.run_sync(daemon.locate)
         self.bound = sockets.bind(paths.state_dir / sockets.SOCKET_NAME)
         if self.bound.replaced_stale:
-            daemon.log("replaced a stale socket", socket=str(self.bound.path))
+            daemon.log("replaced a stale socket", level=Level.WARNING, socket=str(self.bound.path))
         self._add(app.build(daemon, self.metrics, private=True), self.bound.sock)
         if self.metrics_addr is not None:
             self.tcp = _listen(self.metrics_addr)
             self._add(app.build(daemon, self.metrics, private=False), self.tcp)
-        daemon.log("serving", socket=str(self.bound.path), metrics=_shown(self.metrics_addr))
+
+    def listeners(self) -> dict[str, str]:
+        """Where it serves, for the daemon's start-up line."""
+        return {"socket": str(self.path), "metrics": _shown(self.metrics_addr)}
 
     def _add(self, application: Starlette, sock: socket.socket) -> None:
         config = uvicorn.Config(
@@ -121,7 +124,7 @@ class HttpService:
                 seen = (result.plan, result.observed, now)
                 view = await status.compose(rec, desired, problems=daemon.problems, seen=seen)
         except Exception as exc:  # metrics must never end a pass
-            daemon.log("status for metrics failed", error=repr(exc))
+            daemon.log("status for metrics failed", level=Level.WARNING, error=repr(exc))
             return
         self.metrics.snapshot.status = view
 
