@@ -1,7 +1,8 @@
 """The daemon's log as a person reads it, from a real ``controller run``: a start-up line,
 one line per pass that did something (none for idle passes), invalid desired state as one
 warning and its fix as info, a condition as one warning when it appears and info when it
-clears, and ``--log-format json`` lines that parse as JSON."""
+clears, ``--log-format json`` lines that parse as JSON, and never an env value or a message
+body."""
 
 from __future__ import annotations
 
@@ -12,9 +13,20 @@ from typing import Any
 import pytest
 
 from tests.conftest import Repo, wait_until
-from tests.integration.test_server import BROKEN, answering, daemon, get, samples
+from tests.integration.test_server import (
+    BROKEN,
+    answering,
+    daemon,
+    get,
+    marker,
+    samples,
+    scraped,
+    status,
+    worker,
+)
 
 pytestmark = pytest.mark.integration
+__all__ = ["marker"]  # a fixture
 
 
 def passes(socket: Path) -> float:
@@ -100,3 +112,29 @@ def test_a_condition_warns_once_when_it_appears_and_informs_when_it_clears(
     assert "elsewhere" in appeared["message"]
     (cleared,) = named(log, "condition cleared")
     assert (cleared["level"], cleared["lane"], cleared["type"]) == ("info", "a", "BranchMismatch")
+
+
+def test_env_values_and_message_bodies_never_reach_the_log(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    agents = (repo.desired / "a.yaml").read_text()
+    repo.write("a.yaml", agents + "  env: {API_TOKEN: tok-s3cret-value}\n")
+    repo.write(
+        "talk.yaml",
+        "apiVersion: lanes/v1\nkind: Thread\nmetadata: {name: t}\n"
+        "spec: {participants: [worker, human]}\n---\n"
+        "apiVersion: lanes/v1\nkind: TriggerPolicy\nmetadata: {name: wake}\n"
+        "spec: {participants: [worker], threads: [t], collision: {quietSeconds: 0}}\n",
+    )
+    socket = repo.path / ".lanes" / "controller.sock"
+    log = tmp_path / "daemon.log"
+    with daemon(repo, "--log-format", "json", "-v", log=log):
+        wait_until(lambda: answering(socket))
+        wait_until(lambda: [a["state"] for a in status(repo)["lanes"][0]["agents"]] == ["running"])
+        assert repo.ctl("post", "t", "--as", "human", "body-t3xt-private").returncode == 0
+        wait_until(lambda: any(k.startswith("lanes_wakes_total") for k in scraped(socket)))
+        more_passes(socket)
+    text = log.read_text()
+    assert named(log, "action")  # -v: every action's details are there
+    assert "tok-s3cret-value" not in text and "body-t3xt-private" not in text
