@@ -73,6 +73,26 @@ def _error(message: str, code: int, **more: Any) -> Response:
     return JSONResponse({"error": message, **more}, code)
 
 
+OTHER_WORKSPACE = 421  # Misdirected Request: the thin client falls back to the local path
+
+
+async def _elsewhere(daemon: Daemon, request: Request) -> Response | None:
+    """421 when the caller says it works on another desired folder or store than this daemon.
+
+    The thin client (``controller.fast``) finds the socket from its desired folder without
+    reading the Workspace, so it says which folder (and store, when given) it means; without
+    these fields nothing is checked.
+    """
+    given = await request.json()
+    desired, state = given.get("desired"), given.get("state")
+    if desired is not None and str(desired) != str(daemon.settings.desired.resolve()):
+        return _error(f"this daemon serves {daemon.settings.desired.resolve()}", OTHER_WORKSPACE)
+    rec = daemon.reconciler
+    if state is not None and rec is not None and state != rec.wiring.paths.state_url:
+        return _error("this daemon uses another store", OTHER_WORKSPACE)
+    return None
+
+
 class _Api:
     def __init__(self, daemon: Daemon, metrics: Metrics) -> None:
         self.daemon = daemon
@@ -184,6 +204,8 @@ async def _post(api: _Api, request: Request) -> Response:
     if d.problems:
         return _error("desired state invalid", 409, problems=[str(p) for p in d.problems])
     sender, body = await _fields(request, "sender", "body")
+    if (misdirected := await _elsewhere(d, request)) is not None:
+        return misdirected
     thread, desired, now = request.path_params["thread"], d.desired, d.clock.now()
     post = functools.partial(
         messages.post, rec.wiring.store, desired, thread=thread, sender=sender, body=body, now=now
@@ -200,6 +222,8 @@ async def _heartbeat(api: _Api, request: Request) -> Response:
     if rec is None:
         return _error("no pass has run yet", 503)
     lane, participant = await _fields(request, "lane", "participant")
+    if (misdirected := await _elsewhere(api.daemon, request)) is not None:
+        return misdirected
     now = api.daemon.clock.now()
     where = {"lane": lane, "participant": participant}
     beat = functools.partial(rec.wiring.store.update_agents, now, where=where, heartbeat_at=now)

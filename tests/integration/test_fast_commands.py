@@ -1,0 +1,147 @@
+"""The thin client (``controller.fast``): ``post`` and ``heartbeat`` through a real daemon's
+socket print what the command line prints, with the same exit codes, without loading
+pydantic, SQLAlchemy or click; without a daemon, or with a killed daemon's stale socket, the
+command line does the work (and nothing hangs)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Repo, reap, wait_until
+from tests.integration.test_server import answering, daemon, get, status, worker
+
+pytestmark = pytest.mark.integration
+
+HEAVY = ("pydantic", "sqlalchemy", "click", "rich", "anyio")
+TALK = (
+    "apiVersion: lanes/v1\nkind: Thread\nmetadata: {name: t}\n"
+    "spec: {participants: [worker, human]}\n"
+)
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Iterator[str]:
+    text = str(tmp_path / "marker")
+    yield text
+    reap(text)
+
+
+def run(repo: Repo, *args: str, stdin: str | None = None) -> tuple[int, str, str, set[str]]:
+    """The command (exit code, stdout, stderr) and the top-level packages it imported."""
+    done = subprocess.run(
+        (sys.executable, "-X", "importtime", "-m", "controller", *args),
+        cwd=repo.path,
+        env=repo.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    lines = done.stderr.splitlines(keepends=True)
+    timing = [line for line in lines if line.startswith("import time:")]
+    loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in timing}
+    stderr = "".join(line for line in lines if not line.startswith("import time:"))
+    return done.returncode, done.stdout, stderr, loaded
+
+
+def fast(loaded: set[str]) -> bool:
+    return not loaded.intersection(HEAVY)
+
+
+def ready(repo: Repo, path: Path) -> None:
+    wait_until(lambda: answering(path) and get(path, "/readyz")[0] == 200)
+    wait_until(lambda: [a["state"] for a in status(repo)["lanes"][0]["agents"]] == ["running"])
+
+
+# The commands, each run with a daemon and then without: (arguments, standard input).
+POSTS = [
+    (("post", "t", "--as", "human", "hello"), None),
+    (("-o", "json", "post", "--as=human", "t", "-"), "from stdin\n"),
+    (("post", "t", "--as", "stranger", "hello"), None),  # refused: the command line's error
+    (("post", "nope", "--as", "human", "hello"), None),
+    (("post", "t", "--as", "human", "  "), None),
+]
+BEATS = [
+    ("heartbeat", "--lane", "a", "--as", "worker"),
+    ("heartbeat", "--lane", "a", "--as", "worker", "-o", "json"),
+    ("heartbeat", "--lane", "b", "--as", "worker"),  # no such agent: exit 1
+]
+
+
+def test_post_and_heartbeat_print_the_same_with_and_without_a_daemon(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    repo.write("talk.yaml", TALK)
+    path = repo.path / ".lanes" / "controller.sock"
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        ready(repo, path)
+        served = [run(repo, *args, stdin=stdin) for args, stdin in POSTS]
+        beats = [run(repo, *args) for args in BEATS]
+    assert not path.exists()
+    local = [run(repo, *args, stdin=stdin) for args, stdin in POSTS]
+    local_beats = [run(repo, *args) for args in BEATS]
+
+    assert [fast(s[3]) for s in served] == [True, True, False, False, False]
+    assert not any(fast(s[3]) for s in local)
+    assert served[0][:3] == (0, "posted #1 to t as human\n", "")
+    assert local[0][:3] == (0, "posted #3 to t as human\n", "")
+    assert json.loads(served[1][1]) == {"thread": "t", "seq": 2, "sender": "human"}
+    assert json.loads(local[1][1]) == {"thread": "t", "seq": 4, "sender": "human"}
+    assert served[1][1] == local[1][1].replace('"seq": 4', '"seq": 2')
+    assert [s[:3] for s in served[2:]] == [s[:3] for s in local[2:]]
+    assert all(s[0] == 1 and s[2].startswith("error: ") for s in served[2:])
+
+    assert [fast(b[3]) for b in beats] == [True, True, False]
+    assert [fast(b[3]) for b in local_beats] == [False, False, False]
+    assert beats[0][:3] == local_beats[0][:3] == (0, "", "")
+    served_beat, local_beat = json.loads(beats[1][1]), json.loads(local_beats[1][1])
+    assert served_beat.pop("at") < local_beat.pop("at")
+    assert served_beat == local_beat == {"lane": "a", "participant": "worker"}
+    assert beats[2][:3] == local_beats[2][:3]
+    assert beats[2][0] == 1 and "no agent of worker in lane b" in beats[2][2]
+
+
+def test_a_killed_daemons_stale_socket_falls_back_without_hanging(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    repo.write("talk.yaml", TALK)
+    path = repo.path / ".lanes" / "controller.sock"
+    with daemon(repo, log=tmp_path / "daemon.log") as proc:
+        ready(repo, path)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert path.exists() and not answering(path)  # stale: nobody answers
+    code, out, err, loaded = run(repo, "post", "t", "--as", "human", "after")
+    assert (code, out, err) == (0, "posted #1 to t as human\n", "")
+    assert not fast(loaded)  # the command line did it
+    assert run(repo, "heartbeat", "--lane", "a", "--as", "worker")[:3] == (0, "", "")
+
+
+def test_a_daemon_of_another_workspace_is_not_used(repo: Repo, marker: str, tmp_path: Path) -> None:
+    worker(repo, marker)
+    repo.write("talk.yaml", TALK)
+    other = repo.path / "other"  # the same repository (so the same socket), another folder
+    other.mkdir()
+    store = tmp_path / "other.db"
+    (other / "talk.yaml").write_text(
+        f"{TALK}---\napiVersion: lanes/v1\nkind: Workspace\nmetadata: {{name: other}}\n"
+        f"spec: {{stateUrl: 'sqlite:///{store}'}}\n"
+    )
+    path = repo.path / ".lanes" / "controller.sock"
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        ready(repo, path)
+        done = run(repo, "post", "t", "--as", "human", "x", "--desired", str(other))
+    assert done[:3] == (0, "posted #1 to t as human\n", ""), done[2]
+    assert store.exists()
+    assert not fast(done[3])  # the daemon answered 421, the command line took over
+    assert repo.ctl("read", "t", "--as", "worker", "-o", "json").stdout.strip() == "[]"
