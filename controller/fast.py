@@ -11,17 +11,18 @@ daemon of another workspace. Nothing here may import the command line's dependen
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import socket
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
-from controller.server import sockets
-
+# Imports cost most of this client's time: no dataclasses (inspect), no pathlib (urllib, re's
+# patterns), and not controller.server.sockets (which uses both): its few lines are repeated.
+SOCKET_NAME = "controller.sock"  # controller.server.sockets.SOCKET_NAME
+_SUN_PATH = 100  # as controller.server.sockets: longer paths go through the folder's descriptor
 MAX_BODY = 64 * 1024  # runtime.messages.MAX_BODY (not imported: it loads the store)
 CONNECT_TIMEOUT = 0.5  # a live daemon accepts at once; a stale socket refuses at once
 ANSWER_TIMEOUT = 15.0  # the daemon writes to the store in a worker thread
@@ -38,13 +39,14 @@ class NoAnswer(Exception):
     """The daemon took a request that changes state and did not answer it."""
 
 
-@dataclass(frozen=True, slots=True)
 class Call:
-    """A command line this client serves, its options parsed."""
+    """A command line this client serves, its options parsed (read-only by convention: not a
+    frozen dataclass, whose module loads ``inspect``)."""
 
-    command: str
-    args: tuple[str, ...]
-    options: dict[str, str]
+    __slots__ = ("args", "command", "options")
+
+    def __init__(self, command: str, args: tuple[str, ...], options: dict[str, str]) -> None:
+        self.command, self.args, self.options = command, args, options
 
 
 def run(argv: list[str]) -> int | None:
@@ -140,48 +142,68 @@ def _quoted(segment: str) -> str:
 # -- where the daemon is ----------------------------------------------------------------------
 
 
-def desired_folder(given: str | None) -> Path:
+def desired_folder(given: str | None) -> str:
     """``--desired``, ``$CONTROLLER_DESIRED``, or ``./desired`` (in a linked worktree such as a
     lane: the main checkout's), as ``runtime.wiring.default_desired`` finds it with git."""
     chosen = given or os.environ.get("CONTROLLER_DESIRED")
     if chosen:
-        return Path(chosen).resolve()
-    cwd = Path.cwd()
+        return os.path.realpath(chosen)
+    cwd = os.getcwd()
     found = _git_entry(cwd)
-    if found is not None and found.is_file():
+    if found is not None and os.path.isfile(found):
         main = _main_checkout(found)
         if main is not None:
-            return main / "desired"
-    return (cwd / "desired").resolve()
+            return os.path.join(main, "desired")
+    return os.path.realpath(os.path.join(cwd, "desired"))
 
 
-def socket_path(desired: Path) -> Path | None:
+def socket_path(desired: str) -> str | None:
     """The daemon's socket for ``desired``: under the main checkout of its repository."""
-    found = _git_entry(desired if desired.is_dir() else Path.cwd())
+    found = _git_entry(desired if os.path.isdir(desired) else os.getcwd())
     if found is None:
         return None
-    main = _main_checkout(found) if found.is_file() else found.parent
-    return None if main is None else main / ".lanes" / sockets.SOCKET_NAME
+    main = _main_checkout(found) if os.path.isfile(found) else os.path.dirname(found)
+    return None if main is None else os.path.join(main, ".lanes", SOCKET_NAME)
 
 
-def _git_entry(start: Path) -> Path | None:
+def _git_entry(start: str) -> str | None:
     """The nearest ``.git`` (a folder in a main checkout, a file in a linked worktree)."""
-    for folder in (start, *start.parents):
-        entry = folder / ".git"
-        if entry.exists():
+    folder = os.path.realpath(start)
+    while True:
+        entry = os.path.join(folder, ".git")
+        if os.path.exists(entry):
             return entry
-    return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
-def _main_checkout(dot_git_file: Path) -> Path | None:
+def _main_checkout(dot_git_file: str) -> str | None:
     """A linked worktree's main checkout: ``gitdir:`` leads to ``commondir``, whose parent it is."""
     try:
-        text = dot_git_file.read_text()
-        git_dir = (dot_git_file.parent / text.removeprefix("gitdir:").strip()).resolve()
-        common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
+        with open(dot_git_file) as given:
+            text = given.read()
+        git_dir = os.path.join(os.path.dirname(dot_git_file), text.removeprefix("gitdir:").strip())
+        with open(os.path.join(git_dir, "commondir")) as given:
+            common = os.path.realpath(os.path.join(git_dir, given.read().strip()))
     except OSError:
         return None
-    return common.parent if common.name == ".git" else None
+    return os.path.dirname(common) if os.path.basename(common) == ".git" else None
+
+
+@contextlib.contextmanager
+def _address(path: str) -> Iterator[str]:
+    """``controller.server.sockets.address``: ``path``, or when too long for ``sun_path``, the
+    same file through ``/proc/self/fd`` and a descriptor of its folder."""
+    if len(os.fsencode(path)) <= _SUN_PATH:
+        yield path
+        return
+    folder = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{os.path.basename(path)}"
+    finally:
+        os.close(folder)
 
 
 # -- the request ------------------------------------------------------------------------------
@@ -195,7 +217,7 @@ def _request(
     where = socket_path(desired)
     if where is None:
         raise Fallback
-    payload = {**fields, "desired": str(desired)}
+    payload = {**fields, "desired": desired}
     if state := os.environ.get("CONTROLLER_STATE"):
         payload["state"] = state
     conn = _connect(where)
@@ -213,11 +235,11 @@ def _request(
     return answer
 
 
-def _connect(where: Path) -> socket.socket:
+def _connect(where: str) -> socket.socket:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(CONNECT_TIMEOUT)
     try:
-        with sockets.address(where) as address:
+        with _address(where) as address:
             conn.connect(address)
     except OSError as exc:  # missing, stale (refused), not ours, too busy: no daemon for us
         conn.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from controller import fast as client
 from tests.conftest import Repo, reap, wait_until
 from tests.integration.test_server import answering, daemon, get, status, worker
 
@@ -145,3 +146,45 @@ def test_a_daemon_of_another_workspace_is_not_used(repo: Repo, marker: str, tmp_
     assert store.exists()
     assert not fast(done[3])  # the daemon answered 421, the command line took over
     assert repo.ctl("read", "t", "--as", "worker", "-o", "json").stdout.strip() == "[]"
+
+
+def test_inside_a_lane_the_socket_is_the_main_checkouts(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lane = repo.path.parent / "lane-x"
+    repo.git("worktree", "add", "-q", "-b", "lane/x", str(lane))
+    (lane / "sub").mkdir()
+    monkeypatch.chdir(lane / "sub")
+    monkeypatch.delenv("CONTROLLER_DESIRED", raising=False)
+    desired = client.desired_folder(None)
+    assert desired == str(repo.path.resolve() / "desired")
+    assert client.socket_path(desired) == str(repo.path.resolve() / ".lanes" / "controller.sock")
+    monkeypatch.chdir(repo.path)
+    assert client.desired_folder(None) == str(repo.path.resolve() / "desired")
+    assert client.socket_path(str(lane)) == str(repo.path.resolve() / ".lanes" / "controller.sock")
+
+
+@pytest.mark.parametrize(
+    ("argv", "served"),
+    [
+        (["post", "t", "--as", "p", "x"], ("post", ("t", "x"), {"who": "p"})),
+        (["-o", "json", "post", "--as=p", "t"], ("post", ("t",), {"output": "json", "who": "p"})),
+        (["heartbeat", "--lane", "a", "--as", "p"], ("heartbeat", (), {"lane": "a", "who": "p"})),
+        (["post", "t", "--as", "p", "-v", "x"], None),  # an option it does not serve
+        (["post", "t", "--state", "sqlite:///x", "x"], None),
+        (["-o", "yaml", "post", "t", "x"], None),
+        (["post", "--lane", "a", "t", "x"], None),  # --lane is heartbeat's only
+        (["post", "t", "--as"], None),
+        (["status"], None),
+        (["--once", "post"], None),
+    ],
+)
+def test_the_client_parses_what_it_serves_and_leaves_the_rest(
+    argv: list[str], served: tuple[str, tuple[str, ...], dict[str, str]] | None
+) -> None:
+    if served is None:
+        with pytest.raises(client.Fallback):
+            client.parse(argv)
+        return
+    call = client.parse(argv)
+    assert (call.command, call.args, call.options) == served
