@@ -114,7 +114,30 @@ def _heartbeat(call: Call) -> int:
     return 0
 
 
-_COMMANDS: dict[str, Callable[[Call], int]] = {"post": _post, "heartbeat": _heartbeat}
+def _read(call: Call) -> int:
+    reader = call.options.get("who") or os.environ.get("LANE_PARTICIPANT")
+    if len(call.args) != 1 or not reader:
+        raise Fallback
+    thread = call.args[0]
+    path = f"/v1/threads/{_quoted(thread)}/read"
+    found = _request(call, path, {"reader": reader}, retry=False).get("messages")
+    if not isinstance(found, list):
+        raise NoAnswer(f"the daemon answered `read` without messages: {found!r}")
+    if call.options.get("output") == "json":
+        print(_json(found))
+        return 0
+    for m in found:  # the time as the command prints it: `{at:%Y-%m-%d %H:%M:%S}Z` (UTC)
+        print(f"#{m['seq']} {m['sender']} {m['at'][:10]} {m['at'][11:19]}Z\n{m['body']}\n")
+    if not found:
+        print(f"nothing unread in {thread}")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Call], int]] = {
+    "post": _post,
+    "heartbeat": _heartbeat,
+    "read": _read,
+}
 
 
 def _stdin() -> str:

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from controller.runtime import messages, status
 from controller.spec import meta
 from controller.spec.state import DesiredState
-from controller.store import jobs
+from controller.store import jobs, messaging
 
 if TYPE_CHECKING:
     from controller.runtime.daemon import Daemon
@@ -47,6 +47,7 @@ def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
         routes += [
             Route("/v1/events", api.events, methods=["GET"]),
             Route("/v1/threads/{thread}/messages", api.post, methods=["POST"]),
+            Route("/v1/threads/{thread}/read", api.read, methods=["POST"]),
             Route("/v1/heartbeat", api.heartbeat, methods=["POST"]),
         ]
     return Starlette(routes=routes)
@@ -189,6 +190,14 @@ class _Api:
         except _BadRequest as exc:
             return _error(str(exc), 400)
 
+    async def read(self, request: Request) -> Response:
+        """``controller read``: JSON ``{reader}``; 200 with ``{messages}`` (what ``read -o json``
+        prints), marked read; 400 refused (with the command's message)."""
+        try:
+            return await _read(self, request)
+        except _BadRequest as exc:
+            return _error(str(exc), 400)
+
     async def heartbeat(self, request: Request) -> Response:
         """``controller heartbeat``: JSON ``{lane, participant}``; 404 when no such agent."""
         try:
@@ -215,6 +224,36 @@ async def _post(api: _Api, request: Request) -> Response:
     except messages.Refused as exc:
         return _error(str(exc), 400)
     return JSONResponse({"thread": thread, "seq": seq, "sender": sender}, 201)
+
+
+async def _read(api: _Api, request: Request) -> Response:
+    d, rec = api.daemon, api.daemon.reconciler
+    if rec is None or d.desired is None:
+        return _error("no pass has run yet", 503)
+    if d.problems:
+        return _error("desired state invalid", 409, problems=[str(p) for p in d.problems])
+    (reader,) = await _fields(request, "reader")
+    if (misdirected := await _elsewhere(d, request)) is not None:
+        return misdirected
+    thread = request.path_params["thread"]
+    try:
+        messages.check_member(d.desired, thread, reader)
+    except messages.Refused as exc:
+        return _error(str(exc), 400)
+    read = functools.partial(messaging.read, rec.wiring.store, thread, reader)
+    found = await anyio.to_thread.run_sync(read)
+    return JSONResponse({"messages": [_message(m) for m in found]})
+
+
+def _message(m: messaging.Message) -> dict[str, Any]:
+    """A message as ``controller read -o json`` shows it."""
+    return {
+        "thread": m.thread,
+        "seq": m.seq,
+        "sender": m.sender,
+        "body": m.body,
+        "at": m.at.isoformat(),
+    }
 
 
 async def _heartbeat(api: _Api, request: Request) -> Response:

@@ -188,3 +188,33 @@ def test_the_client_parses_what_it_serves_and_leaves_the_rest(
         return
     call = client.parse(argv)
     assert (call.command, call.args, call.options) == served
+
+
+def test_read_prints_the_same_with_and_without_a_daemon(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    readers = "worker, human, bob, carol, dave, erin"
+    repo.write("talk.yaml", TALK.replace("worker, human", readers))
+    for text in ("first", "two\nlines, naïve ✓"):
+        assert repo.ctl("post", "t", "--as", "human", text).returncode == 0
+    path = repo.path / ".lanes" / "controller.sock"
+    reads = [  # (with a daemon, without): readers with the same unread messages
+        (("read", "t", "--as", "worker"), ("read", "t", "--as", "bob")),
+        (("read", "t", "--as", "carol", "-o", "json"), ("-o", "json", "read", "t", "--as=dave")),
+        (("read", "t", "--as", "worker"), ("read", "t", "--as", "bob")),  # nothing unread
+        (("read", "t", "--as", "stranger"), ("read", "t", "--as", "stranger")),  # refused
+        (("read", "nope", "--as", "erin"), ("read", "nope", "--as", "erin")),
+    ]
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        ready(repo, path)
+        served = [run(repo, *args) for args, _ in reads]
+    local = [run(repo, *args) for _, args in reads]
+
+    assert [fast(s[3]) for s in served] == [True, True, True, False, False]
+    assert not any(fast(s[3]) for s in local)
+    assert [s[:3] for s in served] == [s[:3] for s in local]
+    assert served[0][1].startswith("#1 human ") and "\ntwo\nlines, naïve ✓\n\n" in served[0][1]
+    assert [m["seq"] for m in json.loads(served[1][1])] == [1, 2]
+    assert served[2][1] == "nothing unread in t\n"
+    assert all(s[0] == 1 and s[2].startswith("error: ") for s in served[3:])
