@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import sys
 
-FAST = frozenset({"post", "heartbeat", "read"})  # served by a running daemon when one answers
+FAST = frozenset(
+    {"post", "heartbeat", "read", "events"}
+)  # served by a running daemon when one answers
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ CONNECT_TIMEOUT = 0.5  # a live daemon accepts at once; a stale socket refuses a
 ANSWER_TIMEOUT = 15.0  # the daemon writes to the store in a worker thread
 _CHOICES = {"--output": ("text", "json"), "-o": ("text", "json")}
 _VALUED = {"--output": "output", "-o": "output", "--desired": "desired", "--as": "who"}
+_EVENTS = {"--lane": "lane", "--kind": "kind", "--since": "since", "--limit": "limit"}
 _FALLBACK_ENV = ("CONTROLLER_DESIRED_REF",)  # a desired ref: the command line's business
 
 
@@ -73,15 +74,18 @@ def parse(argv: list[str]) -> Call:
             positional.append(arg)
             continue
         name, sep, value = arg.partition("=")
-        if name == "--lane" and positional[:1] == ["heartbeat"]:
+        if name in _EVENTS and positional[:1] == ["events"]:
+            key = _EVENTS[name]
+        elif name == "--lane" and positional[:1] == ["heartbeat"]:
             key = "lane"
         elif name in _VALUED:
             key = _VALUED[name]
         else:
             raise Fallback  # an option the command line handles (or rejects)
-        options[key] = value if sep else next(tokens, "")
-        if not options[key] or options[key] not in _CHOICES.get(name, (options[key],)):
+        given = value if sep else next(tokens, "")
+        if not given or given not in _CHOICES.get(name, (given,)):
             raise Fallback
+        options[key] = f"{options[key]},{given}" if key == "kind" and key in options else given
     if not positional or positional[0] not in _COMMANDS:
         raise Fallback
     return Call(positional[0], tuple(positional[1:]), options)
@@ -133,10 +137,43 @@ def _read(call: Call) -> int:
     return 0
 
 
+def _events(call: Call) -> int:
+    """``events`` without ``--follow``: the lines ``GET /v1/events`` answers, as JSON Lines or
+    as ``cli.output.event_line`` writes them."""
+    limit = call.options.get("limit", "200")
+    if call.args or not limit.isdigit():
+        raise Fallback
+    query = [
+        ("limit", limit),
+        *((k, call.options[k]) for k in ("lane", "since") if k in call.options),
+    ]
+    query += [("kind", kind) for kind in call.options.get("kind", "").split(",") if kind]
+    text = _get(call, "/v1/events", query)
+    found = [json.loads(line) for line in text.splitlines() if line]
+    for event in found:
+        print(
+            json.dumps(event, sort_keys=True)
+            if call.options.get("output") == "json"
+            else _event_line(event)
+        )
+    return 0
+
+
+def _event_line(e: dict[str, object]) -> str:
+    """``cli.output.event_line`` of an event's JSON."""
+    data = e["data"] if isinstance(e["data"], dict) else {}
+    shown = " ".join(f"{k}={v}" for k, v in sorted(data.items()) if v not in (None, ""))
+    where = e["lane"] or (f"@{e['participant']}" if e["participant"] else "-")
+    at = f"{str(e['at'])[:19]}Z"
+    line = f"{at} {str(e['correlationId'])[:8]} {where:<20} {e['kind']:<24} {e['reason']} {shown}"
+    return line.rstrip()
+
+
 _COMMANDS: dict[str, Callable[[Call], int]] = {
     "post": _post,
     "heartbeat": _heartbeat,
     "read": _read,
+    "events": _events,
 }
 
 
@@ -258,6 +295,36 @@ def _request(
     return answer
 
 
+def _get(call: Call, path: str, query: list[tuple[str, str]]) -> str:
+    """GET ``path`` with ``query`` (and which workspace); the text of a 200 answer."""
+    desired = desired_folder(call.options.get("desired"))
+    where = socket_path(desired)
+    if where is None:
+        raise Fallback
+    query = [*query, ("desired", desired)]
+    if state := os.environ.get("CONTROLLER_STATE"):
+        query.append(("state", state))
+    target = path + "?" + "&".join(f"{k}={_percent(v)}" for k, v in query)
+    conn = _connect(where)
+    try:
+        status, content = _send(
+            conn, f"GET {target} HTTP/1.1\r\nHost: controller\r\nConnection: close\r\n\r\n".encode()
+        )
+    except OSError as exc:
+        raise Fallback from exc  # reading changes nothing: the command line may do it
+    finally:
+        conn.close()
+    if status != 200:
+        raise Fallback
+    return content.decode()
+
+
+def _percent(text: str) -> str:
+    """``urllib.parse.quote`` (not imported: it costs more than the request)."""
+    safe = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~/"
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode())
+
+
 def _connect(where: str) -> socket.socket:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(CONNECT_TIMEOUT)
@@ -276,14 +343,24 @@ def _exchange(conn: socket.socket, path: str, body: bytes) -> tuple[int, object]
         f"POST {path} HTTP/1.1\r\nHost: controller\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
-    conn.sendall(head.encode() + body)
+    status, content = _send(conn, head.encode() + body)
+    if not 200 <= status < 300:
+        return status, None  # not done: whatever it says, the command line will say it
+    try:
+        return status, json.loads(content)
+    except ValueError:
+        raise OSError(f"an answer that is not JSON: {content[:80]!r}") from None
+
+
+def _send(conn: socket.socket, request: bytes) -> tuple[int, bytes]:
+    """Send ``request``, read the answer to the end: its status and body."""
+    conn.sendall(request)
     chunks = []
     while chunk := conn.recv(65536):
         chunks.append(chunk)
     raw = b"".join(chunks)
     header, _, content = raw.partition(b"\r\n\r\n")
     try:
-        status = int(header.split(b" ", 2)[1])
-        return status, json.loads(content)
+        return int(header.split(b" ", 2)[1]), content
     except (IndexError, ValueError):
-        raise OSError(f"an answer that is not HTTP with JSON: {header[:80]!r}") from None
+        raise OSError(f"an answer that is not HTTP: {header[:80]!r}") from None

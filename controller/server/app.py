@@ -85,7 +85,11 @@ async def _elsewhere(daemon: Daemon, request: Request) -> Response | None:
     these fields nothing is checked.
     """
     given = await request.json()
-    desired, state = given.get("desired"), given.get("state")
+    return _misdirected(daemon, given.get("desired"), given.get("state"))
+
+
+def _misdirected(daemon: Daemon, desired: object, state: object) -> Response | None:
+    """421 unless ``desired`` and ``state`` (when given) are the daemon's own."""
     if desired is not None and str(desired) != str(daemon.settings.desired.resolve()):
         return _error(f"this daemon serves {daemon.settings.desired.resolve()}", OTHER_WORKSPACE)
     rec = daemon.reconciler
@@ -155,6 +159,8 @@ class _Api:
         if rec is None:
             return JSONResponse({"error": "no pass has run yet"}, 503)
         q = request.query_params
+        if (misdirected := _misdirected(self.daemon, q.get("desired"), q.get("state"))) is not None:
+            return misdirected
         try:
             since = _since(q.get("since"), self.daemon.clock.now())
             limit, after = int(q.get("limit", "200")), int(q.get("after", "0"))

@@ -175,6 +175,9 @@ def test_inside_a_lane_the_socket_is_the_main_checkouts(
         (["-o", "yaml", "post", "t", "x"], None),
         (["post", "--lane", "a", "t", "x"], None),  # --lane is heartbeat's only
         (["post", "t", "--as"], None),
+        (["events", "--kind", "A", "--kind=B"], ("events", (), {"kind": "A,B"})),
+        (["events", "--follow"], None),
+        (["post", "t", "--kind", "A", "x"], None),  # --kind is events' only
         (["status"], None),
         (["--once", "post"], None),
     ],
@@ -218,3 +221,28 @@ def test_read_prints_the_same_with_and_without_a_daemon(
     assert [m["seq"] for m in json.loads(served[1][1])] == [1, 2]
     assert served[2][1] == "nothing unread in t\n"
     assert all(s[0] == 1 and s[2].startswith("error: ") for s in served[3:])
+
+
+def test_events_print_the_same_with_and_without_a_daemon(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    path = repo.path / ".lanes" / "controller.sock"
+    queries = [
+        ("events", "--kind", "AgentStarted"),
+        ("events", "--kind=AgentStarted", "--kind", "LaneCreated", "-o", "json", "--limit", "5"),
+        ("events", "--lane", "a", "--kind", "AgentStarted", "--since", "1d"),
+        ("events", "--kind", "AgentStarted", "--limit", "0"),
+        ("events", "--kind", "AgentStarted", "--since", "yesterday"),  # refused by the command
+    ]
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        ready(repo, path)
+        served = [run(repo, *args) for args in queries]
+    local = [run(repo, *args) for args in queries]
+
+    assert [fast(s[3]) for s in served] == [True, True, True, True, False]
+    assert not any(fast(s[3]) for s in local)
+    assert [s[:3] for s in served] == [s[:3] for s in local]
+    assert "AgentStarted" in served[0][1] and served[3][1] == ""
+    assert [json.loads(line)["kind"] for line in served[1][1].splitlines()] == ["AgentStarted"]
+    assert served[4][0] == 2 and "--since" in served[4][2]
