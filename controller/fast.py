@@ -1,4 +1,5 @@
-"""The thin client: ``post`` and ``heartbeat`` through a running daemon's unix socket.
+"""The thin client: ``post``, ``read``, ``heartbeat`` and ``events`` through a running daemon's
+unix socket.
 
 Agents call these commands many times an hour; loading the command line (click, pydantic,
 SQLAlchemy) costs far more than the work. When a daemon of this workspace answers on
@@ -101,8 +102,8 @@ def _post(call: Call) -> int:
         raise Fallback  # the command line refuses these with its own message
     fields = {"sender": sender, "body": body}
     answer = _request(call, f"/v1/threads/{_quoted(thread)}/messages", fields, retry=False)
-    if answer.get("seq") is None:
-        raise Fallback
+    if answer.get("seq") is None:  # stored or not: never post twice
+        raise NoAnswer(f"the daemon answered the post without a number: {answer!r}")
     _print(call, answer, f"posted #{answer['seq']} to {thread} as {sender}")
     return 0
 
