@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import gc
+import sys
+
+FAST = frozenset(
+    {"post", "heartbeat", "read", "events"}
+)  # served by a running daemon when one answers
 
 
 def main() -> None:
+    """Serve a fast command through the daemon (``controller.fast``), or run the command line."""
+    if FAST.intersection(sys.argv[1:]):
+        from controller import fast
+
+        code = fast.run(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
+    _command_line()
+
+
+def _command_line() -> None:
     """Load the command line with the cyclic garbage collector off, then run it.
 
     Loading creates hundreds of thousands of objects (classes, functions, pydantic models) and

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from controller.runtime import messages, status
 from controller.spec import meta
 from controller.spec.state import DesiredState
-from controller.store import jobs
+from controller.store import jobs, messaging
 
 if TYPE_CHECKING:
     from controller.runtime.daemon import Daemon
@@ -47,6 +47,7 @@ def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
         routes += [
             Route("/v1/events", api.events, methods=["GET"]),
             Route("/v1/threads/{thread}/messages", api.post, methods=["POST"]),
+            Route("/v1/threads/{thread}/read", api.read, methods=["POST"]),
             Route("/v1/heartbeat", api.heartbeat, methods=["POST"]),
         ]
     return Starlette(routes=routes)
@@ -71,6 +72,30 @@ async def _fields(request: Request, *names: str) -> list[str]:
 
 def _error(message: str, code: int, **more: Any) -> Response:
     return JSONResponse({"error": message, **more}, code)
+
+
+OTHER_WORKSPACE = 421  # Misdirected Request: the thin client falls back to the local path
+
+
+async def _elsewhere(daemon: Daemon, request: Request) -> Response | None:
+    """421 when the caller says it works on another desired folder or store than this daemon.
+
+    The thin client (``controller.fast``) finds the socket from its desired folder without
+    reading the Workspace, so it says which folder (and store, when given) it means; without
+    these fields nothing is checked.
+    """
+    given = await request.json()
+    return _misdirected(daemon, given.get("desired"), given.get("state"))
+
+
+def _misdirected(daemon: Daemon, desired: object, state: object) -> Response | None:
+    """421 unless ``desired`` and ``state`` (when given) are the daemon's own."""
+    if desired is not None and str(desired) != str(daemon.settings.desired.resolve()):
+        return _error(f"this daemon serves {daemon.settings.desired.resolve()}", OTHER_WORKSPACE)
+    rec = daemon.reconciler
+    if state is not None and rec is not None and state != rec.wiring.paths.state_url:
+        return _error("this daemon uses another store", OTHER_WORKSPACE)
+    return None
 
 
 class _Api:
@@ -134,6 +159,8 @@ class _Api:
         if rec is None:
             return JSONResponse({"error": "no pass has run yet"}, 503)
         q = request.query_params
+        if (misdirected := _misdirected(self.daemon, q.get("desired"), q.get("state"))) is not None:
+            return misdirected
         try:
             since = _since(q.get("since"), self.daemon.clock.now())
             limit, after = int(q.get("limit", "200")), int(q.get("after", "0"))
@@ -169,6 +196,14 @@ class _Api:
         except _BadRequest as exc:
             return _error(str(exc), 400)
 
+    async def read(self, request: Request) -> Response:
+        """``controller read``: JSON ``{reader}``; 200 with ``{messages}`` (what ``read -o json``
+        prints), marked read; 400 refused (with the command's message)."""
+        try:
+            return await _read(self, request)
+        except _BadRequest as exc:
+            return _error(str(exc), 400)
+
     async def heartbeat(self, request: Request) -> Response:
         """``controller heartbeat``: JSON ``{lane, participant}``; 404 when no such agent."""
         try:
@@ -184,6 +219,8 @@ async def _post(api: _Api, request: Request) -> Response:
     if d.problems:
         return _error("desired state invalid", 409, problems=[str(p) for p in d.problems])
     sender, body = await _fields(request, "sender", "body")
+    if (misdirected := await _elsewhere(d, request)) is not None:
+        return misdirected
     thread, desired, now = request.path_params["thread"], d.desired, d.clock.now()
     post = functools.partial(
         messages.post, rec.wiring.store, desired, thread=thread, sender=sender, body=body, now=now
@@ -195,11 +232,43 @@ async def _post(api: _Api, request: Request) -> Response:
     return JSONResponse({"thread": thread, "seq": seq, "sender": sender}, 201)
 
 
+async def _read(api: _Api, request: Request) -> Response:
+    d, rec = api.daemon, api.daemon.reconciler
+    if rec is None or d.desired is None:
+        return _error("no pass has run yet", 503)
+    if d.problems:
+        return _error("desired state invalid", 409, problems=[str(p) for p in d.problems])
+    (reader,) = await _fields(request, "reader")
+    if (misdirected := await _elsewhere(d, request)) is not None:
+        return misdirected
+    thread = request.path_params["thread"]
+    try:
+        messages.check_member(d.desired, thread, reader)
+    except messages.Refused as exc:
+        return _error(str(exc), 400)
+    read = functools.partial(messaging.read, rec.wiring.store, thread, reader)
+    found = await anyio.to_thread.run_sync(read)
+    return JSONResponse({"messages": [_message(m) for m in found]})
+
+
+def _message(m: messaging.Message) -> dict[str, Any]:
+    """A message as ``controller read -o json`` shows it."""
+    return {
+        "thread": m.thread,
+        "seq": m.seq,
+        "sender": m.sender,
+        "body": m.body,
+        "at": m.at.isoformat(),
+    }
+
+
 async def _heartbeat(api: _Api, request: Request) -> Response:
     rec = api.daemon.reconciler
     if rec is None:
         return _error("no pass has run yet", 503)
     lane, participant = await _fields(request, "lane", "participant")
+    if (misdirected := await _elsewhere(api.daemon, request)) is not None:
+        return misdirected
     now = api.daemon.clock.now()
     where = {"lane": lane, "participant": participant}
     beat = functools.partial(rec.wiring.store.update_agents, now, where=where, heartbeat_at=now)

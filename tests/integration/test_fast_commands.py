@@ -1,0 +1,248 @@
+"""The thin client (``controller.fast``): ``post`` and ``heartbeat`` through a real daemon's
+socket print what the command line prints, with the same exit codes, without loading
+pydantic, SQLAlchemy or click; without a daemon, or with a killed daemon's stale socket, the
+command line does the work (and nothing hangs)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller import fast as client
+from tests.conftest import Repo, reap, wait_until
+from tests.integration.test_server import answering, daemon, get, status, worker
+
+pytestmark = pytest.mark.integration
+
+HEAVY = ("pydantic", "sqlalchemy", "click", "rich", "anyio")
+TALK = (
+    "apiVersion: lanes/v1\nkind: Thread\nmetadata: {name: t}\n"
+    "spec: {participants: [worker, human]}\n"
+)
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Iterator[str]:
+    text = str(tmp_path / "marker")
+    yield text
+    reap(text)
+
+
+def run(repo: Repo, *args: str, stdin: str | None = None) -> tuple[int, str, str, set[str]]:
+    """The command (exit code, stdout, stderr) and the top-level packages it imported."""
+    done = subprocess.run(
+        (sys.executable, "-X", "importtime", "-m", "controller", *args),
+        cwd=repo.path,
+        env=repo.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    lines = done.stderr.splitlines(keepends=True)
+    timing = [line for line in lines if line.startswith("import time:")]
+    loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in timing}
+    stderr = "".join(line for line in lines if not line.startswith("import time:"))
+    return done.returncode, done.stdout, stderr, loaded
+
+
+def fast(loaded: set[str]) -> bool:
+    return not loaded.intersection(HEAVY)
+
+
+def ready(repo: Repo, path: Path) -> None:
+    wait_until(lambda: answering(path) and get(path, "/readyz")[0] == 200)
+    wait_until(lambda: [a["state"] for a in status(repo)["lanes"][0]["agents"]] == ["running"])
+
+
+# The commands, each run with a daemon and then without: (arguments, standard input).
+POSTS = [
+    (("post", "t", "--as", "human", "hello"), None),
+    (("-o", "json", "post", "--as=human", "t", "-"), "from stdin\n"),
+    (("post", "t", "--as", "stranger", "hello"), None),  # refused: the command line's error
+    (("post", "nope", "--as", "human", "hello"), None),
+    (("post", "t", "--as", "human", "  "), None),
+]
+BEATS = [
+    ("heartbeat", "--lane", "a", "--as", "worker"),
+    ("heartbeat", "--lane", "a", "--as", "worker", "-o", "json"),
+    ("heartbeat", "--lane", "b", "--as", "worker"),  # no such agent: exit 1
+]
+
+
+def test_post_and_heartbeat_print_the_same_with_and_without_a_daemon(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    repo.write("talk.yaml", TALK)
+    path = repo.path / ".lanes" / "controller.sock"
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        ready(repo, path)
+        served = [run(repo, *args, stdin=stdin) for args, stdin in POSTS]
+        beats = [run(repo, *args) for args in BEATS]
+    assert not path.exists()
+    local = [run(repo, *args, stdin=stdin) for args, stdin in POSTS]
+    local_beats = [run(repo, *args) for args in BEATS]
+
+    assert [fast(s[3]) for s in served] == [True, True, False, False, False]
+    assert not any(fast(s[3]) for s in local)
+    assert served[0][:3] == (0, "posted #1 to t as human\n", "")
+    assert local[0][:3] == (0, "posted #3 to t as human\n", "")
+    assert json.loads(served[1][1]) == {"thread": "t", "seq": 2, "sender": "human"}
+    assert json.loads(local[1][1]) == {"thread": "t", "seq": 4, "sender": "human"}
+    assert served[1][1] == local[1][1].replace('"seq": 4', '"seq": 2')
+    assert [s[:3] for s in served[2:]] == [s[:3] for s in local[2:]]
+    assert all(s[0] == 1 and s[2].startswith("error: ") for s in served[2:])
+
+    assert [fast(b[3]) for b in beats] == [True, True, False]
+    assert [fast(b[3]) for b in local_beats] == [False, False, False]
+    assert beats[0][:3] == local_beats[0][:3] == (0, "", "")
+    served_beat, local_beat = json.loads(beats[1][1]), json.loads(local_beats[1][1])
+    assert served_beat.pop("at") < local_beat.pop("at")
+    assert served_beat == local_beat == {"lane": "a", "participant": "worker"}
+    assert beats[2][:3] == local_beats[2][:3]
+    assert beats[2][0] == 1 and "no agent of worker in lane b" in beats[2][2]
+
+
+def test_a_killed_daemons_stale_socket_falls_back_without_hanging(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    repo.write("talk.yaml", TALK)
+    path = repo.path / ".lanes" / "controller.sock"
+    with daemon(repo, log=tmp_path / "daemon.log") as proc:
+        ready(repo, path)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert path.exists() and not answering(path)  # stale: nobody answers
+    code, out, err, loaded = run(repo, "post", "t", "--as", "human", "after")
+    assert (code, out, err) == (0, "posted #1 to t as human\n", "")
+    assert not fast(loaded)  # the command line did it
+    assert run(repo, "heartbeat", "--lane", "a", "--as", "worker")[:3] == (0, "", "")
+
+
+def test_a_daemon_of_another_workspace_is_not_used(repo: Repo, marker: str, tmp_path: Path) -> None:
+    worker(repo, marker)
+    repo.write("talk.yaml", TALK)
+    other = repo.path / "other"  # the same repository (so the same socket), another folder
+    other.mkdir()
+    store = tmp_path / "other.db"
+    (other / "talk.yaml").write_text(
+        f"{TALK}---\napiVersion: lanes/v1\nkind: Workspace\nmetadata: {{name: other}}\n"
+        f"spec: {{stateUrl: 'sqlite:///{store}'}}\n"
+    )
+    path = repo.path / ".lanes" / "controller.sock"
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        ready(repo, path)
+        done = run(repo, "post", "t", "--as", "human", "x", "--desired", str(other))
+    assert done[:3] == (0, "posted #1 to t as human\n", ""), done[2]
+    assert store.exists()
+    assert not fast(done[3])  # the daemon answered 421, the command line took over
+    assert repo.ctl("read", "t", "--as", "worker", "-o", "json").stdout.strip() == "[]"
+
+
+def test_inside_a_lane_the_socket_is_the_main_checkouts(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lane = repo.path.parent / "lane-x"
+    repo.git("worktree", "add", "-q", "-b", "lane/x", str(lane))
+    (lane / "sub").mkdir()
+    monkeypatch.chdir(lane / "sub")
+    monkeypatch.delenv("CONTROLLER_DESIRED", raising=False)
+    desired = client.desired_folder(None)
+    assert desired == str(repo.path.resolve() / "desired")
+    assert client.socket_path(desired) == str(repo.path.resolve() / ".lanes" / "controller.sock")
+    monkeypatch.chdir(repo.path)
+    assert client.desired_folder(None) == str(repo.path.resolve() / "desired")
+    assert client.socket_path(str(lane)) == str(repo.path.resolve() / ".lanes" / "controller.sock")
+
+
+@pytest.mark.parametrize(
+    ("argv", "served"),
+    [
+        (["post", "t", "--as", "p", "x"], ("post", ("t", "x"), {"who": "p"})),
+        (["-o", "json", "post", "--as=p", "t"], ("post", ("t",), {"output": "json", "who": "p"})),
+        (["heartbeat", "--lane", "a", "--as", "p"], ("heartbeat", (), {"lane": "a", "who": "p"})),
+        (["post", "t", "--as", "p", "-v", "x"], None),  # an option it does not serve
+        (["post", "t", "--state", "sqlite:///x", "x"], None),
+        (["-o", "yaml", "post", "t", "x"], None),
+        (["post", "--lane", "a", "t", "x"], None),  # --lane is heartbeat's only
+        (["post", "t", "--as"], None),
+        (["events", "--kind", "A", "--kind=B"], ("events", (), {"kind": "A,B"})),
+        (["events", "--follow"], None),
+        (["post", "t", "--kind", "A", "x"], None),  # --kind is events' only
+        (["status"], None),
+        (["--once", "post"], None),
+    ],
+)
+def test_the_client_parses_what_it_serves_and_leaves_the_rest(
+    argv: list[str], served: tuple[str, tuple[str, ...], dict[str, str]] | None
+) -> None:
+    if served is None:
+        with pytest.raises(client.Fallback):
+            client.parse(argv)
+        return
+    call = client.parse(argv)
+    assert (call.command, call.args, call.options) == served
+
+
+def test_read_prints_the_same_with_and_without_a_daemon(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    readers = "worker, human, bob, carol, dave, erin"
+    repo.write("talk.yaml", TALK.replace("worker, human", readers))
+    for text in ("first", "two\nlines, naïve ✓"):
+        assert repo.ctl("post", "t", "--as", "human", text).returncode == 0
+    path = repo.path / ".lanes" / "controller.sock"
+    reads = [  # (with a daemon, without): readers with the same unread messages
+        (("read", "t", "--as", "worker"), ("read", "t", "--as", "bob")),
+        (("read", "t", "--as", "carol", "-o", "json"), ("-o", "json", "read", "t", "--as=dave")),
+        (("read", "t", "--as", "worker"), ("read", "t", "--as", "bob")),  # nothing unread
+        (("read", "t", "--as", "stranger"), ("read", "t", "--as", "stranger")),  # refused
+        (("read", "nope", "--as", "erin"), ("read", "nope", "--as", "erin")),
+    ]
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        ready(repo, path)
+        served = [run(repo, *args) for args, _ in reads]
+    local = [run(repo, *args) for _, args in reads]
+
+    assert [fast(s[3]) for s in served] == [True, True, True, False, False]
+    assert not any(fast(s[3]) for s in local)
+    assert [s[:3] for s in served] == [s[:3] for s in local]
+    assert served[0][1].startswith("#1 human ") and "\ntwo\nlines, naïve ✓\n\n" in served[0][1]
+    assert [m["seq"] for m in json.loads(served[1][1])] == [1, 2]
+    assert served[2][1] == "nothing unread in t\n"
+    assert all(s[0] == 1 and s[2].startswith("error: ") for s in served[3:])
+
+
+def test_events_print_the_same_with_and_without_a_daemon(
+    repo: Repo, marker: str, tmp_path: Path
+) -> None:
+    worker(repo, marker)
+    path = repo.path / ".lanes" / "controller.sock"
+    queries = [
+        ("events", "--kind", "AgentStarted"),
+        ("events", "--kind=AgentStarted", "--kind", "LaneCreated", "-o", "json", "--limit", "5"),
+        ("events", "--lane", "a", "--kind", "AgentStarted", "--since", "1d"),
+        ("events", "--kind", "AgentStarted", "--limit", "0"),
+        ("events", "--kind", "AgentStarted", "--since", "yesterday"),  # refused by the command
+    ]
+    with daemon(repo, log=tmp_path / "daemon.log"):
+        ready(repo, path)
+        served = [run(repo, *args) for args in queries]
+    local = [run(repo, *args) for args in queries]
+
+    assert [fast(s[3]) for s in served] == [True, True, True, True, False]
+    assert not any(fast(s[3]) for s in local)
+    assert [s[:3] for s in served] == [s[:3] for s in local]
+    assert "AgentStarted" in served[0][1] and served[3][1] == ""
+    assert [json.loads(line)["kind"] for line in served[1][1].splitlines()] == ["AgentStarted"]
+    assert served[4][0] == 2 and "--since" in served[4][2]
