@@ -3,7 +3,7 @@
 Every handler reads the running daemon's state; anything slow (the store, git) runs in a
 worker thread, so a request never stalls the reconcile loop. The unix socket serves every
 route; the TCP listener (``--metrics-addr``) only the read-only ones that show no message
-text: health, readiness, metrics and status.
+text: health, readiness, metrics, status and the web status page at ``/``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from controller.runtime import messages, status
+from controller.server import page
 from controller.spec import meta
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging
@@ -38,6 +39,7 @@ def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
     """The application for one listener: ``private`` for the unix socket (every route)."""
     api = _Api(daemon, metrics)
     routes = [
+        Route("/", api.web_page, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
@@ -140,16 +142,33 @@ class _Api:
 
     async def status(self, _: Request) -> Response:
         """The object ``controller status --output json`` prints, observed now."""
+        view = await self._view()
+        if view is None:
+            return JSONResponse({"error": "no pass has run yet"}, 503)
+        text = json.dumps(view, indent=2, sort_keys=True, default=str)
+        return Response(text + "\n", media_type="application/json")
+
+    async def web_page(self, request: Request) -> Response:
+        """The web status page: the same view as HTML (``page.render``); ``refresh=0`` turns
+        the page's reload off."""
+        view = await self._view()
+        headers = {"Content-Security-Policy": page.CSP, "Cache-Control": "no-store"}
+        if view is None:
+            return HTMLResponse("<p>no pass has run yet</p>", 503, headers=headers)
+        refresh = 0 if request.query_params.get("refresh") == "0" else page.REFRESH
+        return HTMLResponse(page.render(view, refresh=refresh), headers=headers)
+
+    async def _view(self) -> dict[str, Any] | None:
+        """``status --output json``'s object, observed now; None before the first pass."""
         d = self.daemon
         rec = d.reconciler
         if rec is None or d.seen is None:
-            return JSONResponse({"error": "no pass has run yet"}, 503)
+            return None
         desired = DesiredState.empty() if d.problems or d.desired is None else d.desired
         async with d.busy:  # the pass and the view share the reconciler
             view = await status.build(rec, desired, d.problems)
         view["desired"] = d.seen.to_json()
-        text = json.dumps(view, indent=2, sort_keys=True, default=str)
-        return Response(text + "\n", media_type="application/json")
+        return view
 
     async def events(self, request: Request) -> Response:
         """Events as ``controller events --output json`` prints them (JSON Lines): ``lane``,
