@@ -130,6 +130,7 @@ class Daemon:
         self.seen: sources.Origin | None = None  # where the last load read (valid or not)
         self.reconciler: reconcile.Reconciler | None = None
         self.wake = anyio.Event()
+        self.nudged = anyio.Event()  # a message arrived: look for wakes now, not at the next poll
         self.stopping = False
         self.passes = 0
         self.due: datetime | None = None
@@ -145,6 +146,13 @@ class Daemon:
     def notify(self) -> None:
         """Something changed: run a pass soon."""
         self.wake.set()
+
+    def nudge_wakes(self) -> None:
+        """A message was posted (through the API, or a notification): look for wakes at once.
+
+        Call it from the daemon's event loop (a thread uses ``anyio.from_thread.run_sync``).
+        """
+        self.nudged.set()
 
     def edit(self) -> None:
         """A file under desired/ changed: load it afresh, and run a pass soon."""
@@ -319,7 +327,9 @@ class Daemon:
     async def _wake_loop(self) -> None:
         """Between passes: work wakes as soon as a message arrives or a deferral falls due."""
         while not self.stopping:
-            await anyio.sleep(self.settings.wake_poll)
+            with anyio.move_on_after(self.settings.wake_poll):
+                await self.nudged.wait()
+            self.nudged = anyio.Event()
             rec, desired = self.reconciler, self.desired
             if rec is None or desired is None or not desired.threads or self.busy.locked():
                 continue

@@ -248,6 +248,7 @@ async def _post(api: _Api, request: Request) -> Response:
         seq = await anyio.to_thread.run_sync(post)
     except messages.Refused as exc:
         return _error(str(exc), 400)
+    d.nudge_wakes()  # the wake loop looks at once rather than at its next poll
     return JSONResponse({"thread": thread, "seq": seq, "sender": sender}, 201)
 
 
