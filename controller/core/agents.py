@@ -102,6 +102,9 @@ def _plan_binding(
     if record is None:
         _plan_first_start(out, binding, observed, path=path, usable=usable)
         return
+    if record.state == State.STARTING:
+        _plan_interrupted_start(out, binding, record, observed, now, path=path, usable=usable)
+        return
     seen = lifecycle.liveness(record, observed)
     why = _replace_why(record, binding, observed, seen, lanes=lanes)
     if seen.life == Life.UNKNOWN:
@@ -172,6 +175,56 @@ def _plan_first_start(
         out.note(lane, "AgentUnknown", "SourceUnreadable", f"tmux: {observed.panes.reason}")
     else:
         out.add("after", start(binding, observed, path=path, reason="binding has no agent yet"))
+
+
+def _plan_interrupted_start(
+    out: AgentPlan,
+    binding: Binding,
+    record: world.AgentRecord,
+    observed: world.Observed,
+    now: datetime,
+    *,
+    path: str,
+    usable: bool,
+) -> None:
+    """A start recorded but never completed: the controller stopped between writing the
+    record and recording the launched process. Adopt the agent if it runs; record its exit if
+    it ran and ended (its exit file, or its dead pane); start it only if it never ran."""
+    lane = binding.spec.lane
+    tmux = binding.spec.runtime == "tmux"
+    for source in (observed.processes, observed.panes if tmux else None):
+        if isinstance(source, world.Unknown):
+            out.note(lane, "AgentUnknown", "SourceUnreadable", f"{binding.name}: {source.reason}")
+            return
+    adopt = strays.adoption(binding, observed, path=path)
+    if adopt is not None:
+        out.add("after", adopt)
+        out.adopted.append(adopt)
+        return
+    ended = _ended_launch(binding, observed)
+    if ended is not None:
+        seen = lifecycle.Seen(Life.DEAD, ended[0], "it ended while its start was being recorded")
+        running = replace(record, state=State.RUNNING)
+        _plan_dead(out, binding, running, seen, now, observed, path=path, usable=usable)
+    elif usable:
+        why = "its start was interrupted before the launch"
+        out.add("after", start(binding, observed, path=path, reason=why, record=record))
+    else:
+        out.note(lane, "AgentWaiting", "LaneNotReady", f"{binding.name}: waiting for the worktree")
+
+
+def _ended_launch(binding: Binding, observed: world.Observed) -> tuple[int | None] | None:
+    """The exit status of the binding's launch that ended unrecorded, if it ran at all.
+
+    A process-runtime launcher writes an exit file (removed before the start was recorded);
+    a tmux pane stays, dead, with its status (``remain-on-exit``)."""
+    if binding.spec.runtime == "process":
+        code = observed.exits.get(binding.name)
+        return None if code is None else (code,)
+    if isinstance(observed.panes, world.Unknown):
+        return None
+    dead = [p for p in strays.unowned_panes(observed) if p.binding == binding.name and p.dead]
+    return (dead[0].dead_status,) if dead else None
 
 
 def _plan_suspended(

@@ -137,6 +137,9 @@ def liveness(record: world.AgentRecord, observed: world.Observed) -> Seen:
     """Is the recorded agent alive, dead (with status if known), or unknown this pass?"""
     if isinstance(observed.processes, world.Unknown):
         return Seen(Life.UNKNOWN, reason=f"process table: {observed.processes.reason}")
+    if record.state == world.AgentState.STARTING:
+        # Only the agent planner settles an interrupted start (agents.interrupted_start).
+        return Seen(Life.SETTLING, reason="its start was interrupted; the next pass settles it")
     proc = observed.processes.get(record.pid or -1)
     if record.runtime == "process":
         if same_process(proc, record):

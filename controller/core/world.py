@@ -75,6 +75,7 @@ class LaneRecord:
 class AgentState(enum.StrEnum):
     """What the controller last recorded about an agent."""
 
+    STARTING = "starting"  # recorded before its launch: a crash may have come before or after
     RUNNING = "running"  # started; alive when last seen
     EXITED = "exited"  # ended; waiting for its restart (or never restarted, by policy)
     BLOCKED = "blocked"  # crash-looping; not restarted until `controller unblock`

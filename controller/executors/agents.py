@@ -46,12 +46,15 @@ async def start_agent(action: actions.StartAgent, ctx: Context) -> Outcome:
     if old is not None and old.pane_id and ctx.tmux is not None:
         await ctx.tmux.kill_pane(old.pane_id)  # the dead pane of the previous run
     envfile = await anyio.to_thread.run_sync(_write_env, ctx, action, worktree)
+    pending = _carry_over(_base(ctx, action), old)
+    await _record_pending(ctx, action, pending)
     try:
-        record = await _launch(ctx, action, worktree, envfile)
+        record = await _launch(ctx, action, worktree, envfile, pending)
     except errors.CommandFailed:
         envfile.unlink(missing_ok=True)  # nothing was started, so nothing will read it
+        await _undo_pending(ctx, action, old)
         raise
-    record = await _record_start(ctx, action, _carry_over(record, old), old=old)
+    record = await _record_start(ctx, action, record, old=old)
     where = record.pane_id or record.log_path
     return Outcome(action, "applied", f"started {action.participant} (pid {record.pid}, {where})")
 
@@ -115,20 +118,53 @@ def _write_env(ctx: Context, action: actions.StartAgent, worktree: Path) -> Path
     return path
 
 
-async def _launch(
-    ctx: Context, action: actions.StartAgent, worktree: Path, envfile: Path
-) -> world.AgentRecord:
-    base = world.AgentRecord(
+def _base(ctx: Context, action: actions.StartAgent) -> world.AgentRecord:
+    return world.AgentRecord(
         binding=action.binding,
         lane=action.lane,
         participant=action.participant,
         runtime=action.runtime,
-        state=State.RUNNING,
+        state=State.STARTING,
         spec_hash=action.spec_hash,
         spec_fields=dict(action.spec_fields),
         started_at=ctx.clock.now(),
         stop_grace=action.grace,
+        log_path=str(_log_path(ctx, action.lane, action.participant))
+        if action.runtime == "process"
+        else None,
     )
+
+
+async def _record_pending(
+    ctx: Context, action: actions.StartAgent, pending: world.AgentRecord
+) -> None:
+    """Record the start before the launch, as worktrees are recorded before ``git worktree
+    add``: a controller killed in between leaves a ``starting`` record that the next pass
+    settles (adopts the agent, records its exit, or starts it) instead of starting a second
+    copy of an agent it has no record of. A leftover exit file would read as this launch's."""
+    if action.runtime == "process":
+        await anyio.Path(ctx.run_dir / f"{action.binding}.exit").unlink(missing_ok=True)
+    await ctx.db(ctx.store.put_agent, pending, ctx.clock.now())
+
+
+async def _undo_pending(
+    ctx: Context, action: actions.StartAgent, old: world.AgentRecord | None
+) -> None:
+    """Nothing was launched: the binding's record is what it was before the start."""
+    if old is None:
+        await ctx.db(ctx.store.delete_agent, action.binding)
+    else:
+        await ctx.db(ctx.store.put_agent, old, ctx.clock.now())
+
+
+async def _launch(
+    ctx: Context,
+    action: actions.StartAgent,
+    worktree: Path,
+    envfile: Path,
+    pending: world.AgentRecord,
+) -> world.AgentRecord:
+    base = replace(pending, state=State.RUNNING)
     # The launcher needs only the standard library: -I -S skips site and user paths (faster).
     launcher = (ctx.python, "-I", "-S", LAUNCHER, str(envfile))
     if action.runtime == "process":
@@ -229,12 +265,13 @@ def _popen(
 
 
 def _carry_over(record: world.AgentRecord, old: world.AgentRecord | None) -> world.AgentRecord:
-    """A restart keeps the death history and counters of the previous run."""
+    """A restart keeps the death history and counters of the previous run (an interrupted
+    start already counted this one)."""
     if old is None:
         return record
     return replace(
         record,
-        restarts=old.restarts + 1,
+        restarts=old.restarts + (0 if old.state == State.STARTING else 1),
         consecutive=old.consecutive,
         deaths=old.deaths,
         last_exit=old.last_exit,
@@ -362,7 +399,8 @@ async def kill_stray(action: actions.KillStray, ctx: Context) -> Outcome:
 
 async def adopt_agent(action: actions.AdoptAgent, ctx: Context) -> Outcome:
     """Take a live agent the controller started, but has no record of, into the inventory."""
-    if await ctx.db(ctx.store.agent_record, action.binding) is not None:
+    pending = await ctx.db(ctx.store.agent_record, action.binding)
+    if pending is not None and pending.state != State.STARTING:
         return Outcome(action, "unchanged", f"{action.binding} is already recorded")
     if not await _still_there(ctx, action):
         return Outcome(action, "refused", f"pid {action.pid} is no longer the agent it was")
@@ -384,6 +422,15 @@ async def adopt_agent(action: actions.AdoptAgent, ctx: Context) -> Outcome:
         started_at=action.started_at,
         stop_grace=action.grace,
     )
+    if pending is not None:  # its start was interrupted: it keeps the counters of that start
+        record = replace(
+            record,
+            started_at=pending.started_at,
+            restarts=pending.restarts,
+            consecutive=pending.consecutive,
+            deaths=pending.deaths,
+            last_exit=pending.last_exit,
+        )
     await ctx.db(ctx.store.put_agent, record, ctx.clock.now())
     await refresh_phase(ctx, action.lane)
     await ctx.emit(

@@ -270,3 +270,69 @@ def test_lost_store_adopts_a_process_runtime_agent(
     assert (again["pid"], again["log"], again["state"]) == (first["pid"], first["log"], "running")
     assert sorted(alive_with(str(tmp_path))) == running
     assert "No changes" in once(repo)
+
+
+def _interrupt_the_start(repo: Repo, binding: str) -> None:
+    """Leave the binding's record as a controller killed between recording the start and
+    recording the launched process leaves it: ``starting``, with no process."""
+    import sqlite3
+
+    with sqlite3.connect(repo.path / ".lanes" / "state.db") as conn:
+        done = conn.execute(
+            "UPDATE agents SET state = 'starting', pid = NULL, pid_created = NULL,"
+            " restarts = 0 WHERE binding = ?",
+            (binding,),
+        )
+        assert done.rowcount == 1
+
+
+@pytest.mark.parametrize("ended", [False, True], ids=["still-running", "ended"])
+def test_a_start_interrupted_after_its_launch_never_starts_a_second_copy(
+    repo: Repo, tmux_socket: str, tmp_path: Path, ended: bool
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    log = tmp_path / "starts.jsonl"
+    args = ["--record", str(log), *(["--exit", "0"] if ended else []), str(tmp_path)]
+    spec = {"runtime": "process", "restart": "never"}
+    bind(repo, {"lane": "a", "participant": "bg", "args": args, "spec": spec})
+    once(repo)
+    first = agents(repo)["bg"]
+    if ended:
+        wait_until(lambda: (repo.path / ".lanes" / "run" / "a-bg.exit").exists())
+    else:
+        wait_until(lambda: len(alive_with(str(tmp_path))) == 2)  # the launcher and its agent
+    _interrupt_the_start(repo, "a-bg")
+    assert agents(repo)["bg"]["state"] == "starting"
+    out = once(repo)
+    assert "started bg" not in out
+    again = agents(repo)["bg"]
+    if ended:
+        assert "bg exited (0)" in out
+        assert (again["state"], again["restarts"]) == ("exited", 0)
+    else:
+        assert "adopted bg" in out
+        assert (again["pid"], again["state"]) == (first["pid"], "running")
+    assert len(log.read_text().splitlines()) == 1  # started once
+    assert "No changes" in once(repo)
+
+
+def test_a_start_interrupted_before_its_launch_starts_the_agent_once(
+    repo: Repo, tmux_socket: str, tmp_path: Path
+) -> None:
+    workspace(repo, tmux_socket)
+    repo.lanes("a")
+    log = tmp_path / "starts.jsonl"
+    spec = {"runtime": "process", "restart": "never"}
+    bind(repo, {"lane": "a", "participant": "bg", "args": ["--record", str(log)], "spec": spec})
+    once(repo)
+    wait_until(lambda: log.exists())
+    first = agents(repo)["bg"]
+    subprocess.run(["kill", "-9", str(first["pid"])], check=True)  # no trace of it is left
+    wait_until(lambda: (repo.path / ".lanes" / "run" / "a-bg.exit").exists())
+    (repo.path / ".lanes" / "run" / "a-bg.exit").unlink()
+    _interrupt_the_start(repo, "a-bg")
+    out = once(repo)
+    assert "started bg" in out
+    wait_until(lambda: len(log.read_text().splitlines()) == 2)
+    assert agents(repo)["bg"]["state"] == "running"

@@ -205,3 +205,67 @@ def test_process_launcher_that_cannot_be_adopted_is_stopped(proc: world.Proc) ->
     p = planner.plan(desired("a", b), replace(lost(), launched={500: proc}), {}, NOW)
     expected = ["start-agent"] if proc.zombie else ["kill-stray-process", "start-agent"]
     assert [a.kind for a in p.actions] == expected
+
+
+def starting(b: Any) -> world.AgentRecord:
+    """The record a start writes before its launch, left by a controller killed mid-start."""
+    return agent(
+        b, world.AgentState.STARTING, pid=None, pid_created=None, pane_id=None, window_id=None
+    )
+
+
+def interrupted(b: Any, *panes: world.Pane, **kw: Any) -> world.Observed:
+    return replace(lost(*panes, **kw), agents={b.name: starting(b)})
+
+
+def test_an_interrupted_start_whose_launcher_runs_adopts_it_and_starts_nothing() -> None:
+    b = binding("one", runtime="process")
+    (adopt,) = planner.plan(
+        desired("a", b), interrupted(b, launched={500: launcher()}), {}, NOW
+    ).actions
+    assert isinstance(adopt, A.AdoptAgent) and adopt.pid == 500
+
+
+def test_an_interrupted_start_whose_process_ended_records_its_exit_and_starts_nothing() -> None:
+    b = binding("one", runtime="process", restart="never")
+    p = planner.plan(desired("a", b), interrupted(b, exits={"one": 0}), {}, NOW)
+    (exit_,) = p.actions
+    assert isinstance(exit_, A.RecordExit) and exit_.exit is not None
+    assert exit_.exit.last_exit == 0
+
+
+def test_an_interrupted_tmux_start_whose_pane_died_records_its_status() -> None:
+    b = binding("one", restart="never")
+    p = planner.plan(desired("a", b), interrupted(b, ours(dead=True, dead_status=3)), {}, NOW)
+    exits = [a for a in p.actions if isinstance(a, A.RecordExit)]
+    assert [e.exit.last_exit for e in exits if e.exit] == [3]
+    assert not [a for a in p.actions if isinstance(a, A.StartAgent)]
+
+
+def test_an_interrupted_tmux_start_whose_pane_runs_adopts_it() -> None:
+    b = binding("one")
+    seen = interrupted(b, ours(), procs={300: running()})
+    (adopt,) = planner.plan(desired("a", b), seen, {}, NOW).actions
+    assert isinstance(adopt, A.AdoptAgent) and adopt.pane_id == "%3"
+
+
+@pytest.mark.parametrize("runtime", ["tmux", "process"])
+def test_an_interrupted_start_that_never_launched_starts_once(runtime: str) -> None:
+    b = binding("one", runtime=runtime)
+    (start,) = planner.plan(desired("a", b), interrupted(b), {}, NOW).actions
+    assert isinstance(start, A.StartAgent)
+    assert "interrupted before the launch" in start.reason
+
+
+def test_an_interrupted_start_waits_while_the_process_table_is_unknown() -> None:
+    b = binding("one", runtime="process")
+    seen = interrupted(b, processes=world.Unknown("ps failed"))
+    p = planner.plan(desired("a", b), seen, {}, NOW)
+    assert p.actions == ()
+    assert [c.reason for c in p.conditions["a"]] == ["SourceUnreadable"]
+
+
+def test_a_starting_record_is_settling_for_everyone_else() -> None:
+    b = binding("one", runtime="process")
+    seen = lifecycle.liveness(starting(b), interrupted(b, exits={"one": 0}))
+    assert seen.life == lifecycle.Life.SETTLING
