@@ -215,7 +215,8 @@ def starting(b: Any) -> world.AgentRecord:
 
 
 def interrupted(b: Any, *panes: world.Pane, **kw: Any) -> world.Observed:
-    return replace(lost(*panes, **kw), agents={b.name: starting(b)})
+    seen: world.Observed = replace(lost(*panes, **kw), agents={b.name: starting(b)})
+    return seen
 
 
 def test_an_interrupted_start_whose_launcher_runs_adopts_it_and_starts_nothing() -> None:
