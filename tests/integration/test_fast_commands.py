@@ -131,6 +131,14 @@ def test_a_killed_daemons_stale_socket_falls_back_without_hanging(
     assert (code, out, err) == (0, "posted #1 to t as human\n", "")
     assert not fast(loaded)  # the command line did it
     assert run(repo, "heartbeat", "--lane", "a", "--as", "worker")[:3] == (0, "", "")
+    for args in [("status",), ("triggers", "-o", "json"), ("runs",), ("runs", "show", "x")]:
+        code, out, err, loaded = run(repo, *args)
+        assert not fast(loaded)
+        assert (code, AGE.sub("AGE", out), err) == local(repo, *args), args
+    with follower(repo, "events", "-f", "--kind", "LaneProvisioned") as proc:
+        assert proc.stdout is not None and " a " in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
 
 
 def test_a_daemon_of_another_workspace_is_not_used(repo: Repo, marker: str, tmp_path: Path) -> None:
@@ -353,13 +361,14 @@ def test_events_follow_through_the_daemon_prints_as_they_come_and_stops_on_ctrl_
         for output, lanes in (("text", ("a", "b")), ("json", ("a", "b", "c"))):
             before = local(repo, "events", *kind, "-o", output)[1].splitlines(keepends=True)
             with follower(repo, "events", "-f", *kind, "-o", output) as proc:
-                assert proc.stdout is not None and proc.stderr is not None
+                assert proc.stdout is not None
                 shown = [proc.stdout.readline() for _ in before]
                 repo.lanes(*lanes)
                 shown.append(proc.stdout.readline())
                 proc.send_signal(signal.SIGINT)
-                assert proc.wait(timeout=60) == 0
-                assert fast(imported(proc.stderr.read()))
+                code = proc.wait(timeout=60)
+                loaded, err = imported(repo)
+                assert (code, err, fast(loaded)) == (0, "", True)
             assert "".join(shown) == local(repo, "events", *kind, "-o", output)[1]
             assert lanes[-1] in shown[-1]
 
@@ -372,7 +381,7 @@ def test_events_follow_goes_on_through_the_command_line_when_the_daemon_stops(
     argv = ("events", "-f", "--kind", "LaneProvisioned", "-o", "json")
     with daemon(repo, log=tmp_path / "daemon.log") as proc:
         wait_until(lambda: answering(path) and get(path, "/readyz")[0] == 200)
-        with follower(repo, *argv, importtime=False) as following:
+        with follower(repo, *argv) as following:
             assert following.stdout is not None
             assert json.loads(following.stdout.readline())["lane"] == "a"
             repo.lanes("a", "b")
@@ -387,29 +396,27 @@ def test_events_follow_goes_on_through_the_command_line_when_the_daemon_stops(
 
 
 @contextlib.contextmanager
-def follower(repo: Repo, *args: str, importtime: bool = True) -> Iterator[subprocess.Popen[str]]:
-    """The command, its output read line by line; killed if still running at the end."""
-    timing = ("-X", "importtime") if importtime else ()
-    argv = (sys.executable, *timing, "-m", "controller", *args)
-    proc = subprocess.Popen(
-        argv,
-        cwd=repo.path,
-        env=repo.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE if importtime else subprocess.DEVNULL,
-        text=True,
-    )
+def follower(repo: Repo, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """The command, its output read line by line, its standard error (with the modules it
+    imported) in ``.lanes/follower.err``; killed if still running at the end."""
+    argv = (sys.executable, "-X", "importtime", "-m", "controller", *args)
+    with (repo.path / ".lanes" / "follower.err").open("w") as err:
+        proc = subprocess.Popen(
+            argv, cwd=repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=err, text=True
+        )
     try:
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=60)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
-def imported(stderr: str) -> set[str]:
-    timing = [line for line in stderr.splitlines() if line.startswith("import time:")]
-    return {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in timing}
+def imported(repo: Repo) -> tuple[set[str], str]:
+    """What the last follower imported, and the rest of its standard error."""
+    lines = (repo.path / ".lanes" / "follower.err").read_text().splitlines(keepends=True)
+    timing = [line for line in lines if line.startswith("import time:")]
+    loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in timing}
+    return loaded, "".join(line for line in lines if not line.startswith("import time:"))
