@@ -6,11 +6,16 @@ command line does the work (and nothing hangs)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
+import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,16 +262,19 @@ def test_events_print_the_same_with_and_without_a_daemon(
         ("events", "--lane", "a", "--kind", "AgentStarted", "--since", "1d"),
         ("events", "--kind", "AgentStarted", "--limit", "0"),
         ("events", "--kind", "AgentStarted", "--since", "yesterday"),  # refused by the command
+        ("events", "--after", "1", "--limit", "3", "-o", "json"),
     ]
     with daemon(repo, log=tmp_path / "daemon.log"):
         ready(repo, path)
         served = [run(repo, *args) for args in queries]
     local = [run(repo, *args) for args in queries]
 
-    assert [fast(s[3]) for s in served] == [True, True, True, True, False]
+    assert [fast(s[3]) for s in served] == [True, True, True, True, False, True]
     assert not any(fast(s[3]) for s in local)
     assert [s[:3] for s in served] == [s[:3] for s in local]
     assert "AgentStarted" in served[0][1] and served[3][1] == ""
+    after = [json.loads(line)["id"] for line in served[5][1].splitlines()]
+    assert len(after) == 3 and min(after) > 1
     assert [json.loads(line)["kind"] for line in served[1][1].splitlines()] == ["AgentStarted"]
     assert served[4][0] == 2 and "--since" in served[4][2]
 
@@ -345,9 +353,42 @@ def test_status_triggers_and_runs_print_what_the_command_line_prints(
         for args, env, through in VIEWS:
             answer, took = served(repo, *args, **env)
             assert (took, answer) == (through, local(repo, *args, **env)), args
+        for env in ({}, {"COLUMNS": "150"}, {"NO_COLOR": "1"}):  # a terminal 90 columns wide
+            code, out, loaded = on_terminal(repo, (sys.executable, "-m", "controller"), **env)
+            assert fast(loaded) and code == 0
+            assert (code, out) == on_terminal(repo, (sys.executable, "-c", LOCAL), **env)[:2]
+            assert ("\x1b[" in out) == (not env.get("NO_COLOR"))
     shown = served(repo, "status")[0][1]
     assert "PARTICIPANT  MANAGED  UNREAD  BLOCKED" in shown and "\x1b[" not in shown
     assert "\x1b[" in served(repo, "status", "--color", "always")[0][1]  # the command line's
+
+
+def on_terminal(repo: Repo, command: tuple[str, ...], **env: str) -> tuple[int, str, set[str]]:
+    """``status`` with a terminal 90 columns wide as standard output: its exit code, what it
+    drew (heartbeat ages masked), and the packages it imported."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 90, 0, 0))
+    environ = {k: v for k, v in repo.env.items() if k not in ("COLUMNS", "NO_COLOR")}
+    with (repo.path / ".lanes" / "terminal.err").open("w+") as err:
+        proc = subprocess.Popen(
+            (command[0], "-X", "importtime", *command[1:], "status"),
+            cwd=repo.path,
+            env={**environ, "TERM": "xterm", **env},
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=err,
+        )
+        os.close(follower)
+        chunks = []
+        with contextlib.suppress(OSError):  # EIO once the command has exited
+            while chunk := os.read(leader, 65536):
+                chunks.append(chunk)
+        os.close(leader)
+        code = proc.wait(timeout=60)
+        err.seek(0)
+        timing = [line for line in err if line.startswith("import time:")]
+    loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in timing}
+    return code, AGE.sub("AGE", b"".join(chunks).decode()), loaded
 
 
 def test_events_follow_through_the_daemon_prints_as_they_come_and_stops_on_ctrl_c(
