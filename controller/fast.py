@@ -192,11 +192,10 @@ def _events(call: Call) -> int:
 
 
 def _shown(call: Call, event: dict[str, object]) -> str:
-    return (
-        json.dumps(event, sort_keys=True)
-        if call.options.get("output") == "json"
-        else (_event_line(event))
-    )
+    """One event as ``events`` prints it."""
+    if call.options.get("output") == "json":
+        return json.dumps(event, sort_keys=True)
+    return _event_line(event)
 
 
 def _follow(call: Call, query: list[tuple[str, str]]) -> int:
@@ -214,6 +213,8 @@ def _follow(call: Call, query: list[tuple[str, str]]) -> int:
             last = max(last, int(str(event.get("id") or 0)))
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:
+        raise  # the reader left: no command line would print more
     except (OSError, ValueError):
         if last < 0:
             raise Fallback from None  # nothing shown: the command line does it all

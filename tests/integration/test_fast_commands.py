@@ -141,7 +141,7 @@ def test_a_killed_daemons_stale_socket_falls_back_without_hanging(
         assert not fast(loaded)
         assert (code, AGE.sub("AGE", out), err) == local(repo, *args), args
     with follower(repo, "events", "-f", "--kind", "LaneProvisioned") as proc:
-        assert proc.stdout is not None and " a " in proc.stdout.readline()
+        assert proc.stdout is not None and " LaneProvisioned " in proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
 
