@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from controller.runtime import messages, status
+from controller.runtime import messages, sources, status
 from controller.server import page, views
 from controller.spec import meta
 from controller.spec.state import DesiredState
@@ -153,7 +153,7 @@ class _Api:
             return _error("format is json or text; width a number of columns", 400)
         if chosen == "text" and self.texts is None:
             return _error("text is drawn only when the command line runs the daemon", 400)
-        view = await self._view()
+        view = await self._view(afresh="desired" in q)
         if view is None:
             return JSONResponse({"error": "no pass has run yet"}, 503)
         if chosen == "json":
@@ -175,16 +175,27 @@ class _Api:
         refresh = 0 if request.query_params.get("refresh") == "0" else page.REFRESH
         return HTMLResponse(page.render(view, refresh=refresh), headers=headers)
 
-    async def _view(self) -> dict[str, Any] | None:
-        """``status --output json``'s object, observed now; None before the first pass."""
+    async def _view(self, *, afresh: bool = False) -> dict[str, Any] | None:
+        """``status --output json``'s object, observed now; None before the first pass.
+
+        ``afresh`` (the thin client's ``status``): desired state read from the folder now, as
+        the command reads it, rather than as the daemon last loaded it (which lags an edit by
+        the debounce)."""
         d = self.daemon
         rec = d.reconciler
         if rec is None or d.seen is None:
             return None
         desired = DesiredState.empty() if d.problems or d.desired is None else d.desired
+        problems, origin = d.problems, d.seen
+        if afresh:
+            load = functools.partial(sources.load, d.settings.desired)
+            loaded = await anyio.to_thread.run_sync(load)
+            result, origin = loaded.result, loaded.origin
+            desired = result if isinstance(result, DesiredState) else DesiredState.empty()
+            problems = () if isinstance(result, DesiredState) else result
         async with d.busy:  # the pass and the view share the reconciler
-            view = await status.build(rec, desired, d.problems)
-        view["desired"] = d.seen.to_json()
+            view = await status.build(rec, desired, problems)
+        view["desired"] = origin.to_json()
         return view
 
     async def events(self, request: Request) -> Response:

@@ -358,6 +358,9 @@ def test_status_triggers_and_runs_print_what_the_command_line_prints(
             assert fast(loaded) and code == 0
             assert (code, out) == on_terminal(repo, (sys.executable, "-c", LOCAL), **env)[:2]
             assert ("\x1b[" in out) == (not env.get("NO_COLOR"))
+        repo.write("c.yaml", "apiVersion: lanes/v1\nkind: Lane\nmetadata: {name: c}\n")
+        _, out, _, loaded = run(repo, "status", "-o", "json")  # read afresh, as the command
+        assert fast(loaded) and "c" in [lane["name"] for lane in json.loads(out)["lanes"]]
     shown = served(repo, "status")[0][1]
     assert "PARTICIPANT  MANAGED  UNREAD  BLOCKED" in shown and "\x1b[" not in shown
     assert "\x1b[" in served(repo, "status", "--color", "always")[0][1]  # the command line's
