@@ -1,5 +1,5 @@
-"""Benchmark: ``controller post`` with a daemon (the thin client) and without, against
-``python -c pass``.
+"""Benchmark: ``controller post``, ``status`` and ``runs`` with a daemon (the thin client) and
+without, against ``python -c pass``.
 
 Run it from the repository root with the project's interpreter::
 
@@ -8,14 +8,15 @@ Run it from the repository root with the project's interpreter::
 
 A fresh git repository declares one Thread ``review: [bot, human]`` and nothing else. The
 daemon ``controller run --resync 60`` runs in a subprocess; once its socket answers and
-``/readyz`` says ready, N times: ``controller post review --as human "msg N"`` (served
-through the socket by ``controller/fast.py``). The daemon is then stopped (SIGTERM) and the
-same post runs N times more through the command line. ``python -c pass`` runs N times as the
-floor. Reported: median wall time (and spread) of each, and the ratios to the floor; the
-target is ``post`` with a daemon at most 3 times the floor. Every measured post must exit 0
-(exit status 1 otherwise). Bytecode is compiled once into a private cache first, as an
-installed controller would have it. The daemon and the temporary folder are removed at the
-end, also on error.
+``/readyz`` says ready, N times each: ``controller post review --as human "msg N"``,
+``controller status`` and ``controller runs`` (text, into a pipe; served through the socket
+by ``controller/fast.py``, the text drawn by the daemon). The daemon is then stopped
+(SIGTERM) and the same commands run N times more through the command line. ``python -c
+pass`` runs N times as the floor. Reported: median wall time (and spread) of each, and the
+ratios to the floor; the target is ``post`` with a daemon at most 3 times the floor. Every
+measured command must exit 0 (exit status 1 otherwise). Bytecode is compiled once into a
+private cache first, as an installed controller would have it. The daemon and the temporary
+folder are removed at the end, also on error.
 """
 
 from __future__ import annotations
@@ -39,11 +40,15 @@ THREAD = (
     "apiVersion: lanes/v1\nkind: Thread\nmetadata: {name: review}\n"
     "spec: {participants: [bot, human]}\n"
 )
-KEYS = ("python -c pass", "post, daemon", "post, no daemon")
+COMMANDS = ("post", "status", "runs")
+KEYS = ("python -c pass", *(f"{c}, {w}" for c in COMMANDS for w in ("daemon", "no daemon")))
 
 
-def post(repo: Repo, n: int) -> list[str]:
-    return [sys.executable, "-m", "controller", "post", "review", "--as", "human", f"msg {n}"]
+def argv(command: str, n: int) -> list[str]:
+    """The measured command line: the n-th post, or ``status`` or ``runs``."""
+    if command == "post":
+        return [sys.executable, "-m", "controller", "post", "review", "--as", "human", f"msg {n}"]
+    return [sys.executable, "-m", "controller", command]
 
 
 @contextlib.contextmanager
@@ -103,13 +108,15 @@ def bench(results: Results, count: int) -> None:
         h.run_checked(repo.controller("--once"), cwd=repo.path, env=repo.env)
         for _ in range(count):
             sample(results, repo, KEYS[0], [sys.executable, "-c", "pass"])
-        log("[post with a daemon]")
+        log("[with a daemon]")
         with running_daemon(repo):
+            for command in COMMANDS:
+                for n in range(count):
+                    sample(results, repo, f"{command}, daemon", argv(command, n + 1))
+        log("[without a daemon]")
+        for command in COMMANDS:
             for n in range(count):
-                sample(results, repo, KEYS[1], post(repo, n + 1))
-        log("[post without a daemon]")
-        for n in range(count):
-            sample(results, repo, KEYS[2], post(repo, count + n + 1))
+                sample(results, repo, f"{command}, no daemon", argv(command, count + n + 1))
 
 
 def report(results: Results, count: int, info: dict[str, object]) -> str:
@@ -121,7 +128,7 @@ def report(results: Results, count: int, info: dict[str, object]) -> str:
     ]
     ratio = results.median(KEYS[1]) / floor
     lines = [
-        *h.header("Fast commands: `controller post` through the daemon's socket", info),
+        *h.header("Fast commands: `post`, `status`, `runs` through the daemon's socket", info),
         "",
         f"{count} runs each; wall seconds: median (lowest-highest)",
         *h.table(["command", "wall s", "x floor", "peak MiB"], rows),
@@ -137,7 +144,7 @@ def report(results: Results, count: int, info: dict[str, object]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print the table, optionally write JSON."""
     args = h.options(__doc__, reps=False).parse_args(argv)
-    count = 5 if args.quick else 20
+    count = 5 if args.quick else 20  # of each command, with and without a daemon
     info = h.machine("git")
     results = Results()
     with h.private_bytecode("fast-bench-"):

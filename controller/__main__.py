@@ -6,7 +6,7 @@ import gc
 import sys
 
 FAST = frozenset(
-    {"post", "heartbeat", "read", "events"}
+    {"post", "heartbeat", "read", "events", "status", "triggers", "runs"}
 )  # served by a running daemon when one answers
 
 

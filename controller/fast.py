@@ -1,5 +1,5 @@
-"""The thin client: ``post``, ``read``, ``heartbeat`` and ``events`` through a running daemon's
-unix socket.
+"""The thin client: ``post``, ``read``, ``heartbeat``, ``events`` (and ``events -f``),
+``status``, ``triggers``, ``runs`` and ``runs show`` through a running daemon's unix socket.
 
 Agents call these commands many times an hour; loading the command line (click, pydantic,
 SQLAlchemy) costs far more than the work. When a daemon of this workspace answers on
@@ -27,9 +27,27 @@ _SUN_PATH = 100  # as controller.server.sockets: longer paths go through the fol
 MAX_BODY = 64 * 1024  # runtime.messages.MAX_BODY (not imported: it loads the store)
 CONNECT_TIMEOUT = 0.5  # a live daemon accepts at once; a stale socket refuses at once
 ANSWER_TIMEOUT = 15.0  # the daemon writes to the store in a worker thread
-_CHOICES = {"--output": ("text", "json"), "-o": ("text", "json")}
-_VALUED = {"--output": "output", "-o": "output", "--desired": "desired", "--as": "who"}
-_EVENTS = {"--lane": "lane", "--kind": "kind", "--since": "since", "--limit": "limit"}
+PIPED_WIDTH = 200  # cli.tables.PIPED_WIDTH: status off a terminal
+_JOB_STATES = ("queued", "running", "done", "dead")  # store.jobs.JobState
+_CHOICES = {
+    "--output": ("text", "json"),
+    "-o": ("text", "json"),
+    "--color": ("auto", "always", "never"),
+    "--state-filter": _JOB_STATES,
+}
+# The global options (before or after the command's name), then each command's own (after it).
+_VALUED = {"--output": "output", "-o": "output", "--desired": "desired", "--color": "color"}
+_AS = {"--as": "who"}
+_OWN = {
+    "post": _AS,
+    "read": _AS,
+    "heartbeat": {**_AS, "--lane": "lane"},
+    "events": {"--lane": "lane", "--kind": "kind", "--since": "since", "--limit": "limit"}
+    | {"--after": "after"},
+    "triggers": {"--state-filter": "states"},
+}
+_FLAGS = {"events": {"--follow": "follow", "-f": "follow"}}
+_REPEATED = ("kind", "states")
 _FALLBACK_ENV = ("CONTROLLER_DESIRED_REF",)  # a desired ref: the command line's business
 
 
@@ -41,22 +59,36 @@ class NoAnswer(Exception):
     """The daemon took a request that changes state and did not answer it."""
 
 
+class HandOver(Exception):
+    """The daemon stopped while ``events -f`` followed it: the command line goes on, with
+    these arguments."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__(argv)
+        self.argv = argv
+
+
 class Call:
     """A command line this client serves, its options parsed (read-only by convention: not a
     frozen dataclass, whose module loads ``inspect``)."""
 
-    __slots__ = ("args", "command", "options")
+    __slots__ = ("args", "argv", "command", "options")
 
     def __init__(self, command: str, args: tuple[str, ...], options: dict[str, str]) -> None:
         self.command, self.args, self.options = command, args, options
+        self.argv: list[str] = []  # as given, for the command line should it take over
 
 
 def run(argv: list[str]) -> int | None:
     """Serve ``argv`` through the daemon: the exit code, or None to run the command line."""
     try:
         call = parse(argv)
+        call.argv = argv
         return _COMMANDS[call.command](call)
     except Fallback:
+        return None
+    except HandOver as given:
+        sys.argv[1:] = given.argv
         return None
     except NoAnswer as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -74,19 +106,20 @@ def parse(argv: list[str]) -> Call:
         if arg == "-" or not arg.startswith("-"):
             positional.append(arg)
             continue
+        command = positional[0] if positional else ""
+        if arg in _FLAGS.get(command, {}):
+            options[_FLAGS[command][arg]] = "1"
+            continue
         name, sep, value = arg.partition("=")
-        if name in _EVENTS and positional[:1] == ["events"]:
-            key = _EVENTS[name]
-        elif name == "--lane" and positional[:1] == ["heartbeat"]:
-            key = "lane"
-        elif name in _VALUED:
-            key = _VALUED[name]
-        else:
+        own = _OWN.get(command, {})
+        key = own.get(name) or _VALUED.get(name)
+        if key is None:
             raise Fallback  # an option the command line handles (or rejects)
         given = value if sep else next(tokens, "")
         if not given or given not in _CHOICES.get(name, (given,)):
             raise Fallback
-        options[key] = f"{options[key]},{given}" if key == "kind" and key in options else given
+        repeated = key in _REPEATED and key in options
+        options[key] = f"{options[key]},{given}" if repeated else given
     if not positional or positional[0] not in _COMMANDS:
         raise Fallback
     return Call(positional[0], tuple(positional[1:]), options)
@@ -139,24 +172,121 @@ def _read(call: Call) -> int:
 
 
 def _events(call: Call) -> int:
-    """``events`` without ``--follow``: the lines ``GET /v1/events`` answers, as JSON Lines or
-    as ``cli.output.event_line`` writes them."""
+    """``events``: the lines ``GET /v1/events`` answers, as JSON Lines or as
+    ``cli.output.event_line`` writes them; with ``--follow``, as they come."""
     limit = call.options.get("limit", "200")
-    if call.args or not limit.isdigit():
+    if call.args or not limit.isdigit() or not call.options.get("after", "0").isdigit():
         raise Fallback
     query = [
         ("limit", limit),
-        *((k, call.options[k]) for k in ("lane", "since") if k in call.options),
+        *((k, call.options[k]) for k in ("lane", "since", "after") if k in call.options),
     ]
     query += [("kind", kind) for kind in call.options.get("kind", "").split(",") if kind]
+    if call.options.get("follow"):
+        return _follow(call, query)
     text = _get(call, "/v1/events", query)
-    found = [json.loads(line) for line in text.splitlines() if line]
-    for event in found:
-        print(
-            json.dumps(event, sort_keys=True)
-            if call.options.get("output") == "json"
-            else _event_line(event)
-        )
+    for line in text.splitlines():
+        if line:
+            print(_shown(call, json.loads(line)))
+    return 0
+
+
+def _shown(call: Call, event: dict[str, object]) -> str:
+    """One event as ``events`` prints it."""
+    if call.options.get("output") == "json":
+        return json.dumps(event, sort_keys=True)
+    return _event_line(event)
+
+
+def _follow(call: Call, query: list[tuple[str, str]]) -> int:
+    """``events -f``: each line as the daemon streams it; Ctrl-C ends it with exit 0, as the
+    command. Should the daemon stop (or die), the command line goes on after the last event
+    shown (``--after``), so nothing is shown twice or lost."""
+    last = -1
+    try:
+        for line in _stream(call, "/v1/events", [*query, ("follow", "1")]):
+            if isinstance(line, int):
+                last = line  # where the daemon's following starts
+                continue
+            event = json.loads(line)
+            print(_shown(call, event), flush=True)
+            last = max(last, int(str(event.get("id") or 0)))
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        raise  # the reader left: no command line would print more
+    except (OSError, ValueError):
+        if last < 0:
+            raise Fallback from None  # nothing shown: the command line does it all
+    raise HandOver([*call.argv, f"--after={last}", f"--limit={2**62}"])
+
+
+def _status(call: Call) -> int:
+    """``status``: ``status --output json``'s object, or its text drawn by the daemon as the
+    command would draw it here (the width and colours of this terminal, or of a pipe)."""
+    if call.args:
+        raise Fallback
+    if call.options.get("output") == "json":
+        sys.stdout.write(_get(call, "/v1/status", []))
+        return 0
+    color = _colors(call.options.get("color"))
+    query = [("format", "text"), ("color", "1" if color else "0"), ("width", str(_width(color)))]
+    sys.stdout.write(_get(call, "/v1/status", query))
+    return 0
+
+
+def _colors(choice: str | None) -> bool:
+    """``cli.output.colors_on`` for standard output."""
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or sys.stdout.isatty()
+
+
+def _width(color: bool) -> int:
+    """The width rich gives ``cli.tables.make_console``: ``PIPED_WIDTH`` off a terminal, else
+    ``$COLUMNS``, the terminal's (of standard input, output or error), or 80; a dumb terminal
+    with colours is left to the command line."""
+    if color and os.environ.get("TERM", "").lower() in ("dumb", "unknown"):
+        raise Fallback
+    if not sys.stdout.isatty():
+        return PIPED_WIDTH
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        return int(columns) or 80
+    for fd in (0, 1, 2):
+        try:
+            return os.get_terminal_size(fd).columns or 80
+        except (AttributeError, ValueError, OSError):
+            continue
+    return 80
+
+
+def _triggers(call: Call) -> int:
+    """``triggers`` (``--state-filter`` as ``jobState``); ``triggers retry`` is the command
+    line's."""
+    if call.args:
+        raise Fallback
+    states = [("jobState", s) for s in call.options.get("states", "").split(",") if s]
+    return _view(call, "/v1/triggers", states)
+
+
+def _runs(call: Call) -> int:
+    """``runs`` and ``runs show RUN``; the rest of ``runs`` is the command line's."""
+    if not call.args:
+        return _view(call, "/v1/runs", [])
+    if len(call.args) == 2 and call.args[0] == "show":
+        return _view(call, f"/v1/runs/{_quoted(call.args[1])}", [])
+    raise Fallback
+
+
+def _view(call: Call, path: str, query: list[tuple[str, str]]) -> int:
+    """A view as the command prints it: its JSON, or the text the daemon draws."""
+    if call.options.get("output") == "json":
+        print(_json(json.loads(_get(call, path, query))))
+    else:
+        sys.stdout.write(_get(call, path, [*query, ("format", "text")]))
     return 0
 
 
@@ -175,6 +305,9 @@ _COMMANDS: dict[str, Callable[[Call], int]] = {
     "heartbeat": _heartbeat,
     "read": _read,
     "events": _events,
+    "status": _status,
+    "triggers": _triggers,
+    "runs": _runs,
 }
 
 
@@ -298,6 +431,21 @@ def _request(
 
 def _get(call: Call, path: str, query: list[tuple[str, str]]) -> str:
     """GET ``path`` with ``query`` (and which workspace); the text of a 200 answer."""
+    where, request = _getting(call, path, query)
+    conn = _connect(where)
+    try:
+        status, content = _send(conn, request)
+    except OSError as exc:
+        raise Fallback from exc  # reading changes nothing: the command line may do it
+    finally:
+        conn.close()
+    if status != 200:
+        raise Fallback
+    return content.decode()
+
+
+def _getting(call: Call, path: str, query: list[tuple[str, str]]) -> tuple[str, bytes]:
+    """The daemon's socket, and the GET of ``path`` with ``query`` and which workspace."""
     desired = desired_folder(call.options.get("desired"))
     where = socket_path(desired)
     if where is None:
@@ -306,18 +454,48 @@ def _get(call: Call, path: str, query: list[tuple[str, str]]) -> str:
     if state := os.environ.get("CONTROLLER_STATE"):
         query.append(("state", state))
     target = path + "?" + "&".join(f"{k}={_percent(v)}" for k, v in query)
+    return where, f"GET {target} HTTP/1.1\r\nHost: controller\r\nConnection: close\r\n\r\n".encode()
+
+
+def _stream(call: Call, path: str, query: list[tuple[str, str]]) -> Iterator[int | str]:
+    """GET a stream of lines (chunked, as the daemon sends ``follow=1``): first the id its
+    following starts after (``X-Follow-After``), then each line as it comes; Fallback unless
+    the answer is 200, OSError when the stream breaks, and the end when the daemon ends it."""
+    where, request = _getting(call, path, query)
     conn = _connect(where)
     try:
-        status, content = _send(
-            conn, f"GET {target} HTTP/1.1\r\nHost: controller\r\nConnection: close\r\n\r\n".encode()
-        )
-    except OSError as exc:
-        raise Fallback from exc  # reading changes nothing: the command line may do it
+        conn.sendall(request)
+        conn.settimeout(None)  # new events may take hours: following waits for them
+        reader = conn.makefile("rb")
+        head = reader.readline().split(b" ", 2)
+        if len(head) < 2 or head[1] != b"200":
+            raise Fallback
+        headers = {}
+        while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding") != "chunked":
+            raise OSError("a stream that is not chunked")
+        yield int(headers.get("x-follow-after", "0"))
+        rest = b""
+        for chunk in _chunks(reader):
+            *lines, rest = (rest + chunk).split(b"\n")
+            yield from (line.decode() for line in lines if line)
     finally:
         conn.close()
-    if status != 200:
-        raise Fallback
-    return content.decode()
+
+
+def _chunks(reader: io.BufferedReader) -> Iterator[bytes]:
+    """The chunks of a chunked body, to its last (empty) one."""
+    while True:
+        size = int(reader.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            return
+        data = reader.read(size)
+        reader.readline()
+        if len(data) < size:
+            raise OSError("the stream was cut short")
+        yield data
 
 
 def _percent(text: str) -> str:

@@ -278,7 +278,9 @@ def run(
         resync=resync,
         lock_timeout=settings.lock_timeout,
     )
-    server = service.HttpService(metrics_addr=address)
+    from controller.cli import texts
+
+    server = service.HttpService(metrics_addr=address, texts=texts.TEXTS)
     ctx.exit(anyio.run(daemon.Daemon(config, log, services=(server,)).run))
 
 
@@ -460,6 +462,14 @@ def _watch(settings: Settings, *, interval: float) -> int:
 )
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they come.")
 @click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="ID",
+    help="Only events newer than event ID (the `id` of --output json); following goes on "
+    "from there.",
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=0),
     default=200,
@@ -475,6 +485,7 @@ def events(
     kinds: tuple[str, ...],
     since: str | None,
     follow: bool,
+    after: int | None,
     limit: int,
     **given: Any,
 ) -> None:
@@ -487,9 +498,9 @@ def events(
     read = functools.partial(store.read_events, lane=lane, kinds=kinds, since=start)
     try:
         # Following goes on from the newest event now, whatever the filters showed (or, with
-        # --limit 0, did not show) of the history.
-        newest = store.latest_event_id()
-        last = max(newest, _print_events(read(limit=limit), settings))
+        # --limit 0, did not show) of the history; with --after, from there.
+        newest = store.latest_event_id() if after is None else after
+        last = max(newest, _print_events(read(limit=limit, after=after or 0), settings))
         while follow:
             anyio.run(anyio.sleep, 0.5)
             last = max(last, _print_events(read(after=last), settings))

@@ -137,12 +137,10 @@ async def _until_something_changes(
 
 
 def _detail(rec: reconcile.Reconciler, desired: DesiredState, run: str) -> dict[str, Any]:
-    store = rec.wiring.store
-    row = runs_store.get(store, run)
-    if row is None:
+    view = runviews.run_view(rec.wiring.store, desired, run, root=rec.wiring.paths.root)
+    if view is None:
         raise runops.RunError(f"run {run} is unknown (see `controller runs`)")
-    tasks = runs_store.tasks(store, run=run)
-    return runviews.run_detail(row, tasks, desired, root=rec.wiring.paths.root)
+    return view
 
 
 def _progress(view: Mapping[str, Any], seen: dict[str, str]) -> list[str]:
@@ -194,10 +192,17 @@ def runs_group(ctx: click.Context, /, **given: Any) -> None:
         return await anyio.to_thread.run_sync(runviews.runs_view, rec.wiring.store, desired)
 
     view = _with_reconciler(settings, go)
-    if settings.json:
-        click.echo(output.to_json(view))
-        return
-    click.echo(_runs_table(view["runs"]))
+    click.echo(output.to_json(view) if settings.json else runs_text(view), nl=settings.json)
+
+
+def runs_text(view: Mapping[str, Any]) -> str:
+    """``controller runs`` for people, as printed (the daemon draws it the same)."""
+    return _runs_table(view["runs"]) + "\n"
+
+
+def run_text(view: Mapping[str, Any]) -> str:
+    """``controller runs show RUN`` for people, as printed (the daemon draws it the same)."""
+    return run_tree(view) + "\n"
 
 
 def _runs_table(items: list[Mapping[str, Any]]) -> str:
@@ -235,7 +240,7 @@ def runs_show(ctx: click.Context, /, run: str, **given: Any) -> None:
         return await anyio.to_thread.run_sync(_detail, rec, desired, run)
 
     view = _with_reconciler(settings, go)
-    click.echo(output.to_json(view) if settings.json else run_tree(view))
+    click.echo(output.to_json(view) if settings.json else run_text(view), nl=settings.json)
 
 
 def run_tree(view: Mapping[str, Any]) -> str:

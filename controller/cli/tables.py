@@ -32,30 +32,47 @@ def _rstrip_line(line: str) -> str:
     return line[: tail.start()] + "".join(_CODE.findall(tail.group()))
 
 
-def make_console(*, color: bool) -> Console:
-    """A console for standard output, with colours (ANSI, 16 colours) only if ``color``."""
+PIPED_WIDTH = 200  # the width of text that goes to a pipe or a file
+
+
+def make_console(*, color: bool, width: int | None = None, height: int | None = None) -> Console:
+    """A console for standard output, with colours (ANSI, 16 colours) only if ``color``;
+    ``width`` (and ``height``) as given, else the terminal's, or ``PIPED_WIDTH`` off one."""
     # Piped output is read by tools and people with wide screens: do not squeeze it to 80.
-    width = None if sys.stdout.isatty() else 200
+    if width is None:
+        width = None if sys.stdout.isatty() else PIPED_WIDTH
     if color:
         return Console(
             highlight=False,
             soft_wrap=True,
             width=width,
+            height=height,
             force_terminal=True,
             no_color=False,
             color_system="standard",
         )
     return Console(
-        highlight=False, soft_wrap=True, width=width, force_terminal=False, color_system=None
+        highlight=False,
+        soft_wrap=True,
+        width=width,
+        height=height,
+        force_terminal=False,
+        color_system=None,
     )
 
 
 def print_status(view: Mapping[str, Any], *, color: bool = False) -> None:
     """Print ``controller status`` as tables plus warnings."""
-    out = make_console(color=color)
+    click.echo(status_text(view, color=color), nl=False, color=color)
+
+
+def status_text(view: Mapping[str, Any], *, color: bool = False, width: int | None = None) -> str:
+    """``controller status`` as printed. With ``width`` (the daemon draws it for the thin
+    client) the console looks at neither the terminal nor the environment."""
+    out = make_console(color=color, width=width, height=None if width is None else 25)
     with out.capture() as captured:
         _status(out, view)
-    click.echo(rstrip(captured.get()), nl=False, color=color)
+    return rstrip(captured.get())
 
 
 def _status(console: Console, view: Mapping[str, Any]) -> None:

@@ -15,7 +15,7 @@ import click
 from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, Settings
 from controller.executors import triggers as deliver
-from controller.runtime import messages, overrides, reconcile, wiring
+from controller.runtime import jobviews, messages, overrides, reconcile, wiring
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging, queries
 
@@ -232,39 +232,23 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
         return
 
     def act(store: queries.Store, desired: DesiredState) -> list[dict[str, Any]]:
-        found = jobs.jobs(store, states=[jobs.JobState(s) for s in states] or None)
-        tried = jobs.attempts(store, [j.id for j in found])
-        return [_job_json(j, tried[j.id]) for j in found]
+        return jobviews.triggers_view(store, states)
 
     view = _with_store(settings, act)
-    if settings.json:
-        click.echo(output.to_json(view))
-        return
+    click.echo(output.to_json(view) if settings.json else triggers_text(view), nl=settings.json)
+
+
+def triggers_text(view: list[dict[str, Any]]) -> str:
+    """``controller triggers`` for people: a line per job (the daemon draws it the same)."""
+    lines = []
     for j in view:
         last = j["attempts"][-1] if j["attempts"] else None
         tail = f"  last: {last['reason']} {last['detail'][:60]}" if last else ""
-        click.echo(
+        lines.append(
             f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
             f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}".rstrip()
         )
-    if not view:
-        click.echo("no trigger jobs")
-
-
-def _job_json(job: jobs.Job, attempts: list[jobs.Attempt]) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "participant": job.participant,
-        "thread": job.thread,
-        "state": job.state,
-        "dueAt": job.due_at.isoformat(),
-        "failures": job.failures,
-        "forced": job.forced,
-        "attempts": [
-            {"at": a.at.isoformat(), "verdict": a.verdict, "reason": a.reason, "detail": a.detail}
-            for a in attempts
-        ],
-    }
+    return "".join(f"{line}\n" for line in lines or ["no trigger jobs"])
 
 
 @triggers_group.command("retry")

@@ -129,6 +129,16 @@ def _task(
     }
 
 
+def run_view(
+    store: queries.Store, desired: DesiredState | None, run: str, *, root: Path
+) -> dict[str, Any] | None:
+    """``controller runs show RUN --output json``; None when no such run is recorded."""
+    row = runs_store.get(store, run)
+    if row is None:
+        return None
+    return run_detail(row, runs_store.tasks(store, run=run), desired, root=root)
+
+
 def runs_view(store: queries.Store, desired: DesiredState | None) -> dict[str, Any]:
     """``controller runs --output json``."""
     rows = runs_store.runs(store)

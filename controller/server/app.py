@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from controller.runtime import messages, status
-from controller.server import page
+from controller.runtime import messages, sources, status
+from controller.server import page, views
 from controller.spec import meta
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging
@@ -33,11 +33,16 @@ if TYPE_CHECKING:
 
 JSON_LINES = "application/x-ndjson"
 FOLLOW_POLL = 0.5  # seconds between looks for new events while following (as the command)
+FOLLOW_AFTER = "X-Follow-After"  # the id following goes on after: the newest event at the start
 
 
-def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
-    """The application for one listener: ``private`` for the unix socket (every route)."""
-    api = _Api(daemon, metrics)
+def build(
+    daemon: Daemon, metrics: Metrics, *, private: bool, texts: views.Texts | None = None
+) -> Starlette:
+    """The application for one listener: ``private`` for the unix socket (every route);
+    ``texts`` draws views as the command line prints them (``format=text``)."""
+    api = _Api(daemon, metrics, texts)
+    more = views.Routes(daemon, texts)
     routes = [
         Route("/", api.web_page, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
@@ -51,6 +56,11 @@ def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
             Route("/v1/threads/{thread}/messages", api.post, methods=["POST"]),
             Route("/v1/threads/{thread}/read", api.read, methods=["POST"]),
             Route("/v1/heartbeat", api.heartbeat, methods=["POST"]),
+            Route("/v1/triggers", more.triggers, methods=["GET"]),
+            Route("/v1/runs", more.runs, methods=["GET"]),
+            Route("/v1/runs", more.submit, methods=["POST"]),
+            Route("/v1/runs/{run}", more.run, methods=["GET"]),
+            Route("/v1/runs/{run}/abort", more.abort, methods=["POST"]),
         ]
     return Starlette(routes=routes)
 
@@ -72,11 +82,8 @@ async def _fields(request: Request, *names: str) -> list[str]:
     return [str(v) for v in values]
 
 
-def _error(message: str, code: int, **more: Any) -> Response:
-    return JSONResponse({"error": message, **more}, code)
-
-
-OTHER_WORKSPACE = 421  # Misdirected Request: the thin client falls back to the local path
+_error = views.error
+OTHER_WORKSPACE = views.OTHER_WORKSPACE  # Misdirected Request: the thin client falls back
 
 
 async def _elsewhere(daemon: Daemon, request: Request) -> Response | None:
@@ -90,20 +97,14 @@ async def _elsewhere(daemon: Daemon, request: Request) -> Response | None:
     return _misdirected(daemon, given.get("desired"), given.get("state"))
 
 
-def _misdirected(daemon: Daemon, desired: object, state: object) -> Response | None:
-    """421 unless ``desired`` and ``state`` (when given) are the daemon's own."""
-    if desired is not None and str(desired) != str(daemon.settings.desired.resolve()):
-        return _error(f"this daemon serves {daemon.settings.desired.resolve()}", OTHER_WORKSPACE)
-    rec = daemon.reconciler
-    if state is not None and rec is not None and state != rec.wiring.paths.state_url:
-        return _error("this daemon uses another store", OTHER_WORKSPACE)
-    return None
+_misdirected = views.misdirected  # 421 unless desired and state (when given) are the daemon's
 
 
 class _Api:
-    def __init__(self, daemon: Daemon, metrics: Metrics) -> None:
+    def __init__(self, daemon: Daemon, metrics: Metrics, texts: views.Texts | None) -> None:
         self.daemon = daemon
         self.gauges = metrics
+        self.texts = texts
 
     async def healthz(self, _: Request) -> Response:
         """200 while the loop ticks: a pass started or ended recently enough."""
@@ -140,13 +141,29 @@ class _Api:
             self.gauges.snapshot.queue = counts
         return Response(self.gauges.render(), media_type="text/plain; version=0.0.4")
 
-    async def status(self, _: Request) -> Response:
-        """The object ``controller status --output json`` prints, observed now."""
-        view = await self._view()
+    async def status(self, request: Request) -> Response:
+        """The object ``controller status --output json`` prints, observed now; with
+        ``format=text`` what ``controller status`` prints, drawn ``width`` columns wide
+        (default 200, as into a pipe), in colour with ``color=1``."""
+        q = request.query_params
+        if (misdirected := _misdirected(self.daemon, q.get("desired"), q.get("state"))) is not None:
+            return misdirected
+        chosen, width = q.get("format", "json"), q.get("width", "200")
+        if chosen not in ("json", "text") or not width.isdigit() or not 0 < int(width) < 10000:
+            return _error("format is json or text; width a number of columns", 400)
+        if chosen == "text" and self.texts is None:
+            return _error("text is drawn only when the command line runs the daemon", 400)
+        view = await self._view(afresh="desired" in q)
         if view is None:
             return JSONResponse({"error": "no pass has run yet"}, 503)
-        text = json.dumps(view, indent=2, sort_keys=True, default=str)
-        return Response(text + "\n", media_type="application/json")
+        if chosen == "json":
+            text = json.dumps(view, indent=2, sort_keys=True, default=str) + "\n"
+            return Response(text, media_type="application/json")
+        assert self.texts is not None
+        draw = functools.partial(
+            self.texts.status, view, color=q.get("color") == "1", width=int(width)
+        )
+        return Response(await anyio.to_thread.run_sync(draw), media_type=views.TEXT)
 
     async def web_page(self, request: Request) -> Response:
         """The web status page: the same view as HTML (``page.render``); ``refresh=0`` turns
@@ -158,16 +175,27 @@ class _Api:
         refresh = 0 if request.query_params.get("refresh") == "0" else page.REFRESH
         return HTMLResponse(page.render(view, refresh=refresh), headers=headers)
 
-    async def _view(self) -> dict[str, Any] | None:
-        """``status --output json``'s object, observed now; None before the first pass."""
+    async def _view(self, *, afresh: bool = False) -> dict[str, Any] | None:
+        """``status --output json``'s object, observed now; None before the first pass.
+
+        ``afresh`` (the thin client's ``status``): desired state read from the folder now, as
+        the command reads it, rather than as the daemon last loaded it (which lags an edit by
+        the debounce)."""
         d = self.daemon
         rec = d.reconciler
         if rec is None or d.seen is None:
             return None
         desired = DesiredState.empty() if d.problems or d.desired is None else d.desired
+        problems, origin = d.problems, d.seen
+        if afresh:
+            load = functools.partial(sources.load, d.settings.desired)
+            loaded = await anyio.to_thread.run_sync(load)
+            result, origin = loaded.result, loaded.origin
+            desired = result if isinstance(result, DesiredState) else DesiredState.empty()
+            problems = () if isinstance(result, DesiredState) else result
         async with d.busy:  # the pass and the view share the reconciler
-            view = await status.build(rec, desired, d.problems)
-        view["desired"] = d.seen.to_json()
+            view = await status.build(rec, desired, problems)
+        view["desired"] = origin.to_json()
         return view
 
     async def events(self, request: Request) -> Response:
@@ -191,10 +219,18 @@ class _Api:
         found = await anyio.to_thread.run_sync(functools.partial(read, limit=limit, after=after))
         if q.get("follow") not in ("1", "true"):
             return Response(_lines(found), media_type=JSON_LINES)
-        # As the command: following goes on from the newest event now, whatever was shown.
-        newest = await anyio.to_thread.run_sync(rec.wiring.store.latest_event_id)
+        # As the command: following goes on from the newest event now, whatever was shown
+        # (with ``after``, from there).
+        newest = (
+            after
+            if "after" in q
+            else await anyio.to_thread.run_sync(rec.wiring.store.latest_event_id)
+        )
         last = max([newest, *(e.id or 0 for e in found)])
-        return StreamingResponse(self._follow(read, _lines(found), last), media_type=JSON_LINES)
+        stream = self._follow(read, _lines(found), last)
+        # Where following starts: a client that must go on without the daemon goes on from here.
+        headers = {FOLLOW_AFTER: str(last)}
+        return StreamingResponse(stream, media_type=JSON_LINES, headers=headers)
 
     async def _follow(
         self, read: Callable[..., list[Any]], first: str, last: int

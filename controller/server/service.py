@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from controller import errors
 from controller.runtime import reconcile, status
 from controller.runtime.daemon import Level, PassEnd
-from controller.server import app, sockets
+from controller.server import app, sockets, views
 from controller.server.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -63,8 +63,11 @@ class _Server(uvicorn.Server):
 class HttpService:
     """A ``runtime.daemon.Service``: the unix socket always, TCP with ``metrics_addr``."""
 
-    def __init__(self, *, metrics_addr: Address | None = None) -> None:
+    def __init__(
+        self, *, metrics_addr: Address | None = None, texts: views.Texts | None = None
+    ) -> None:
         self.metrics_addr = metrics_addr
+        self.texts = texts  # how the command line draws views (the unix socket's format=text)
         self.metrics = Metrics()
         self.bound: sockets.Bound | None = None
         self.tcp: socket.socket | None = None
@@ -83,7 +86,7 @@ class HttpService:
         self.bound = sockets.bind(paths.state_dir / sockets.SOCKET_NAME)
         if self.bound.replaced_stale:
             daemon.log("replaced a stale socket", level=Level.WARNING, socket=str(self.bound.path))
-        self._add(app.build(daemon, self.metrics, private=True), self.bound.sock)
+        self._add(app.build(daemon, self.metrics, private=True, texts=self.texts), self.bound.sock)
         if self.metrics_addr is not None:
             self.tcp = _listen(self.metrics_addr)
             self._add(app.build(daemon, self.metrics, private=False), self.tcp)
