@@ -23,9 +23,10 @@ from starlette.routing import Route
 
 from controller.runtime import messages, status
 from controller.server import page
+from controller.server.metrics import read_store
 from controller.spec import meta
 from controller.spec.state import DesiredState
-from controller.store import jobs, messaging
+from controller.store import messaging
 
 if TYPE_CHECKING:
     from controller.runtime.daemon import Daemon
@@ -132,12 +133,14 @@ class _Api:
         return reasons
 
     async def metrics(self, _: Request) -> Response:
-        """Prometheus text format; the queue is read from the store now, the rest is the
-        status the last pass left."""
-        rec = self.daemon.reconciler
+        """Prometheus text format; the queue and usage are read from the store now, the rest
+        is the status the last pass left."""
+        d = self.daemon
+        rec = d.reconciler
         if rec is not None:
-            counts = await anyio.to_thread.run_sync(jobs.counts, rec.wiring.store)
-            self.gauges.snapshot.queue = counts
+            read = functools.partial(read_store, rec.wiring.store, d.desired, d.clock.now())
+            snapshot = self.gauges.snapshot
+            snapshot.queue, snapshot.oldest, snapshot.usage = await anyio.to_thread.run_sync(read)
         return Response(self.gauges.render(), media_type="text/plain; version=0.0.4")
 
     async def status(self, _: Request) -> Response:
