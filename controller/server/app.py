@@ -3,7 +3,9 @@
 Every handler reads the running daemon's state; anything slow (the store, git) runs in a
 worker thread, so a request never stalls the reconcile loop. The unix socket serves every
 route; the TCP listener (``--metrics-addr``) only the read-only ones that show no message
-text: health, readiness, metrics, status and the web status page at ``/``.
+text: health, readiness, metrics, status and the web status page at ``/``; with a bearer
+token (``--api-token-file``) it serves every route, the others only to requests that carry
+the token (``tokens.Bearer``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from controller.runtime import messages, status
-from controller.server import page
+from controller.server import page, tokens
 from controller.server.metrics import read_store
 from controller.spec import meta
 from controller.spec.state import DesiredState
@@ -36,8 +39,9 @@ JSON_LINES = "application/x-ndjson"
 FOLLOW_POLL = 0.5  # seconds between looks for new events while following (as the command)
 
 
-def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
-    """The application for one listener: ``private`` for the unix socket (every route)."""
+def build(daemon: Daemon, metrics: Metrics, *, private: bool, token: str | None = None) -> ASGIApp:
+    """The application for one listener: ``private`` for the unix socket (every route); a
+    public one with a ``token`` serves every route too, but the writing ones need the token."""
     api = _Api(daemon, metrics)
     routes = [
         Route("/", api.web_page, methods=["GET"]),
@@ -46,14 +50,15 @@ def build(daemon: Daemon, metrics: Metrics, *, private: bool) -> Starlette:
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/v1/status", api.status, methods=["GET"]),
     ]
-    if private:  # the event log may carry text; the rest changes state
+    if private or token is not None:  # the event log may carry text; the rest changes state
         routes += [
             Route("/v1/events", api.events, methods=["GET"]),
             Route("/v1/threads/{thread}/messages", api.post, methods=["POST"]),
             Route("/v1/threads/{thread}/read", api.read, methods=["POST"]),
             Route("/v1/heartbeat", api.heartbeat, methods=["POST"]),
         ]
-    return Starlette(routes=routes)
+    application = Starlette(routes=routes)
+    return application if private or token is None else tokens.Bearer(application, token)
 
 
 class _BadRequest(Exception):
