@@ -75,6 +75,10 @@ def test_a_delivered_wake_moves_the_latency_histogram_and_a_deferred_one_ages_in
         assert first > 0
         wait_until(lambda: metrics(path)[age] > first)  # it ages while it waits
         assert metrics(path)[age] <= time.monotonic() - posted
+        created = queued_since(repo)  # the store's word: the scrape's age lies between two looks
+        low = (datetime.now(UTC) - created).total_seconds()
+        scraped = metrics(path)[age]
+        assert low <= scraped <= (datetime.now(UTC) - created).total_seconds()
         assert metrics(path)["lanes_wake_latency_seconds_count"] == 1  # deferred: no latency
     assert len(lines(record)) == 1
 
@@ -118,6 +122,20 @@ def test_tokens_and_cost_by_model_sum_what_usage_shows(repo: Repo, tmp_path: Pat
     assert found['lanes_cost_usd_total{model="other"}'] == by_name["mystery-model"]["costUsd"]
     assert tokens("haiku", "output") == 0
     assert not [k for k in found if "mystery" in k]  # an undeclared name never becomes a label
+
+
+def queued_since(repo: Repo) -> datetime:
+    """When the one queued trigger job was created, read from the store."""
+    store = queries.Store.open(f"sqlite:///{repo.path / '.lanes' / 'state.db'}", "test")
+    try:
+        jobs = tables.trigger_jobs
+        query = sa.select(jobs.c.created_at).where(jobs.c.state == "queued")
+        with store.engine.connect() as conn:
+            (created,) = conn.execute(query).scalars().all()
+    finally:
+        store.close()
+    assert isinstance(created, datetime)
+    return created
 
 
 def _row(n: int, model: str, i: int, o: int, r: int, cost: float) -> dict[str, object]:
