@@ -232,6 +232,14 @@ def _pass_json(
     "(read-only; e.g. 127.0.0.1:9108). Off by default.",
 )
 @click.option(
+    "--api-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="With --metrics-addr: the TCP listener also serves the writing routes and the events, "
+    "to requests with `Authorization: Bearer <the token in PATH>` (the file must be mode 0600).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default=None,
@@ -249,6 +257,7 @@ def run(
     debounce: float,
     once: bool,
     metrics_addr: str | None,
+    api_token_file: Path | None,
     log_format: str | None,
     lane: tuple[str, ...],
     **given: Any,
@@ -261,9 +270,12 @@ def run(
         ctx.exit(_once(settings, allow_empty=allow_empty, selection=common.selection(lane)))
     from controller.cli import logs  # lazy: structlog only for the daemon
     from controller.runtime import daemon
-    from controller.server import service  # lazy: the HTTP stack only for the daemon
+    from controller.server import service, tokens  # lazy: the HTTP stack only for the daemon
 
     address = service.Address.parse(metrics_addr) if metrics_addr else None
+    if api_token_file is not None and address is None:
+        common.fail("--api-token-file goes with --metrics-addr (the unix socket needs no token)")
+    token = tokens.read(api_token_file) if api_token_file is not None else None
 
     json_logs = settings.json if log_format is None else log_format == "json"
     log = logs.configure(
@@ -280,7 +292,7 @@ def run(
     )
     from controller.cli import texts
 
-    server = service.HttpService(metrics_addr=address, texts=texts.TEXTS)
+    server = service.HttpService(metrics_addr=address, texts=texts.TEXTS, token=token)
     ctx.exit(anyio.run(daemon.Daemon(config, log, services=(server,)).run))
 
 

@@ -212,3 +212,4 @@ class UnreadCount:
     last_seq: int  # the newest unread message's sequence number
     sender: str  # who wrote it
     woken: int = 0  # the newest sequence number a delivered wake already covered
+    last_at: datetime | None = None  # when the newest unread message was posted (committed)

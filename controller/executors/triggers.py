@@ -77,6 +77,9 @@ class Envelope:
     job: int | None = None
     detail: str = ""
     until: datetime | None = None
+    waited: float | None = None
+    """For a delivered wake: seconds from the newest unread message's commit to its keystrokes
+    (``lanes_wake_latency_seconds``); not part of the JSON."""
 
     @property
     def failed(self) -> bool:
@@ -273,6 +276,7 @@ async def _deliver(
     if not await ctx.tmux.send_text(pane, step.text):
         failed = replace(step, reason=Reason.SEND_FAILED, detail="send-keys failed")
         return await fail(ctx, desired, claim, failed)
+    waited = _waited(claim.facts.unread, ctx.clock.now())
     confirmed = await _submit(ctx, pane, step.text)
     reason = step.reason if confirmed else Reason.SUBMIT_UNCONFIRMED
     verdict = Verdict.DELIVERED if confirmed else Verdict.UNCONFIRMED
@@ -280,8 +284,16 @@ async def _deliver(
     await _after_delivery(ctx, claim)
     await ctx.db(jobs.settle, ctx.store, claim.job, claim.owner, now, state=JobState.DONE)
     await _delivered_event(ctx, claim.job, reason, forced=claim.job.forced)
-    result = Result.DELIVERED if confirmed else Result.SUBMIT_UNCONFIRMED
-    return claim.envelope(result, reason, step.text)
+    if not confirmed:
+        return claim.envelope(Result.SUBMIT_UNCONFIRMED, reason, step.text)
+    return replace(claim.envelope(Result.DELIVERED, reason, step.text), waited=waited)
+
+
+def _waited(unread: world.UnreadCount | None, typed: datetime) -> float | None:
+    """Seconds from the newest unread message's commit to the keystrokes about it."""
+    if unread is None or unread.last_at is None:
+        return None
+    return max(0.0, (typed - unread.last_at).total_seconds())
 
 
 async def _delivered_event(ctx: Context, job: jobs.Job, reason: Reason, **data: Any) -> None:

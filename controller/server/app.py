@@ -3,7 +3,9 @@
 Every handler reads the running daemon's state; anything slow (the store, git) runs in a
 worker thread, so a request never stalls the reconcile loop. The unix socket serves every
 route; the TCP listener (``--metrics-addr``) only the read-only ones that show no message
-text: health, readiness, metrics, status and the web status page at ``/``.
+text: health, readiness, metrics, status and the web status page at ``/``; with a bearer
+token (``--api-token-file``) it serves every route, the others only to requests that carry
+the token (``tokens.Bearer``).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from controller.runtime import messages, sources, status
-from controller.server import page, views
+from controller.server import page, tokens, views
+from controller.server.metrics import read_store
 from controller.spec import meta
 from controller.spec.state import DesiredState
-from controller.store import jobs, messaging
+from controller.store import messaging
 
 if TYPE_CHECKING:
     from controller.runtime.daemon import Daemon
@@ -37,9 +41,15 @@ FOLLOW_AFTER = "X-Follow-After"  # the id following goes on after: the newest ev
 
 
 def build(
-    daemon: Daemon, metrics: Metrics, *, private: bool, texts: views.Texts | None = None
-) -> Starlette:
-    """The application for one listener: ``private`` for the unix socket (every route);
+    daemon: Daemon,
+    metrics: Metrics,
+    *,
+    private: bool,
+    texts: views.Texts | None = None,
+    token: str | None = None,
+) -> ASGIApp:
+    """The application for one listener: ``private`` for the unix socket (every route); a
+    public one with a ``token`` serves every route too, but the writing ones need the token.
     ``texts`` draws views as the command line prints them (``format=text``)."""
     api = _Api(daemon, metrics, texts)
     more = views.Routes(daemon, texts)
@@ -50,7 +60,7 @@ def build(
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/v1/status", api.status, methods=["GET"]),
     ]
-    if private:  # the event log may carry text; the rest changes state
+    if private or token is not None:  # the event log may carry text; the rest changes state
         routes += [
             Route("/v1/events", api.events, methods=["GET"]),
             Route("/v1/threads/{thread}/messages", api.post, methods=["POST"]),
@@ -62,7 +72,8 @@ def build(
             Route("/v1/runs/{run}", more.run, methods=["GET"]),
             Route("/v1/runs/{run}/abort", more.abort, methods=["POST"]),
         ]
-    return Starlette(routes=routes)
+    application = Starlette(routes=routes)
+    return application if private or token is None else tokens.Bearer(application, token)
 
 
 class _BadRequest(Exception):
@@ -133,12 +144,14 @@ class _Api:
         return reasons
 
     async def metrics(self, _: Request) -> Response:
-        """Prometheus text format; the queue is read from the store now, the rest is the
-        status the last pass left."""
-        rec = self.daemon.reconciler
+        """Prometheus text format; the queue and usage are read from the store now, the rest
+        is the status the last pass left."""
+        d = self.daemon
+        rec = d.reconciler
         if rec is not None:
-            counts = await anyio.to_thread.run_sync(jobs.counts, rec.wiring.store)
-            self.gauges.snapshot.queue = counts
+            read = functools.partial(read_store, rec.wiring.store, d.desired, d.clock.now())
+            snapshot = self.gauges.snapshot
+            snapshot.queue, snapshot.oldest, snapshot.usage = await anyio.to_thread.run_sync(read)
         return Response(self.gauges.render(), media_type="text/plain; version=0.0.4")
 
     async def status(self, request: Request) -> Response:

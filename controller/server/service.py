@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from controller import errors
 from controller.runtime import reconcile, status
@@ -64,10 +64,15 @@ class HttpService:
     """A ``runtime.daemon.Service``: the unix socket always, TCP with ``metrics_addr``."""
 
     def __init__(
-        self, *, metrics_addr: Address | None = None, texts: views.Texts | None = None
+        self,
+        *,
+        metrics_addr: Address | None = None,
+        texts: views.Texts | None = None,
+        token: str | None = None,
     ) -> None:
         self.metrics_addr = metrics_addr
         self.texts = texts  # how the command line draws views (the unix socket's format=text)
+        self.token = token  # --api-token-file's: the TCP listener's writing routes (never logged)
         self.metrics = Metrics()
         self.bound: sockets.Bound | None = None
         self.tcp: socket.socket | None = None
@@ -89,13 +94,19 @@ class HttpService:
         self._add(app.build(daemon, self.metrics, private=True, texts=self.texts), self.bound.sock)
         if self.metrics_addr is not None:
             self.tcp = _listen(self.metrics_addr)
-            self._add(app.build(daemon, self.metrics, private=False), self.tcp)
+            public = app.build(
+                daemon, self.metrics, private=False, texts=self.texts, token=self.token
+            )
+            self._add(public, self.tcp)
 
     def listeners(self) -> dict[str, str]:
         """Where it serves, for the daemon's start-up line."""
-        return {"socket": str(self.path), "metrics": _shown(self.metrics_addr)}
+        shown = {"socket": str(self.path), "metrics": _shown(self.metrics_addr)}
+        if self.metrics_addr is not None:
+            shown["tcpWrites"] = "bearer-token" if self.token is not None else "off"
+        return shown
 
-    def _add(self, application: Starlette, sock: socket.socket) -> None:
+    def _add(self, application: ASGIApp, sock: socket.socket) -> None:
         config = uvicorn.Config(
             application,
             lifespan="off",

@@ -293,6 +293,17 @@ def counts(store: Store) -> dict[str, int]:
         return {str(state): int(n) for state, n in conn.execute(query)}
 
 
+def queue(store: Store) -> dict[str, tuple[int, datetime | None]]:
+    """Per job state: how many jobs, and when the oldest of them was created (one statement)."""
+    query = (
+        sa.select(J.c.state, sa.func.count(), sa.func.min(J.c.created_at))
+        .where(J.c.workspace == store.workspace)
+        .group_by(J.c.state)
+    )
+    with store.engine.connect() as conn:
+        return {str(state): (int(n), oldest) for state, n, oldest in conn.execute(query)}
+
+
 def deliveries(
     store: Store, *, since: datetime, participant: str | None = None, thread: str | None = None
 ) -> list[datetime]:

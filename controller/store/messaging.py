@@ -116,13 +116,14 @@ def unread(store: Store, pairs: Iterable[tuple[str, str]]) -> list[Unread]:
             seq, woken = cursors.get((thread, participant), (0, 0))
             row = _unread_row(conn, store.workspace, thread, participant, seq)
             if row is not None:
-                found.append(Unread(participant, thread, row[0], row[1], row[2], woken))
+                count, last, sender, at = row
+                found.append(Unread(participant, thread, count, last, sender, woken, at))
     return found
 
 
 def _unread_row(
     conn: sa.Connection, workspace: str, thread: str, participant: str, after: int
-) -> tuple[int, int, str] | None:
+) -> tuple[int, int, str, datetime] | None:
     where = (
         M.c.workspace == workspace,
         M.c.thread == thread,
@@ -132,12 +133,12 @@ def _unread_row(
     count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(M.c.seq)).where(*where)).one()
     if not count:
         return None
-    sender = conn.execute(
-        sa.select(M.c.sender).where(
+    sender, at = conn.execute(
+        sa.select(M.c.sender, M.c.at).where(
             M.c.workspace == workspace, M.c.thread == thread, M.c.seq == last
         )
-    ).scalar_one()
-    return int(count), int(last), str(sender)
+    ).one()
+    return int(count), int(last), str(sender), at
 
 
 def mark_woken(store: Store, thread: str, participant: str, seq: int) -> None:

@@ -570,6 +570,36 @@ def usage(store: Store, *, run: str | None = None) -> list[UsageRow]:
     return [_usage_row(row) for row in rows]
 
 
+def usage_by_model(store: Store) -> dict[str, tuple[wf.Usage, float]]:
+    """Every usage record summed by model as recorded (tokens, and the cost charged in USD),
+    in one statement."""
+    sums = [
+        sa.func.sum(U.c[column])
+        for column in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cost_usd",
+        )
+    ]
+    query = sa.select(U.c.model, *sums).where(U.c.workspace == store.workspace).group_by(U.c.model)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return {
+        str(model): (
+            wf.Usage(
+                input_tokens=int(i or 0),
+                output_tokens=int(o or 0),
+                cache_read_tokens=int(r or 0),
+                cache_write_tokens=int(w or 0),
+            ),
+            float(cost or 0.0),
+        )
+        for model, i, o, r, w, cost in rows
+    }
+
+
 def _usage_row(row: sa.RowMapping) -> UsageRow:
     return UsageRow(
         run=row["run"],
