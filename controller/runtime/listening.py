@@ -85,9 +85,10 @@ class Listening:
     async def _follow(self, listener: notifications.Listener, store: queries.Store) -> None:
         """Nudge for each post of this workspace until the daemon's store changes."""
         while self._current() is store:
-            async for payload in listener.payloads(timeout=CHECK_EVERY):
-                if notifications.workspace_of(payload) == store.workspace:
-                    self._nudge()
+            async with listener.notices(timeout=CHECK_EVERY) as notices:
+                async for notice in notices:
+                    if notifications.workspace_of(notice.payload) == store.workspace:
+                        self._nudge()
             with anyio.fail_after(CHECK_TIMEOUT):
                 await listener.check()
 

@@ -9,6 +9,7 @@ listen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -80,11 +81,13 @@ class Listener:
         """The server process of the connection (``pg_terminate_backend`` takes it)."""
         return int(self._conn.info.backend_pid)
 
-    async def payloads(self, *, timeout: float) -> AsyncIterator[str]:
-        """The payloads that arrive within ``timeout`` seconds; raises when the connection
-        is lost (``psycopg.OperationalError``)."""
-        async for notice in self._conn.notifies(timeout=timeout):
-            yield notice.payload
+    @contextlib.asynccontextmanager
+    async def notices(self, *, timeout: float) -> AsyncIterator[AsyncIterator[psycopg.Notify]]:
+        """The notifications that arrive within ``timeout`` seconds (reading them raises when
+        the connection is lost: ``psycopg.OperationalError``), closed on leaving however that
+        happens (a cancelled wait included)."""
+        async with contextlib.aclosing(self._conn.notifies(timeout=timeout)) as found:
+            yield found
 
     async def check(self) -> None:
         """One round trip: raises when the connection is gone."""

@@ -103,6 +103,8 @@ def daemon(hosts: tuple[Repo, Repo, Path], tmp_path: Path) -> Iterator[tuple[Any
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert proc.returncode == 0, log.read_text()
+    stray = [x for x in log.read_text().splitlines() if not x.startswith("{")]
+    assert stray == []  # no warning or traceback outside the log lines
     wait_until(lambda: not listeners(repo.env["CONTROLLER_STATE"], proc.pid), timeout=20)
 
 
