@@ -24,11 +24,11 @@ The daemon runs in three modes, against the same agent:
 - ``listen, poll 30 s``: ``--wake-poll 30``: nothing but the notification can explain a wake
   under 30 s.
 
-The modes take turns: 5 rounds, in each of which every mode gets a fresh daemon and 10 posts
-(so load from other processes on the machine falls on every mode alike). That is K=50 posts
+The modes take turns: 10 rounds, in each of which every mode gets a fresh daemon and 10 posts
+(so load from other processes on the machine falls on every mode alike). That is 100 posts
 per mode (10 with ``--quick``: 1 round), 1.2 s plus a random 0 to 0.25 s apart (the previous
 delivery's own-echo window passes, and posts land at random phases of the poll). Each post is
-made in one of two ways, alternately, so each mode has 25 of each (5 with ``--quick``):
+made in one of two ways, alternately, so each mode has 50 of each (5 with ``--quick``):
 
 - ``cli``: ``controller post`` spawned in the other clone; latency from just before it is
   spawned (the command's own start included, as the target asks);
@@ -65,7 +65,7 @@ from harness import log
 
 from controller.store import queries, tables
 
-ROUNDS = 5
+ROUNDS = 10
 PER_ROUND = 10
 TARGET_P50 = 1.0
 MODES: dict[str, tuple[str, ...]] = {

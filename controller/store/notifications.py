@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import psycopg
 
 CHANNEL = "lanes_messages"
+CONNECT_TIMEOUT = 10  # seconds, unless the store's URL says otherwise
 
 
 def is_postgres(url: str) -> bool:
@@ -67,7 +68,8 @@ class Listener:
 
         engine = store.engine
         args, params = engine.dialect.create_connect_args(engine.url)
-        params = {**params, "application_name": name}
+        # A server that does not answer must not hold the listener (the poll goes on anyway).
+        params = {"connect_timeout": CONNECT_TIMEOUT, **params, "application_name": name}
         conn = await psycopg.AsyncConnection.connect(*args, autocommit=True, **params)
         try:
             await conn.execute("LISTEN lanes_messages")  # CHANNEL
