@@ -190,3 +190,15 @@ def test_post_notifies_on_commit_with_names_only(postgres_url: str) -> None:
     assert [json.loads(p) for p in got] == [{"workspace": workspace, "thread": "t", "seq": seq}]
     assert notifications.workspace_of(got[0]) == workspace
     assert notifications.workspace_of("not json") is None
+
+
+def test_the_listener_modules_load_no_psycopg() -> None:
+    """A daemon on SQLite imports them and must not pay for (or need) the driver."""
+    code = (
+        "import sys, controller.runtime.listening, controller.store.messaging; "
+        "print('psycopg' in sys.modules)"
+    )
+    done = subprocess.run(
+        (sys.executable, "-c", code), capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
