@@ -2,8 +2,8 @@
 
 The "other host" is a second clone of the repository with the same desired/ and store: its
 ``controller post`` finds no daemon socket there, so it writes to PostgreSQL itself, as a post
-on another machine does. The daemon's wake poll is set far longer than the waits, so only the
-notification (or the nudge after reconnecting) explains a wake within them.
+on another machine does. The daemon's wake poll and resync are longer than a whole test, so
+only a notification (or the nudge after reconnecting) can start a wake between passes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +29,7 @@ from tests.integration.test_wakes import _policy, lines, logged
 
 pytestmark = pytest.mark.integration
 
-LONG_POLL = 30.0  # the daemon's --wake-poll: a wake sooner than this is the notification's
+LONG_POLL = 600.0  # the daemon's --wake-poll: no poll (nor resync, 120 s) falls within a test
 WITHIN = 10.0  # "well under the poll": generous for a loaded 2-core machine
 
 
@@ -138,10 +137,8 @@ def test_a_post_on_another_host_wakes_at_once_and_once(
 ) -> None:
     repo, other, record = hosts
     _, log = daemon
-    started = time.monotonic()
     post_from(other, "TOP-SECRET please review")
-    wait_until(lambda: len(lines(record)) == 1, timeout=WITHIN)
-    assert time.monotonic() - started < LONG_POLL  # not the poll: the notification
+    wait_until(lambda: len(lines(record)) == 1, timeout=WITHIN)  # a notification's nudge
     stays_true(lambda: len(lines(record)) == 1, 3)
     assert delivered(repo) == 1
     assert "TOP-SECRET" not in log.read_text()
