@@ -225,6 +225,21 @@ def _pass_json(
 )
 @click.option("--once", is_flag=True, help="Run one pass and exit (same as `controller --once`).")
 @click.option(
+    "--wake-poll",
+    type=click.FloatRange(min=0.01),
+    default=0.25,
+    metavar="SECONDS",
+    show_default=True,
+    help="How often the daemon looks in the store for new messages, due wakes and runs.",
+)
+@click.option(
+    "--listen/--no-listen",
+    default=True,
+    show_default=True,
+    help="On PostgreSQL: LISTEN for posts (NOTIFY) and look for wakes at once, "
+    "not only at the next poll.",
+)
+@click.option(
     "--metrics-addr",
     default=None,
     metavar="HOST:PORT",
@@ -256,6 +271,8 @@ def run(
     resync: float | None,
     debounce: float,
     once: bool,
+    wake_poll: float,
+    listen: bool,
     metrics_addr: str | None,
     api_token_file: Path | None,
     log_format: str | None,
@@ -289,6 +306,8 @@ def run(
         debounce=debounce,
         resync=resync,
         lock_timeout=settings.lock_timeout,
+        wake_poll=wake_poll,
+        listen=listen,
     )
     from controller.cli import texts
 

@@ -35,7 +35,7 @@ from controller.core import alerts
 from controller.runtime import reconcile, sources, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
-from controller.store import jobs, messaging
+from controller.store import jobs, messaging, queries
 from controller.store import runs as runs_store
 from controller.system import clock, locks
 
@@ -59,6 +59,7 @@ class Settings:
     lock_timeout: float = 60.0
     max_passes: int | None = None  # for tests: stop after this many passes
     wake_poll: float = 0.25  # how often new messages and due wakes are looked for
+    listen: bool = True  # on PostgreSQL: LISTEN for posts and look for wakes at once
     ref_poll: float = 2.0  # how often a desired ref is checked for a new commit
 
 
@@ -170,6 +171,7 @@ class Daemon:
                 for service in self.services:
                     service.start(group)
                 group.start_soon(self._wake_loop)
+                group.start_soon(self._listen_loop)
                 group.start_soon(self._runs_loop)
                 group.start_soon(self._ref_loop)
                 await self._loop()
@@ -324,15 +326,33 @@ class Daemon:
                 self.notify()
             self.runs_seen = seen
 
+    async def _listen_loop(self) -> None:
+        """On PostgreSQL: nudge the wake loop when a post is notified (``runtime.listening``)."""
+        if not self.settings.listen:
+            return
+        from controller.runtime import listening  # psycopg only once the store is PostgreSQL
+
+        def current() -> queries.Store | None:
+            return self.reconciler.wiring.store if self.reconciler is not None else None
+
+        await listening.Listening(current, self.nudge_wakes, self.log).run()
+
     async def _wake_loop(self) -> None:
         """Between passes: work wakes as soon as a message arrives or a deferral falls due."""
         while not self.stopping:
             with anyio.move_on_after(self.settings.wake_poll):
                 await self.nudged.wait()
-            self.nudged = anyio.Event()
+            nudged, self.nudged = self.nudged.is_set(), anyio.Event()
             rec, desired = self.reconciler, self.desired
-            if rec is None or desired is None or not desired.threads or self.busy.locked():
+            if rec is None or desired is None or not desired.threads:
                 continue
+            if self.busy.locked():
+                if not nudged:
+                    continue
+                # A post during a pass: the pass's wake step may have read the heads before its
+                # commit. Look once the pass is over, not a (maybe long) poll later.
+                async with self.busy:
+                    pass
             store = rec.wiring.store
             heads = await anyio.to_thread.run_sync(messaging.heads, store)
             due = await anyio.to_thread.run_sync(jobs.next_due, store)

@@ -11,7 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from controller.core import world
-from controller.store import queries, tables
+from controller.store import notifications, queries, tables
 from controller.store.queries import Store
 
 M = tables.messages
@@ -34,7 +34,10 @@ Unread = world.UnreadCount
 
 
 def post(store: Store, thread: str, sender: str, body: str, now: datetime) -> int:
-    """Append a message; return its sequence number (one transaction: no gaps, no duplicates)."""
+    """Append a message; return its sequence number (one transaction: no gaps, no duplicates).
+
+    On PostgreSQL the same transaction notifies the daemons listening (``notifications``).
+    """
     head = queries.dialect_insert(store.engine, H).values(
         workspace=store.workspace, thread=thread, last_seq=1
     )
@@ -54,6 +57,7 @@ def post(store: Store, thread: str, sender: str, body: str, now: datetime) -> in
                 at=now,
             )
         )
+        notifications.send(conn, store.workspace, thread, seq)
     return seq
 
 
