@@ -260,3 +260,31 @@ def test_an_expired_lease_is_taken_over(lease_store: Any) -> None:
     back = leases.Holder("beta", "new", 2, "m", "1", {})
     taken, _ = leases.acquire(lease_store, back, seconds=30)
     assert taken.instance == "new" and taken.pid == 2
+
+
+def test_a_host_claims_only_the_jobs_of_its_participants(lease_store: Any) -> None:
+    from datetime import UTC, datetime
+
+    from controller.store import jobs
+
+    now = datetime(2026, 12, 2, 20, 0, tzinfo=UTC)
+    for who in ("alpha-agent", "beta-agent"):
+        jobs.enqueue(lease_store, who, "review", 1, now)
+    mine = frozenset({"alpha-agent"})
+    taken = jobs.claim(lease_store, "alpha:1", now, lease=60, participants=mine)
+    assert [j.participant for j in taken] == ["alpha-agent"]
+    assert jobs.claim(lease_store, "alpha:1", now, lease=60, participants=mine) == []
+    # beta's job waits for beta, its attempts untouched, and beta takes it.
+    (waiting,) = [j for j in jobs.jobs(lease_store) if j.participant == "beta-agent"]
+    assert waiting.state == jobs.JobState.QUEUED and waiting.failures == 0
+    later = jobs.claim(lease_store, "beta:1", now, lease=60, participants=frozenset({"beta-agent"}))
+    assert [j.participant for j in later] == ["beta-agent"]
+
+
+def test_restart_and_attach_on_the_wrong_host_name_the_host(clones: dict[str, Repo]) -> None:
+    beta = clones["beta"]
+    done = beta.ctl("restart", "a", "--reason", "stuck", "--host", "beta")
+    assert done.returncode == 1
+    assert "lane a runs on host alpha: ssh alpha, then controller restart a" in done.stderr
+    done = beta.ctl("attach", "c", "--host", "beta")
+    assert done.returncode == 1 and "lane c is Unscheduled" in done.stderr
