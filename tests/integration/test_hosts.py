@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from controller.core import hosts
@@ -61,6 +62,11 @@ def clones(repo: Repo, postgres_url: str, tmp_path: Path) -> Iterator[dict[str, 
     clone per host; every controller started by a test is reaped after it."""
     repo.write("workspace.yaml", _workspace(f"hosts-{secrets.token_hex(4)}", postgres_url))
     repo.write("lanes.yaml", LANES)
+    # alpha's lane runs an agent; the test folder in its argv lets the fixture reap it.
+    agent = [sys.executable, "-c", "import time; time.sleep(3600)", str(tmp_path)]
+    spec = {"lane": "a", "participant": "worker", "runtime": "process", "command": agent}
+    binding = {"apiVersion": "lanes/v1", "kind": "Binding", "metadata": {"name": "a-worker"}}
+    repo.write("bindings.yaml", json.dumps({**binding, "spec": spec}) + "\n")
     repo.git("add", ".")
     repo.git("commit", "-q", "-m", "desired")
     env = {**repo.env, "CONTROLLER_LEASE_SECONDS": LEASE}
@@ -85,6 +91,14 @@ def _status(clone: Repo, host: str) -> dict[str, Any]:
 def _conditions(view: dict[str, Any], lane: str) -> list[str]:
     found = next(x for x in view["lanes"] if x["name"] == lane)
     return [c["type"] for c in found["conditions"]]
+
+
+def _agent_pid(clone: Repo) -> int | None:
+    """The pid alpha recorded for lane a's agent, as another host's status shows it."""
+    view = _status(clone, "beta")
+    a = next(x for x in view["lanes"] if x["name"] == "a")
+    pids = [agent["pid"] for agent in a["agents"] if agent["state"] == "running"]
+    return pids[0] if pids else None
 
 
 def _daemon(clone: Repo, host: str) -> subprocess.Popen[bytes]:
@@ -130,7 +144,13 @@ def test_each_host_reconciles_only_its_lanes(clones: dict[str, Repo]) -> None:
     assert _conditions(view, "c") == ["Unscheduled"]
     assert _conditions(view, "a") == []  # a released lease is not a lost host
     a = next(x for x in view["lanes"] if x["name"] == "a")
-    assert a["phase"] == "ready" and a["worktree"] == str(alpha.root / "a")
+    assert a["phase"] == "running" and a["worktree"] == str(alpha.root / "a")
+    (worker,) = a["agents"]  # as alpha recorded it: its process is on alpha
+    assert (worker["participant"], worker["state"], worker["host"]) == (
+        "worker",
+        "running",
+        "alpha",
+    )
 
     text = beta.ctl("status", "--host", "beta")
     assert "host alpha: stopped" in text.stdout
@@ -178,6 +198,8 @@ def test_a_killed_host_is_lost_and_left_alone_until_it_returns(clones: dict[str,
     daemon = _daemon(alpha, "alpha")
     try:
         wait_until(lambda: alpha.worktrees() == [str(alpha.root / "a")], timeout=60)
+        wait_until(lambda: _agent_pid(beta) is not None, timeout=60)
+        pid = _agent_pid(beta)
         (alpha.root / "a" / "work.txt").write_text("unsaved\n")
         wait_until(lambda: _status(beta, "beta")["hosts"][0]["state"] == "live", timeout=30)
         os.kill(daemon.pid, signal.SIGKILL)
@@ -187,9 +209,11 @@ def test_a_killed_host_is_lost_and_left_alone_until_it_returns(clones: dict[str,
         assert alpha.worktrees() == [str(alpha.root / "a")]
         assert (alpha.root / "a" / "work.txt").read_text() == "unsaved\n"
         assert beta.worktrees() == [str(beta.root / "b")]
+        assert pid is not None and psutil.pid_exists(pid)  # its agent runs on, untouched
         daemon = _daemon(alpha, "alpha")  # it returns: the lease is taken again
         wait_until(lambda: _conditions(_status(beta, "beta"), "a") == [], timeout=60)
         assert alpha.worktrees() == [str(alpha.root / "a")]
+        assert _agent_pid(beta) == pid  # the same agent, taken back, not started again
     finally:
         _stop(daemon)
 
