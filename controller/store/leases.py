@@ -107,8 +107,9 @@ def read(store: queries.Store) -> hosts.Leases:
     """Every lease of the workspace, with the database's time now."""
     now = _now(store.engine.dialect.name)
     with store.engine.connect() as conn:
-        db_now = conn.execute(sa.select(now.label("now"))).scalar_one()
         rows = conn.execute(_select(store, now).order_by(tables.hosts.c.name)).mappings().all()
+        # One round trip per pass: the time comes with the rows (alone only without any).
+        db_now = rows[0]["db_now"] if rows else conn.execute(sa.select(now)).scalar_one()
     return hosts.Leases(now=_utc(db_now), items=tuple(_lease(row) for row in rows))
 
 
