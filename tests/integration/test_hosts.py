@@ -312,3 +312,22 @@ def test_restart_and_attach_on_the_wrong_host_name_the_host(clones: dict[str, Re
     assert "lane a runs on host alpha: ssh alpha, then controller restart a" in done.stderr
     done = beta.ctl("attach", "c", "--host", "beta")
     assert done.returncode == 1 and "lane c is Unscheduled" in done.stderr
+
+
+def test_a_daemon_paused_past_its_lease_stops_and_takes_it_again(clones: dict[str, Repo]) -> None:
+    alpha, beta = clones["alpha"], clones["beta"]
+    daemon = _daemon(alpha, "alpha")
+    try:
+        wait_until(lambda: "host lease taken" in _log(alpha, "alpha"), timeout=60)
+        wait_until(lambda: alpha.worktrees() == [str(alpha.root / "a")], timeout=60)
+        daemon.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: _conditions(_status(beta, "beta"), "a") == ["HostLost"], timeout=30)
+        finally:
+            daemon.send_signal(signal.SIGCONT)
+        lapsed = "host lease lapsed and was taken again"
+        wait_until(lambda: lapsed in _log(alpha, "alpha"), timeout=60)
+        wait_until(lambda: _conditions(_status(beta, "beta"), "a") == [], timeout=30)
+        assert alpha.worktrees() == [str(alpha.root / "a")]
+    finally:
+        _stop(daemon)
