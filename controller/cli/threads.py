@@ -14,6 +14,7 @@ import click
 
 from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, Settings
+from controller.core import hosts, world
 from controller.executors import triggers as deliver
 from controller.runtime import messages, overrides, reconcile, wiring
 from controller.spec.state import DesiredState
@@ -234,7 +235,8 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
     def act(store: queries.Store, desired: DesiredState) -> list[dict[str, Any]]:
         found = jobs.jobs(store, states=[jobs.JobState(s) for s in states] or None)
         tried = jobs.attempts(store, [j.id for j in found])
-        return [_job_json(j, tried[j.id]) for j in found]
+        seen = _leases(store, desired)
+        return [_job_json(j, tried[j.id]) | _waiting(j, desired, seen) for j in found]
 
     view = _with_store(settings, act)
     if settings.json:
@@ -243,12 +245,31 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
     for j in view:
         last = j["attempts"][-1] if j["attempts"] else None
         tail = f"  last: {last['reason']} {last['detail'][:60]}" if last else ""
+        if j.get("waiting"):
+            tail += f"  waiting: {j['waiting']['reason']} (host {j['waiting']['host']})"
         click.echo(
             f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
             f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}".rstrip()
         )
     if not view:
         click.echo("no trigger jobs")
+
+
+def _leases(store: queries.Store, desired: DesiredState) -> world.Leases | None:
+    """The hosts' leases, with `hosts` only."""
+    if not desired.workspace.spec.hosts:
+        return None
+    from controller.store import leases
+
+    return leases.read(store)
+
+
+def _waiting(job: jobs.Job, desired: DesiredState, seen: world.Leases | None) -> dict[str, Any]:
+    """With `hosts`: a queued job whose participant's host is lost waits (`host_lost`)."""
+    if job.state != jobs.JobState.QUEUED.value or seen is None:
+        return {}
+    found = hosts.waiting(desired, seen, job.participant)
+    return {"waiting": {"reason": found[0], "host": found[1]}} if found else {}
 
 
 def _job_json(job: jobs.Job, attempts: list[jobs.Attempt]) -> dict[str, Any]:

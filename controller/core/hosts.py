@@ -159,6 +159,21 @@ def _lost(host: str, leases: Leases | None) -> world.Condition | None:
     return world.Condition(HOST_LOST, "LeaseExpired", message)
 
 
+def waiting(
+    desired: DesiredState, leases: Leases | None, participant: str
+) -> tuple[str, str] | None:
+    """Why a queued wake of ``participant`` waits, with `hosts`: ``("host_lost", HOST)`` when
+    the host of its lane is lost (its job is claimed by nobody until it returns), else None."""
+    binding = desired.binding_of(participant)
+    if leases is None or binding is None or not desired.workspace.spec.hosts:
+        return None
+    lane = desired.lanes.get(binding.spec.lane)
+    owner = next(iter(workspace.owners(desired.workspace, lane)), None) if lane else None
+    if owner is None or leases.state(owner) not in (HostState.LOST, None):
+        return None
+    return "host_lost", owner
+
+
 def views(
     hosting_: Hosting,
     leases: Leases | None,

@@ -331,3 +331,29 @@ def test_a_daemon_paused_past_its_lease_stops_and_takes_it_again(clones: dict[st
         assert alpha.worktrees() == [str(alpha.root / "a")]
     finally:
         _stop(daemon)
+
+
+def test_jobs_of_a_lost_hosts_participant_wait_as_host_lost(
+    clones: dict[str, Repo], postgres_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from controller.store import jobs, leases, queries
+
+    beta = clones["beta"]
+    store = queries.Store.open(postgres_url, _status(beta, "beta")["workspace"])
+    try:
+        leases.acquire(store, leases.Holder("alpha", "gone", 1, "m", "1", {}), seconds=0.2)
+        jobs.enqueue(store, "worker", "review", 1, datetime.now(UTC))
+
+        def waiting() -> list[Any]:
+            done = beta.ctl("triggers", "--host", "beta", "-o", "json")
+            return [j.get("waiting") for j in json.loads(done.stdout)]
+
+        wait_until(lambda: waiting() == [{"reason": "host_lost", "host": "alpha"}], timeout=30)
+        text = beta.ctl("triggers", "--host", "beta").stdout
+        assert "queued  attempts 0" in text and "waiting: host_lost (host alpha)" in text
+        leases.acquire(store, leases.Holder("alpha", "back", 2, "m", "1", {}), seconds=30)
+        assert waiting() == [None]  # alpha is back: its controller delivers it
+    finally:
+        store.close()
