@@ -168,6 +168,7 @@ class Lease:
     renewed_at: datetime
     expires_at: datetime
     released: bool = False
+    repo: str = ""  # the holder's clone on its machine
 
     def state(self, now: datetime) -> HostState:
         """The host's state at the database's ``now``."""

@@ -37,6 +37,7 @@ def holder(paths: wiring.Paths) -> leases.Holder:
         instance=uuid.uuid4().hex,
         pid=os.getpid(),
         machine=socket.gethostname(),
+        repo=str(paths.repo),
         version=__version__,
         labels=labels,
     )
@@ -70,15 +71,24 @@ class HostLease:
         """Whether the lease is ours and not yet expired (by our own, cautious count)."""
         return self.clock.monotonic() < self.valid_until
 
-    async def take(self, store: queries.Store) -> None:
-        """Acquire or renew; raise ``HostTaken`` (naming the holder) when another has it."""
+    async def take(self, store: queries.Store, *, share: bool = False) -> bool:
+        """Acquire or renew; raise ``HostTaken`` (naming the holder) when another has it.
+
+        With ``share`` (a command's pass, not a daemon), a live holder in this very clone on
+        this machine (the daemon of this checkout) is no refusal: the pass runs under its
+        lease, serialised with it by the workspace lock. Returns whether the lease is ours.
+        """
         started = self.clock.monotonic()
         take = functools.partial(leases.acquire, store, self.holder, seconds=self.seconds)
         lease, now = await anyio.to_thread.run_sync(take)
-        if lease.instance != self.holder.instance:
-            self.valid_until = 0.0
-            raise HostTaken(leases.refusal(lease, now))
-        self.valid_until = started + self.seconds
+        if lease.instance == self.holder.instance:
+            self.valid_until = started + self.seconds
+            return True
+        self.valid_until = 0.0
+        mine = (lease.machine, lease.repo) == (self.holder.machine, self.holder.repo)
+        if share and mine:
+            return False
+        raise HostTaken(leases.refusal(lease, now))
 
     async def give_back(self, store: queries.Store) -> None:
         """Release the lease (if ours): the next controller of this host starts at once."""
@@ -89,12 +99,15 @@ class HostLease:
 @contextlib.asynccontextmanager
 async def held(paths: wiring.Paths, store: queries.Store) -> AsyncIterator[HostLease | None]:
     """Hold this host's lease for a block (a ``--once`` pass), and give it back after it, so
-    that the next ``--once`` is never refused. Nothing without `hosts`."""
+    that the next ``--once`` is never refused; run under it when this clone's own daemon holds
+    it (call it inside the workspace lock). Nothing without `hosts`."""
     if not paths.hosted:
         yield None
         return
     lease = HostLease.of(paths)
-    await lease.take(store)
+    if not await lease.take(store, share=True):
+        yield None  # this clone's daemon holds it: the workspace lock keeps us apart
+        return
     try:
         yield lease
     finally:

@@ -36,6 +36,7 @@ class Holder:
     machine: str  # the machine's own host name, for the refusal message
     version: str
     labels: Mapping[str, str]
+    repo: str = ""  # the clone it works in (a command in the holder's clone may share it)
 
 
 def _now(dialect: str) -> sa.ColumnElement[Any]:
@@ -65,6 +66,7 @@ def acquire(
         "name": holder.name,
         "pid": holder.pid,
         "machine": holder.machine,
+        "repo": holder.repo,
         "instance": holder.instance,
         "version": holder.version,
         "labels": dict(holder.labels),
@@ -131,6 +133,7 @@ def _lease(row: Mapping[Any, Any]) -> hosts.Lease:
         name=row["name"],
         pid=row["pid"],
         machine=row["machine"],
+        repo=row["repo"],
         instance=row["instance"],
         version=row["version"],
         started_at=row["started_at"],

@@ -171,6 +171,11 @@ def test_a_second_controller_of_one_host_name_is_refused(clones: dict[str, Repo]
         assert "host alpha is held by pid" in refused.stderr
         assert "stop it or use another --host" in refused.stderr
         assert other.worktrees() == []
+        # In the daemon's own clone a --once runs under its lease (the workspace lock keeps
+        # the two apart), and leaves the lease to the daemon.
+        shared = alpha.ctl("--once", "--host", "alpha")
+        assert shared.returncode == 0, shared.stderr
+        assert _status(clones["beta"], "beta")["hosts"][0]["state"] == "live"
         second = _daemon(other, "alpha")
         assert second.wait(timeout=60) == 1
         assert "host alpha is held by pid" in _log(other, "alpha")

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(253), primary_key=True),
         sa.Column("pid", sa.Integer, nullable=False),
         sa.Column("machine", sa.String(253), nullable=False),
+        sa.Column("repo", sa.Text, nullable=False, server_default=""),
         sa.Column("instance", sa.String(64), nullable=False),
         sa.Column("version", sa.String(64), nullable=False),
         sa.Column("labels", sa.JSON, nullable=False),
