@@ -132,6 +132,9 @@ async def _once_async(
         result = await reconciler.run_pass(desired, on_outcome=progress, **limits)
         # After the pass: a cleanup refused in it is on the lane's record now.
         records = await anyio.to_thread.run_sync(reconciler.wiring.store.lane_records)
+    # Many hosts: another host's refused cleanup is its drift, not this pass's.
+    here = hosts.hosting(wiring.effective(w.paths, desired), w.paths.host)
+    records = hosts.split(here, records)[0]
     found = drift.find_drift(result.plan.conditions, _recorded(records, result.plan.selection))
     code = _exit_code(result, found)
     if settings.json:
