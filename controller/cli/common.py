@@ -39,6 +39,7 @@ class Settings:
     lock_timeout: float = 60.0
     desired_ref: str | None = None
     color: str | None = None
+    host: str | None = None
 
     def colors(self, stream: TextIO | None = None) -> bool:
         """Whether text written to ``stream`` (standard output by default) gets colours."""
@@ -95,6 +96,14 @@ def _source_options() -> list[Callable[[F], F]]:
             default=None,
             metavar="URL",
             help="Store URL (default sqlite:///.lanes/state.db in the repo).",
+        ),
+        click.option(
+            "--host",
+            default=None,
+            metavar="NAME",
+            envvar=wiring.HOST_ENV,
+            help="This controller's host name, for a Workspace with hosts (default "
+            "$CONTROLLER_HOST, else the machine's host name).",
         ),
     ]
 
@@ -224,7 +233,11 @@ def paths(
     """Where the workspace lives; agents started on it read desired state at ``origin``'s ref."""
     ref = origin.ref if origin is not None else settings.desired_ref
     return wiring.resolve_paths(
-        settings.desired, desired, state_override=settings.state, desired_ref=ref
+        settings.desired,
+        desired,
+        state_override=settings.state,
+        desired_ref=ref,
+        host=settings.host,
     )
 
 

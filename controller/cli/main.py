@@ -24,8 +24,8 @@ import click
 from controller import __version__
 from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
-from controller.core import drift, world
-from controller.runtime import reconcile, sources, wiring
+from controller.core import drift, hosts, world
+from controller.runtime import hosting, reconcile, sources, wiring
 from controller.spec import meta
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
@@ -124,10 +124,17 @@ async def _once_async(
     if settings.verbose and not settings.json:
         the_plan, _, _ = await reconciler.plan(desired, **limits)
         click.echo(output.plan_text(the_plan, color=color) + "\n", color=color)
-    async with locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=common.waiting):
+    w = reconciler.wiring
+    async with (
+        locks.workspace_lock(lock, wait=settings.lock_timeout, on_wait=common.waiting),
+        hosting.held(w.paths, w.store),
+    ):
         result = await reconciler.run_pass(desired, on_outcome=progress, **limits)
         # After the pass: a cleanup refused in it is on the lane's record now.
         records = await anyio.to_thread.run_sync(reconciler.wiring.store.lane_records)
+    # Many hosts: another host's refused cleanup is its drift, not this pass's.
+    here = hosts.hosting(wiring.effective(w.paths, desired), w.paths.host)
+    records = hosts.split(here, records)[0]
     found = drift.find_drift(result.plan.conditions, _recorded(records, result.plan.selection))
     code = _exit_code(result, found)
     if settings.json:
@@ -308,6 +315,7 @@ def run(
         lock_timeout=settings.lock_timeout,
         wake_poll=wake_poll,
         listen=listen,
+        host=settings.host,
     )
     from controller.cli import texts
 
@@ -674,8 +682,11 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
     store = wiring.open_store(paths)
     try:
         agents = [a for a in store.agent_records().values() if a.lane == lane]
+        record = store.lane_records().get(lane) if paths.hosted else None
     finally:
         store.close()
+    if paths.hosted:
+        _check_host(wiring.effective(paths, desired), paths, lane, record)
     if not agents and lane not in desired.lanes:
         declared = ", ".join(sorted(desired.lanes)) or "none"
         common.fail(f"lane {lane} is not declared (declared lanes: {declared})")
@@ -696,6 +707,18 @@ def attach(ctx: click.Context, /, lane: str, participant: str | None, **given: A
     subprocess.run((*tmux, "select-window", "-t", window), check=False, timeout=10)
     # Replacing this process with tmux's client is the point; argv list, no shell.
     os.execvp("tmux", (*tmux, "attach-session", "-t", target.session_id or window))  # noqa: S606
+
+
+def _check_host(
+    desired: DesiredState, paths: wiring.Paths, lane: str, record: world.LaneRecord | None
+) -> None:
+    """Many hosts: a lane's panes are on its host's tmux server; say where to go."""
+    mine = hosts.hosting(desired, paths.host)
+    host = mine.host_of(lane, record.host if record else None)
+    if host is None and lane in desired.lanes:
+        common.fail(f"lane {lane} is Unscheduled: no host in the Workspace's hosts selects it")
+    if host is not None and not mine.is_me(host):
+        common.fail(f"lane {lane} runs on host {host}: ssh {host}, then controller attach {lane}")
 
 
 def entrypoint() -> None:

@@ -18,7 +18,7 @@ from controller.cli import common, output
 from controller.cli.common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Settings
 from controller.core.workflows import model
 from controller.core.workflows.actions import money
-from controller.runtime import reconcile, runops, runviews, wiring
+from controller.runtime import hosting, reconcile, runops, runviews, wiring
 from controller.spec.state import DesiredState
 from controller.store import runs as runs_store
 from controller.system import locks
@@ -99,7 +99,10 @@ async def _wait(
     seen: dict[str, str] = {}
     while True:
         before = await _signature(rec)
-        async with locks.workspace_lock(rec.wiring.paths.lock, wait=settings.lock_timeout):
+        async with (
+            locks.workspace_lock(rec.wiring.paths.lock, wait=settings.lock_timeout),
+            hosting.held(rec.wiring.paths, rec.wiring.store),
+        ):
             result = await rec.run_pass(desired)
         view = await anyio.to_thread.run_sync(_detail, rec, desired, run)
         if not settings.json:
@@ -373,7 +376,10 @@ def runs_clean(ctx: click.Context, /, run: str, **given: Any) -> None:
 
     async def go(rec: reconcile.Reconciler, desired: DesiredState) -> runops.Done:
         await runops.clean(rec, run, lock_timeout=settings.lock_timeout)
-        async with locks.workspace_lock(rec.wiring.paths.lock, wait=settings.lock_timeout):
+        async with (
+            locks.workspace_lock(rec.wiring.paths.lock, wait=settings.lock_timeout),
+            hosting.held(rec.wiring.paths, rec.wiring.store),
+        ):
             result = await rec.run_pass(desired)
         problems = [o.message for o in result.failed]
         problems += [result.plan.refused] if result.plan.refused else []
@@ -403,7 +409,10 @@ def abort(ctx: click.Context, /, run: str, reason: str, **given: Any) -> None:
 
     async def go(rec: reconcile.Reconciler, desired: DesiredState) -> runops.Done:
         done = await runops.abort(rec, run, reason=reason, lock_timeout=settings.lock_timeout)
-        async with locks.workspace_lock(rec.wiring.paths.lock, wait=settings.lock_timeout):
+        async with (
+            locks.workspace_lock(rec.wiring.paths.lock, wait=settings.lock_timeout),
+            hosting.held(rec.wiring.paths, rec.wiring.store),
+        ):
             await rec.run_pass(desired)
         return done
 

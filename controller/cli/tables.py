@@ -82,8 +82,9 @@ def _status(console: Console, view: Mapping[str, Any]) -> None:
 
 def status_parts(view: Mapping[str, Any]) -> list[RenderableType]:
     """What ``controller status`` prints, in order; ``status --watch`` draws the same."""
-    parts: list[RenderableType] = [*_header(view)]
-    parts.append(_lanes_table(view["lanes"]) if view["lanes"] else Text("no lanes"))
+    parts: list[RenderableType] = [*_header(view), *_hosts(view)]
+    hosted = bool(view.get("hosts"))
+    parts.append(_lanes_table(view["lanes"], hosted=hosted) if view["lanes"] else Text("no lanes"))
     agents = [(lane["name"], a) for lane in view["lanes"] for a in lane["agents"]]
     if agents:
         parts.append(_agents_table(agents))
@@ -114,13 +115,28 @@ def _header(view: Mapping[str, Any]) -> list[Text]:
     return lines
 
 
-def _lanes_table(lanes: list[Mapping[str, Any]]) -> Table:
+def _hosts(view: Mapping[str, Any]) -> list[Text]:
+    """Many hosts: one line per host, its lease's state and its lanes."""
+    lines = []
+    for host in view.get("hosts") or ():
+        me = " (this host)" if host["name"].lower() == str(view.get("host", "")).lower() else ""
+        lease = f", lease until {host['leaseExpiresAt']}" if host["leaseExpiresAt"] else ""
+        held = f", pid {host['pid']} on {host['machine']}" if host["pid"] else ""
+        lanes = ", ".join(host["lanes"]) or "none"
+        lines.append(Text(f"host {host['name']}{me}: {host['state']}{held}{lease}; lanes: {lanes}"))
+    return lines
+
+
+def _lanes_table(lanes: list[Mapping[str, Any]], *, hosted: bool = False) -> Table:
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-    for column in ("LANE", "PHASE", "BRANCH", "WORKTREE", "SYNC"):
+    columns = ("LANE", "HOST", "PHASE", "BRANCH", "WORKTREE", "SYNC")
+    for column in columns if hosted else (c for c in columns if c != "HOST"):
         table.add_column(column)
     for lane in lanes:
         sync = "in sync" if lane["inSync"] else "; ".join(lane["pendingActions"]) or "see below"
-        table.add_row(lane["name"], lane["phase"], lane["branch"] or "-", lane["worktree"], sync)
+        host = (lane.get("host") or "-",) if hosted else ()
+        row = (lane["phase"], lane["branch"] or "-", lane["worktree"], sync)
+        table.add_row(lane["name"], *host, *row)
     return table
 
 

@@ -232,7 +232,7 @@ def triggers_group(ctx: click.Context, /, states: tuple[str, ...], **given: Any)
         return
 
     def act(store: queries.Store, desired: DesiredState) -> list[dict[str, Any]]:
-        return jobviews.triggers_view(store, states)
+        return jobviews.triggers_view(store, states, desired)
 
     view = _with_store(settings, act)
     click.echo(output.to_json(view) if settings.json else triggers_text(view), nl=settings.json)
@@ -244,6 +244,8 @@ def triggers_text(view: list[dict[str, Any]]) -> str:
     for j in view:
         last = j["attempts"][-1] if j["attempts"] else None
         tail = f"  last: {last['reason']} {last['detail'][:60]}" if last else ""
+        if j.get("waiting"):
+            tail += f"  waiting: {j['waiting']['reason']} (host {j['waiting']['host']})"
         lines.append(
             f"#{j['id']} {j['participant']} @ {j['thread']}  {j['state']}  "
             f"attempts {len(j['attempts'])}  due {j['dueAt']}{tail}".rstrip()

@@ -70,6 +70,7 @@ class LaneRecord:
     adopted: bool = False
     conditions: tuple[Condition, ...] = ()
     updated_at: datetime | None = None
+    host: str | None = None  # the host whose disk it is on; None: written by a single host
 
 
 class AgentState(enum.StrEnum):
@@ -144,6 +145,54 @@ class AgentRecord:
     # A digest per field the process was started from (lifecycle.spec_fields): a restart for
     # a changed binding names the fields. Empty in records written before revision 0005.
     spec_fields: Mapping[str, str] = field(default_factory=dict)
+    host: str | None = None  # the host whose process it is; None: written by a single host
+
+
+class HostState(enum.StrEnum):
+    """A host as its lease says: renewed in time, expired without a goodbye, or released."""
+
+    LIVE = "live"
+    LOST = "lost"  # the lease expired: the controller died, or its machine, or the network
+    STOPPED = "stopped"  # released on purpose (the daemon stopped, a --once ended)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One host's lease row; times are the database's."""
+
+    name: str
+    pid: int
+    machine: str
+    instance: str
+    version: str
+    started_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+    released: bool = False
+    repo: str = ""  # the holder's clone on its machine
+
+    def state(self, now: datetime) -> HostState:
+        """The host's state at the database's ``now``."""
+        if self.released:
+            return HostState.STOPPED
+        return HostState.LIVE if self.expires_at > now else HostState.LOST
+
+
+@dataclass(frozen=True, slots=True)
+class Leases:
+    """Every lease of the workspace, read with the database's time ``now``."""
+
+    now: datetime
+    items: tuple[Lease, ...] = ()
+
+    def of(self, host: str) -> Lease | None:
+        """The lease of ``host`` (names compare case-insensitively), if it ever held one."""
+        return next((x for x in self.items if x.name.lower() == host.lower()), None)
+
+    def state(self, host: str) -> HostState | None:
+        """The host's state, or None when it never held a lease."""
+        lease = self.of(host)
+        return None if lease is None else lease.state(self.now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +216,11 @@ class Observed:
     # Processes of panes the controller started that no record owns (a crash before the
     # record was written, or a lost store), with their argv: candidates for adoption.
     unrecorded: Mapping[int, Proc] = field(default_factory=dict)
+    # Many hosts: the inventory rows of lanes and agents that are other hosts' (never acted
+    # on, only shown), and every host's lease. Empty and None with a single host.
+    foreign: Mapping[str, LaneRecord] = field(default_factory=dict)
+    foreign_agents: Mapping[str, AgentRecord] = field(default_factory=dict)
+    leases: Leases | None = None
     # Indexes of the lists above, built once: the planner looks several things up per lane,
     # and a scan per look-up made planning quadratic in the number of lanes.
     _trees: Mapping[str, GitWorktree] = field(init=False, repr=False, compare=False)

@@ -32,7 +32,7 @@ from watchdog.observers import Observer
 
 from controller import errors
 from controller.core import alerts
-from controller.runtime import reconcile, sources, wiring
+from controller.runtime import hosting, reconcile, sources, wiring
 from controller.spec.loading import Problem
 from controller.spec.state import DesiredState
 from controller.store import jobs, messaging, queries
@@ -57,6 +57,7 @@ class Settings:
     debounce: float = 0.5
     resync: float | None = None  # None: the Workspace's resyncSeconds
     lock_timeout: float = 60.0
+    host: str | None = None  # --host: this controller's host name (many hosts)
     max_passes: int | None = None  # for tests: stop after this many passes
     wake_poll: float = 0.25  # how often new messages and due wakes are looked for
     listen: bool = True  # on PostgreSQL: LISTEN for posts and look for wakes at once
@@ -143,6 +144,7 @@ class Daemon:
         self.resolved: tuple[DesiredState, str | None] | None = None  # what paths are for
         self.shown: alerts.Snapshot = {}  # the conditions the log last reported
         self.refused: str | None = None  # the refusal the log last reported
+        self.lease: hosting.HostLease | None = None  # with `hosts`: this host's lease
 
     def notify(self) -> None:
         """Something changed: run a pass soon."""
@@ -165,9 +167,11 @@ class Daemon:
         observer = self._watch()
         try:
             await self._open_services()
+            await self._first_lease()
             self._started()
             async with anyio.create_task_group() as group:
                 group.start_soon(self._signals, group.cancel_scope)
+                group.start_soon(self._lease_loop)
                 for service in self.services:
                     service.start(group)
                 group.start_soon(self._wake_loop)
@@ -183,6 +187,9 @@ class Daemon:
             if observer is not None:
                 observer.stop()
                 observer.join(timeout=5)
+            if self.reconciler is not None and self.lease is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._give_back(self.reconciler)
             if self.reconciler is not None:
                 with anyio.CancelScope(shield=True):
                     released = await self.reconciler.waker.release(
@@ -214,6 +221,68 @@ class Daemon:
             resync=self._resync(),
         )
 
+    async def _first_lease(self) -> None:
+        """With `hosts`, take this host's lease before anything else: a second controller of
+        the same host name is refused here (``HostTaken``, exit 1)."""
+        if self.desired is None:
+            return
+        rec = await self._reconciler(self.desired)
+        if rec.wiring.paths.hosted:
+            await self._hold(rec, first=True)
+
+    async def _hold(self, rec: reconcile.Reconciler, *, first: bool = False) -> bool:
+        """Whether this daemon may apply now: no `hosts`, or this host's lease is ours (taken
+        or renewed now if it was not held). A lease lost while paused is taken again."""
+        paths = rec.wiring.paths
+        if not paths.hosted:
+            return True
+        if self.lease is None or self.lease.holder.name != paths.host:
+            self.lease = hosting.HostLease.of(paths)
+        if self.lease.held():
+            return True
+        lost = not first and self.lease.valid_until > 0
+        try:
+            await self.lease.take(rec.wiring.store)
+        except hosting.HostTaken as exc:
+            if first:
+                raise
+            self.log("host lease held elsewhere; not applying", level=Level.WARNING, error=str(exc))
+            return False
+        if lost:
+            self.log("host lease lapsed and was taken again", level=Level.WARNING, host=paths.host)
+        elif first:
+            self.log("host lease taken", host=paths.host, seconds=self.lease.seconds)
+        return True
+
+    async def _lease_loop(self) -> None:
+        """Renew the host lease a few times per lease (the database's clock sets its expiry)."""
+        while not self.stopping:
+            every = self.lease.renew_every if self.lease is not None else 1.0
+            await anyio.sleep(every)
+            rec = self.reconciler
+            if self.lease is None or rec is None or not rec.wiring.paths.hosted:
+                continue
+            was_held = self.lease.held()
+            try:
+                await self.lease.take(rec.wiring.store)
+            except hosting.HostTaken as exc:
+                self.log(
+                    "host lease held elsewhere; not applying", level=Level.WARNING, error=str(exc)
+                )
+                continue
+            except Exception as exc:  # the store is down: passes stop applying until it is back
+                self.log("host lease renewal failed", level=Level.WARNING, error=repr(exc))
+                continue
+            if not was_held:
+                self.log("host lease lapsed and was taken again", level=Level.WARNING)
+
+    async def _give_back(self, rec: reconcile.Reconciler) -> None:
+        assert self.lease is not None
+        try:
+            await self.lease.give_back(rec.wiring.store)
+        except Exception as exc:  # it expires by itself
+            self.log("host lease not released", level=Level.WARNING, error=repr(exc))
+
     async def _stop_services(self) -> None:
         for service in self.services:
             await service.stop()
@@ -230,6 +299,7 @@ class Daemon:
             self.desired or DesiredState.empty(),
             state_override=self.settings.state,
             desired_ref=self.origin.ref if self.origin is not None else None,
+            host=self.settings.host,
         )
 
     def _watch(self) -> Any:
@@ -362,6 +432,8 @@ class Daemon:
             await self._wake(rec, desired)
 
     async def _wake(self, rec: reconcile.Reconciler, desired: DesiredState) -> None:
+        if self.lease is not None and rec.wiring.paths.hosted and not self.lease.held():
+            return  # without this host's lease, nothing is delivered
         try:
             async with self.busy, locks.workspace_lock(rec.wiring.paths.lock, wait=0):
                 envelopes, _ = await rec.wake_step(desired)
@@ -385,6 +457,9 @@ class Daemon:
         try:
             reconciler = await self._reconciler(self.desired)
             paths = reconciler.wiring.paths
+            if not await self._hold(reconciler):
+                self._failed(PassEnd.ERROR, started)
+                return
             async with (
                 self.busy,
                 locks.workspace_lock(
@@ -521,6 +596,7 @@ class Daemon:
             desired,
             state_override=self.settings.state,
             desired_ref=ref,
+            host=self.settings.host,
         )
         paths = await anyio.to_thread.run_sync(resolve)
         if self.reconciler is not None and not self.reconciler.wiring.moved(paths):

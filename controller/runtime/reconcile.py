@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from controller import errors
-from controller.core import lifecycle, planner, strays, world
+from controller.core import hosts, lifecycle, planner, strays, world
 from controller.executors.context import Context, Outcome
 from controller.observers import git, processes
 from controller.observers import tmux as tmux_observer
@@ -108,6 +108,8 @@ class Reconciler:
         """The runs step, or None for a pass with no run to see: none in the store and no
         WorkflowRun declared. Such a pass costs one small query instead of the step, and never
         loads the workflow machinery (decision 92)."""
+        if p.hosting.enabled and not p.hosting.is_me(p.hosting.hosts[0]):
+            return None  # until runs are placed across hosts, the first declared host runs them
         if not p.desired.runs and not await anyio.to_thread.run_sync(p.ctx.store.has_runs):
             return None
         if self.runs_step is None:
@@ -116,10 +118,18 @@ class Reconciler:
             self.runs_step = runs.RunsStep()
         return self.runs_step
 
-    async def observe(self, desired: DesiredState | None = None) -> world.Observed:
-        """Read every source once, concurrently (tmux only when some agent uses it)."""
+    async def observe(
+        self, desired: DesiredState | None = None, hosting: hosts.Hosting | None = None
+    ) -> world.Observed:
+        """Read every source once, concurrently (tmux only when some agent uses it).
+
+        With ``hosting`` (many hosts), the inventory rows of other hosts are set aside first:
+        their PIDs and panes are another machine's, never looked up here.
+        """
         w = self.wiring
-        agents = await anyio.to_thread.run_sync(w.store.agent_records)
+        hosting = hosting or hosts.Hosting(me=w.paths.host)
+        everyone = await anyio.to_thread.run_sync(w.store.agent_records)
+        agents, foreign_agents = hosts.split(hosting, everyone)
         results: dict[str, Any] = {}
 
         async def read(name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -153,13 +163,15 @@ class Reconciler:
         server = next((p.server_pid for p in strangers if p.server_pid), None)
         pids = [p.pid for p in strangers if p.pid]
         unrecorded = await processes.observe_unrecorded(pids, parent=server)
+        records, foreign = hosts.split(hosting, results["records"])
+        leases = await self._leases() if hosting.enabled else None
         return world.Observed(
             repo=str(w.paths.repo),
             root=str(w.paths.root),
             worktrees=results["worktrees"],
             root_entries=results["root"],
             branches=results["branches"],
-            records=results["records"],
+            records=records,
             panes=results["panes"],
             processes=results["scan"][0],
             launched=results["scan"][1],
@@ -168,7 +180,15 @@ class Reconciler:
             log_activity=results["activity"],
             supervised=results["supervised"],
             unrecorded=unrecorded,
+            foreign=foreign,
+            foreign_agents=foreign_agents,
+            leases=leases,
         )
+
+    async def _leases(self) -> world.Leases:
+        from controller.store import leases  # many hosts only
+
+        return await anyio.to_thread.run_sync(leases.read, self.wiring.store)
 
     async def _nudge(self, panes: tuple[world.Pane, ...]) -> None:
         server = next((p.server_pid for p in panes if p.server_pid), None)
@@ -204,14 +224,18 @@ class Reconciler:
         """
         desired = wiring.effective(self.wiring.paths, desired)
         now = self.wiring.clock.now()
-        observed = await self.observe(desired)
+        hosting = hosts.hosting(desired, self.wiring.paths.host)
+        observed = await self.observe(desired, hosting)
         await self._check_selection(selection, desired, observed)
         memories = await anyio.to_thread.run_sync(self.wiring.store.memories)
+        if hosting.enabled:  # another host's lanes: its backoff is its own
+            keep = {*observed.records, *(n for n in desired.lanes if hosting.owns(n))}
+            memories = {n: m for n, m in memories.items() if n in keep}
         ctx = self.context(correlation or uuid.uuid4().hex[:16])
         if not isinstance(observed.panes, world.Unknown):
             ctx.pass_state.sessions.update({p.session_name: p.session_id for p in observed.panes})
         return steps_.Pass(
-            desired,
+            hosts.restrict(desired, hosting, observed.foreign),
             observed,
             now,
             memories,
@@ -219,6 +243,7 @@ class Reconciler:
             allow_empty=allow_empty,
             on_outcome=on_outcome,
             selection=selection,
+            hosting=hosting,
         )
 
     async def _check_selection(
@@ -229,7 +254,8 @@ class Reconciler:
         from controller.store import runs as runs_store  # run tasks' lanes may be selected too
 
         tasks = await anyio.to_thread.run_sync(runs_store.tasks, self.wiring.store)
-        known = {*desired.lanes, *observed.records, *(t.lane for t in tasks.values())}
+        known = {*desired.lanes, *observed.records, *observed.foreign}
+        known |= {t.lane for t in tasks.values()}
         unknown = sorted(selection - known)
         if unknown:
             shown = ", ".join(sorted(known)) or "none"

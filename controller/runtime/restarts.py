@@ -18,13 +18,13 @@ from datetime import datetime
 import anyio
 
 from controller import errors
-from controller.core import actions, lifecycle, planner, world
+from controller.core import actions, hosts, lifecycle, planner, world
 from controller.core import agents as agent_plans
 from controller.core.lifecycle import Life
 from controller.core.workflows import expansion
 from controller.executors import agents as agent_handlers
 from controller.executors.context import Outcome
-from controller.runtime import apply, reconcile, wiring
+from controller.runtime import apply, hosting, reconcile, wiring
 from controller.runtime.steps import Pass
 from controller.spec.binding import Binding
 from controller.spec.state import DesiredState
@@ -144,11 +144,15 @@ async def restart(
     on_outcome: apply.OnOutcome | None = None,
 ) -> Report:
     """Restart ``lane``'s agents (or ``participant``'s) now: stop or make due, then a pass."""
+    _check_host(rec, desired, lane)
     run_lanes = await anyio.to_thread.run_sync(_run_lanes, rec)
     chosen = targets(desired, lane, participant, run_lanes=run_lanes)
     by, correlation = wiring.who(), uuid.uuid4().hex[:16]
     only = frozenset({lane})
-    async with locks.workspace_lock(rec.wiring.paths.lock, wait=lock_timeout, on_wait=on_wait):
+    async with (
+        locks.workspace_lock(rec.wiring.paths.lock, wait=lock_timeout, on_wait=on_wait),
+        hosting.held(rec.wiring.paths, rec.wiring.store),
+    ):
         p = await rec.begin(desired, correlation=correlation, selection=only)
         wanted = [(b, _was(b, p.observed)) for b in chosen]  # all known before anything changes
         own: list[Outcome] = []
@@ -163,6 +167,19 @@ async def restart(
         after = await anyio.to_thread.run_sync(rec.wiring.store.agent_records)
     agents = tuple(_after(b, was, after.get(b.name), since=p.now) for b, was in wanted)
     return Report(lane, reason, by, correlation, agents, (*own, *result.outcomes), result)
+
+
+def _check_host(rec: reconcile.Reconciler, desired: DesiredState, lane: str) -> None:
+    """Many hosts: an agent is restarted by the host its lane is on."""
+    paths = rec.wiring.paths
+    mine = hosts.hosting(wiring.effective(paths, desired), paths.host)
+    if lane in desired.lanes and not mine.owns(lane):
+        where = mine.owners.get(lane)
+        if where is None:
+            raise errors.ControllerError(f"lane {lane} is Unscheduled: no host selects it")
+        raise errors.ControllerError(
+            f"lane {lane} runs on host {where}: ssh {where}, then controller restart {lane}"
+        )
 
 
 def _run_lanes(rec: reconcile.Reconciler) -> dict[str, tuple[str, str]]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import anyio
 
-from controller.core import lifecycle, planner, triggers, world
+from controller.core import hosts, lifecycle, planner, triggers, world
 from controller.core.phases import Phase
-from controller.runtime import runviews
+from controller.runtime import runviews, wiring
 from controller.runtime.reconcile import Reconciler
 from controller.spec.binding import Binding
 from controller.spec.loading import Problem
@@ -42,9 +42,11 @@ async def compose(
     """The status object from a plan already made (the daemon's pass made it: no second look
     at git, tmux and processes), reading only the store afresh."""
     the_plan, observed, now = seen
-    names = sorted(set(desired.lanes) | set(observed.records))
+    paths = reconciler.wiring.paths
+    hosting = hosts.hosting(wiring.effective(paths, desired), paths.host)
+    names = sorted(set(desired.lanes) | set(observed.records) | set(observed.foreign))
     lanes = [_lane(name, desired, observed, the_plan, now) for name in names]
-    return {
+    view = {
         "workspace": reconciler.wiring.paths.workspace,
         "repo": str(reconciler.wiring.paths.repo),
         "worktreeRoot": str(reconciler.wiring.paths.root),
@@ -61,6 +63,19 @@ async def compose(
             "heldBack": len(the_plan.pending),
         },
     }
+    return {**view, **_hosts(hosting, observed, lanes)} if hosting.enabled else view
+
+
+def _hosts(
+    hosting: hosts.Hosting, observed: world.Observed, lanes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Many hosts: this host's name, every host's lease and lanes, and each lane's host (set
+    on ``lanes``). A single host's view has none of these keys."""
+    every = {**observed.foreign, **observed.records}
+    for lane in lanes:
+        record = every.get(lane["name"])
+        lane["host"] = hosting.host_of(lane["name"], record.host if record else None)
+    return {"host": hosting.me, "hosts": hosts.views(hosting, observed.leases, every)}
 
 
 def _runs(reconciler: Reconciler, desired: DesiredState) -> list[dict[str, Any]]:
@@ -76,7 +91,7 @@ def _lane(
     the_plan: planner.Plan,
     now: datetime,
 ) -> dict[str, Any]:
-    record = observed.records.get(name)
+    record = observed.records.get(name) or observed.foreign.get(name)
     lane = desired.lanes.get(name)
     path = record.path if record else planner.lane_path(observed.root, name)
     conditions = [*(record.conditions if record else ()), *the_plan.conditions.get(name, ())]
@@ -103,6 +118,7 @@ def _agents(
 ) -> list[dict[str, Any]]:
     names = {b.name for b in desired.bindings_of(lane)}
     names |= {a.binding for a in observed.agents.values() if a.lane == lane}
+    names |= {a.binding for a in observed.foreign_agents.values() if a.lane == lane}
     return [_agent(name, desired, observed, now) for name in sorted(names)]
 
 
@@ -111,6 +127,10 @@ def _agent(
 ) -> dict[str, Any]:
     record = observed.agents.get(name)
     binding = desired.bindings.get(name)
+    elsewhere = observed.foreign_agents.get(name)
+    if record is None and elsewhere is not None:
+        # Another host's agent: shown as that host last recorded it (its processes are there).
+        return _foreign_agent(elsewhere, declared=binding is not None)
     if record is None:
         assert binding is not None
         return _pending_agent(name, binding)
@@ -132,6 +152,28 @@ def _agent(
         "declared": binding is not None,
         "log": record.log_path,
         "nextStartAt": record.next_start_at.isoformat() if record.next_start_at else None,
+    }
+
+
+def _foreign_agent(record: world.AgentRecord, *, declared: bool) -> dict[str, Any]:
+    """Another host's agent, as that host last recorded it (its processes are over there)."""
+    return {
+        "binding": record.binding,
+        "participant": record.participant,
+        "runtime": record.runtime,
+        "pid": record.pid,
+        "launcherPid": None,
+        "pane": record.pane_id,
+        "window": record.window_id,
+        "state": str(record.state),
+        "restarts": record.restarts,
+        "lastExit": record.last_exit,
+        "heartbeatAge": None,
+        "blocked": record.blocked,
+        "declared": declared,
+        "log": record.log_path,
+        "nextStartAt": record.next_start_at.isoformat() if record.next_start_at else None,
+        "host": record.host,
     }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from controller.core import memory, planner, world
+from controller.core import hosts, memory, planner, world
 from controller.executors.context import Context, Outcome
 from controller.runtime import apply
 from controller.spec.state import DesiredState
@@ -41,6 +41,7 @@ class Pass:
     notices: list[str] = field(default_factory=list)
     on_outcome: apply.OnOutcome | None = None
     selection: frozenset[str] | None = None  # --lane: the lanes this pass may act on
+    hosting: hosts.Hosting = field(default_factory=lambda: hosts.Hosting(me=""))
 
     @property
     def effective(self) -> DesiredState:
@@ -91,8 +92,9 @@ class LanesStep:
     name: str = "lanes"
 
     async def plan(self, p: Pass) -> planner.Plan:
-        """The lane and agent actions."""
-        return planner.plan(
+        """The lane and agent actions (and, with many hosts, the conditions of the lanes this
+        host leaves alone: `Unscheduled`, `HostLost`)."""
+        the_plan = planner.plan(
             p.effective,
             p.observed,
             p.memories,
@@ -101,6 +103,13 @@ class LanesStep:
             released=p.released,
             selection=p.selection,
         )
+        others = hosts.conditions(p.hosting, p.observed.foreign, p.observed.leases)
+        if not others:
+            return the_plan
+        merged = {**the_plan.conditions}
+        for lane, found in others.items():
+            merged[lane] = (*merged.get(lane, ()), *found)
+        return dataclasses.replace(the_plan, conditions=merged)
 
     async def apply(self, p: Pass, plan: planner.Plan) -> StepResult:
         """Apply per lane (lanes in parallel), then remember failures for backoff."""
@@ -113,6 +122,9 @@ class LanesStep:
         )
         store = p.ctx.store
         before = await anyio.to_thread.run_sync(store.memories)
+        if p.hosting.enabled:  # another host's lanes keep their memory as that host left it
+            ours = {*p.observed.records, *p.effective.lanes}
+            before = {name: m for name, m in before.items() if name in ours}
         after = remembered(plan, outcomes, before, p.now)
         if after != {k: v for k, v in before.items() if k in after}:
             await anyio.to_thread.run_sync(store.put_memories, after)

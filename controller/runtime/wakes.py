@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from controller.core import triggers
+from controller.core import hosts, triggers
 from controller.core.safeguards.decisions import Reason
 from controller.executors import triggers as deliver
 from controller.executors.context import Context
@@ -53,8 +53,16 @@ class Waker:
     ) -> list[deliver.Envelope]:
         """Claim due jobs (or the one ``job_id``) and take each one step further."""
         now = ctx.clock.now()
+        only = _delivered_here(desired, ctx.wiring.paths.host)
         claimed = await ctx.db(
-            jobs.claim, ctx.store, self.owner, now, lease=LEASE_SECONDS, limit=limit, job_id=job_id
+            jobs.claim,
+            ctx.store,
+            self.owner,
+            now,
+            lease=LEASE_SECONDS,
+            limit=limit,
+            job_id=job_id,
+            participants=only,
         )
         by_participant: dict[str, list[jobs.Job]] = {}
         for job in claimed:
@@ -84,3 +92,14 @@ class Waker:
     async def release(self, ctx: Context) -> int:
         """Give back every lease this worker holds (graceful shutdown)."""
         return await ctx.db(jobs.release, ctx.store, self.owner, ctx.clock.now())
+
+
+def _delivered_here(desired: DesiredState, host: str) -> frozenset[str] | None:
+    """With `hosts`: the participants whose lane this host owns (only it delivers their wakes;
+    another host's wait for it, a lost host's until it returns). None: every participant."""
+    mine = hosts.hosting(desired, host)
+    if not mine.enabled:
+        return None
+    return frozenset(
+        b.spec.participant for b in desired.bindings.values() if mine.owns(b.spec.lane)
+    )

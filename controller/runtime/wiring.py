@@ -31,6 +31,9 @@ DEFAULT_DESIRED = Path("desired")
 DEFAULT_STATE = f"sqlite:///{STATE_DIR}/state.db"
 WORKSPACE_MEMORY = "workspace.json"
 DESIRED_REF_ENV = "CONTROLLER_DESIRED_REF"
+HOST_ENV = "CONTROLLER_HOST"
+LEASE_ENV = "CONTROLLER_LEASE_SECONDS"
+LEASE_SECONDS = 15.0
 GIT_TIMEOUT = 20.0
 _WHERE = ("--path-format=absolute", "--git-dir", "--git-common-dir")  # a linked worktree?
 GIT_ENV = {
@@ -55,6 +58,12 @@ class Paths:
     recalled: bool = False  # no Workspace document: the last declared one is used
     spec: WorkspaceSpec = field(default_factory=WorkspaceSpec)  # declared, or recalled
     desired_ref: str | None = None  # the git revision desired state is read from, if any
+    host: str = ""  # this controller's host name (`--host`); matters with `hosts` only
+
+    @property
+    def hosted(self) -> bool:
+        """Whether the workspace declares hosts (many hosts on one PostgreSQL store)."""
+        return bool(self.spec.hosts)
 
     @property
     def lock(self) -> Path:
@@ -116,6 +125,7 @@ def resolve_paths(
     *,
     state_override: str | None = None,
     desired_ref: str | None = None,
+    host: str | None = None,
 ) -> Paths:
     """Work out repo, worktree root and store URL from the Workspace and the desired folder."""
     desired_dir = desired_dir.resolve()
@@ -137,8 +147,42 @@ def resolve_paths(
         declared=("Workspace", desired.workspace.name) in desired.locations,
         spec=spec,
         desired_ref=desired_ref,
+        host=host_name(host),
     )
-    return paths if paths.declared else _recalled(paths, state_override=state_override)
+    paths = paths if paths.declared else _recalled(paths, state_override=state_override)
+    _check_hosted_store(paths, desired)
+    return paths
+
+
+def host_name(given: str | None = None) -> str:
+    """``--host``, else ``CONTROLLER_HOST``, else the machine's host name."""
+    if given or os.environ.get(HOST_ENV):
+        return given or os.environ[HOST_ENV]
+    import socket  # not loaded by a pass that never needs the machine's name
+
+    return socket.gethostname()
+
+
+def lease_seconds() -> float:
+    """How long a host lease lasts without renewal (``CONTROLLER_LEASE_SECONDS``, for tests)."""
+    given = os.environ.get(LEASE_ENV)
+    try:
+        return max(1.0, float(given)) if given else LEASE_SECONDS
+    except ValueError as exc:
+        raise errors.ControllerError(f"{LEASE_ENV} must be a number of seconds") from exc
+
+
+def _check_hosted_store(paths: Paths, desired: DesiredState) -> None:
+    """`hosts` coordinate through a shared PostgreSQL store; a SQLite file is one machine's."""
+    if not paths.hosted or not paths.state_url.partition(":")[0].startswith("sqlite"):
+        return
+    where = desired.locations.get(("Workspace", paths.workspace))
+    at = f"{where}: " if where is not None else ""
+    raise errors.ControllerError(
+        f"{at}spec.hosts needs a PostgreSQL store shared by the hosts (stateUrl: "
+        f"postgresql://...), but the store is SQLite ({paths.state_url}); set stateUrl, "
+        "--state or CONTROLLER_STATE to a PostgreSQL URL, or remove hosts"
+    )
 
 
 def _recalled(paths: Paths, *, state_override: str | None) -> Paths:
@@ -335,6 +379,7 @@ def build(paths: Paths) -> Wiring:
     _ignore_state_dir(paths.state_dir)
     remember_workspace(paths)
     store = queries.Store.open(paths.state_url, paths.workspace)
+    store.host = paths.host if paths.hosted else None
     runner = proc.SubprocessRunner(base_env())
     tmux = tmux_server(paths, runner)
     tmux.write_config()
@@ -360,7 +405,9 @@ def tmux_server(paths: Paths, runner: proc.Runner) -> tmuxserver.TmuxServer:
 def open_store(paths: Paths) -> queries.Store:
     """Just the store, for commands that only read it."""
     _ignore_state_dir(paths.state_dir)
-    return queries.Store.open(paths.state_url, paths.workspace)
+    store = queries.Store.open(paths.state_url, paths.workspace)
+    store.host = paths.host if paths.hosted else None
+    return store
 
 
 def _ignore_state_dir(state_dir: Path) -> None:

@@ -83,7 +83,9 @@ class Routes:
         if not set(states) <= set(JOB_STATES):
             return error(f"jobState is one of {', '.join(JOB_STATES)}", 400)
         store = self._store()
-        view = await anyio.to_thread.run_sync(jobviews.triggers_view, store, states)
+        view = await anyio.to_thread.run_sync(
+            jobviews.triggers_view, store, states, self.daemon.desired
+        )
         draw = None if self.texts is None else functools.partial(self.texts.triggers, view)
         return await _answer(view, draw, request)
 

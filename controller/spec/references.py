@@ -215,6 +215,11 @@ def _rotated(loop: list[str]) -> tuple[str, ...]:
 
 def _host_problems(state: DesiredState, at: _Locator) -> Iterator[Problem]:
     workspace = state.workspace
+    url = workspace.spec.state_url
+    if workspace.spec.hosts and url is not None and url.startswith("sqlite"):
+        message = "hosts share one PostgreSQL store: stateUrl must be postgresql://... "
+        message += "(a SQLite file is one machine's), or remove hosts"
+        yield at(workspace, message, field=("spec", "stateUrl"))
     for index, host in enumerate(workspace.spec.hosts):
         for position, lane in enumerate(host.lanes):
             if lane not in state.lanes:

@@ -136,11 +136,15 @@ def claim(
     lease: float,
     limit: int = 16,
     job_id: int | None = None,
+    participants: frozenset[str] | None = None,
 ) -> list[Job]:
-    """Take up to ``limit`` due jobs (or the one ``job_id``) with a lease, in one statement."""
+    """Take up to ``limit`` due jobs (or the one ``job_id``) with a lease, in one statement;
+    with ``participants`` (many hosts: those of this host's lanes), only theirs."""
     pick = sa.select(J.c.id).where(J.c.workspace == store.workspace, _due(now))
     if job_id is not None:
         pick = pick.where(J.c.id == job_id)
+    if participants is not None:
+        pick = pick.where(J.c.participant.in_(sorted(participants)))
     pick = pick.order_by(J.c.due_at, J.c.id).limit(limit)
     if store.engine.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)

@@ -39,6 +39,7 @@ class Store:
     ) -> None:
         self.url = url
         self.workspace = workspace
+        self.host: str | None = None  # with `hosts`: this host's name, written on its records
         self._reader = reader
         self._engine = engine
         self._lock = threading.Lock()
@@ -108,9 +109,10 @@ class Store:
             "conditions": [_condition_json(c) for c in record.conditions],
             "created_at": now,
             "updated_at": now,
+            "host": self.host,
         }
         keep = ("created_at",)
-        self._upsert(tables.lanes, values, keys=("workspace", "name"), keep=keep)
+        self._upsert(tables.lanes, values, keys=("workspace", "name"), keep=keep, mine=True)
 
     def update_lane(
         self, name: str, now: datetime, *, emit: Sequence[events.Event] = (), **changes: Any
@@ -200,8 +202,9 @@ class Store:
             "stop_grace": record.stop_grace,
             "spec_fields": dict(record.spec_fields),
             "updated_at": now,
+            "host": self.host,
         }
-        self._upsert(tables.agents, values, keys=("workspace", "binding"))
+        self._upsert(tables.agents, values, keys=("workspace", "binding"), mine=True)
 
     def update_agents(self, now: datetime, *, where: Mapping[str, Any], **changes: Any) -> int:
         """Change fields of the agent records matching ``where``; return how many matched."""
@@ -329,10 +332,16 @@ class Store:
         *,
         keys: Iterable[str],
         keep: Iterable[str] = (),
+        mine: bool = False,
     ) -> None:
+        """Insert or update ``values``; with ``mine`` (and a host name), never a row that
+        another host owns: its record stays as that host wrote it."""
         insert = dialect_insert(self.engine, table).values(**values)
         updates = {k: insert.excluded[k] for k in values if k not in set(keys) | set(keep)}
-        query = insert.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        guard = None
+        if mine and self.host is not None:
+            guard = sa.or_(table.c.host.is_(None), table.c.host == self.host)
+        query = insert.on_conflict_do_update(index_elements=list(keys), set_=updates, where=guard)
         with self.engine.begin() as conn:
             conn.execute(query)
 
@@ -352,6 +361,7 @@ def _record(row: Mapping[Any, Any]) -> world.LaneRecord:
         adopted=bool(row["adopted"]),
         conditions=tuple(world.Condition(**c) for c in row["conditions"] or ()),
         updated_at=row["updated_at"],
+        host=row.get("host"),
     )
 
 
@@ -401,6 +411,7 @@ def _agent(row: Mapping[Any, Any]) -> world.AgentRecord:
         heartbeat_at=row["heartbeat_at"],
         stop_grace=row["stop_grace"],
         spec_fields=dict(row["spec_fields"] or {}),
+        host=row.get("host"),
     )
 
 

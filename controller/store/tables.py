@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 """The newest migration; opening a store at this revision skips Alembic entirely."""
 
 
@@ -55,6 +55,7 @@ lanes = sa.Table(
     sa.Column("conditions", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("host", sa.String(253), nullable=True),  # revision 0006; NULL: single host
 )
 
 lane_memory = sa.Table(
@@ -111,6 +112,7 @@ agents = sa.Table(
     sa.Column("stop_grace", sa.Float, nullable=False, server_default="10"),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("spec_fields", sa.JSON, nullable=False, server_default="{}"),  # revision 0005
+    sa.Column("host", sa.String(253), nullable=True),  # revision 0006; NULL: single host
 )
 """The agent inventory: every process and pane the controller started, with its identity
 (PID *and* process create time, since PIDs are reused) and its restart bookkeeping."""
@@ -335,3 +337,23 @@ usage_records = sa.Table(
 )
 """Append-only usage increments (parsed from a task's stdout, or `controller usage add`), each
 with the cost charged (reported when given, else catalog) and both costs kept."""
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("workspace", sa.String(253), primary_key=True),
+    sa.Column("name", sa.String(253), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("machine", sa.String(253), nullable=False),
+    sa.Column("repo", sa.Text, nullable=False, server_default=""),
+    sa.Column("instance", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("renewed_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("released_at", UTCDateTime, nullable=True),
+)
+"""Host leases (revision 0006): one row per host name, held by one controller (``instance``, a
+random id per process) and renewed by it; times come from the database's clock, never a host's.
+A row whose ``expires_at`` is past is a lost host; a released one expires at once."""
