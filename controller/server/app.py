@@ -141,6 +141,9 @@ class _Api:
             await anyio.to_thread.run_sync(d.reconciler.wiring.store.latest_event_id)
         except Exception as exc:  # any failure to reach the store is "not ready"
             reasons.append(f"store unreachable: {type(exc).__name__}")
+        paths = d.reconciler.wiring.paths
+        if paths.hosted and (d.lease is None or not d.lease.held()):
+            reasons.append(f"host lease of {paths.host} not held")
         return reasons
 
     async def metrics(self, _: Request) -> Response:

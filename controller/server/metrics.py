@@ -42,6 +42,7 @@ AGENT_STATES = (*(str(s) for s in world.AgentState), "pending", "dead", "unknown
 PENDING = (str(JobState.QUEUED), str(JobState.RUNNING))  # the states with an oldest age
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 WAKE_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+HOST_STATES = (*(str(s) for s in world.HostState), "unknown")  # unknown: never held one
 _REASONS = frozenset(str(r) for r in Reason)
 OTHER = "other"
 
@@ -141,6 +142,13 @@ class _Gauges(Collector):
             "phase",
             Tally(r["phase"] for r in view["runs"]),
         )
+        if "hosts" in view:  # many hosts (Workspace.hosts): every host's lease, by state
+            yield _by(
+                "lanes_hosts",
+                "Hosts by the state of their lease.",
+                "state",
+                _count(view["hosts"], "state", HOST_STATES),
+            )
         yield _one(
             "lanes_desired_valid", "1 when desired state is valid.", int(view["desiredValid"])
         )

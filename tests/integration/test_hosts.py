@@ -362,3 +362,34 @@ def test_jobs_of_a_lost_hosts_participant_wait_as_host_lost(
         assert waiting() == [None]  # alpha is back: its controller delivers it
     finally:
         store.close()
+
+
+def test_a_daemon_is_ready_only_while_it_holds_its_host_lease(
+    clones: dict[str, Repo], postgres_url: str
+) -> None:
+    from controller.store import leases, queries
+    from tests.integration.test_server import get, samples
+
+    alpha = clones["alpha"]
+    path = alpha.path / ".lanes" / "controller.sock"
+    daemon = _daemon(alpha, "alpha")
+    try:
+        wait_until(lambda: "host lease taken" in _log(alpha, "alpha"), timeout=60)
+        wait_until(lambda: get(path, "/readyz")[0] == 200, timeout=60)
+        hosts_by_state = {
+            k: v for k, v in samples(get(path, "/metrics")[1]).items() if "lanes_hosts{" in k
+        }
+        assert hosts_by_state['lanes_hosts{state="live"}'] >= 1
+        daemon.send_signal(signal.SIGSTOP)
+        store = queries.Store.open(postgres_url, _status(clones["beta"], "beta")["workspace"])
+        try:  # its lease lapses while it is paused, and another holder takes the name
+            wait_until(lambda: _conditions(_status(clones["beta"], "beta"), "a") == ["HostLost"])
+            leases.acquire(store, leases.Holder("alpha", "other", 1, "m", "1", {}), seconds=30)
+        finally:
+            daemon.send_signal(signal.SIGCONT)
+        code, body = get(path, "/readyz")
+        wait_until(lambda: get(path, "/readyz")[0] == 503, timeout=30)
+        assert "host lease of alpha not held" in get(path, "/readyz")[1], (code, body)
+        store.close()
+    finally:
+        _stop(daemon)
