@@ -94,9 +94,7 @@ class HttpService:
         self._add(app.build(daemon, self.metrics, private=True, texts=self.texts), self.bound.sock)
         if self.metrics_addr is not None:
             self.tcp = _listen(self.metrics_addr)
-            public = app.build(
-                daemon, self.metrics, private=False, texts=self.texts, token=self.token
-            )
+            public = app.build(daemon, self.metrics, private=False, token=self.token)
             self._add(public, self.tcp)
 
     def listeners(self) -> dict[str, str]:
