@@ -295,7 +295,7 @@ def _task_row(prefix: str, task: Mapping[str, Any]) -> tuple[str, ...]:
         _duration(task),
         f"{usage['inputTokens'] + usage['outputTokens']:,}",
         money(usage["costUsd"]),
-        task["lane"],
+        task["lane"] + (f" (host {task['host']})" if task.get("host") else ""),
     )
 
 

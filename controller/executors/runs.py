@@ -167,6 +167,8 @@ async def dispatch(action: run_actions.DispatchTask, ctx: Context) -> Outcome:
         session,
         base,
         argv,
+        host=action.host,
+        group=action.group,
     )
     dispatched = ctx.event(
         "TaskDispatched",
@@ -180,9 +182,14 @@ async def dispatch(action: run_actions.DispatchTask, ctx: Context) -> Outcome:
         base=base,
         promptTokens=action.prompt_tokens,
         compaction=list(action.notes),
+        **({"host": action.host} if action.host else {}),
     )
     # The event commits with the dispatch: a controller killed in between loses neither.
-    if not await ctx.db(runs_store.dispatch, ctx.store, d, ctx.clock.now(), emit=[dispatched]):
+    try:
+        fits = await ctx.db(runs_store.dispatch, ctx.store, d, ctx.clock.now(), emit=[dispatched])
+    except runs_store.Taken as taken:
+        return Outcome(action, "unchanged", str(taken))
+    if not fits:
         return await _refused(ctx, action)
     return Outcome(action, "applied", f"dispatched {action.task} (attempt {action.attempt})")
 

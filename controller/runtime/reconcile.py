@@ -108,8 +108,6 @@ class Reconciler:
         """The runs step, or None for a pass with no run to see: none in the store and no
         WorkflowRun declared. Such a pass costs one small query instead of the step, and never
         loads the workflow machinery (decision 92)."""
-        if p.hosting.enabled and not p.hosting.is_me(p.hosting.hosts[0]):
-            return None  # until runs are placed across hosts, the first declared host runs them
         if not p.desired.runs and not await anyio.to_thread.run_sync(p.ctx.store.has_runs):
             return None
         if self.runs_step is None:

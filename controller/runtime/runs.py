@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from controller.core import lifecycle, world
+from controller.core import hosts, lifecycle, world
 from controller.core.workflows import actions as run_actions
 from controller.core.workflows import (
     budget,
@@ -27,6 +27,7 @@ from controller.core.workflows import (
     decisions,
     expansion,
     model,
+    placement,
     scheduler,
     snapshots,
     usage,
@@ -69,6 +70,9 @@ class TaskView:
     parsed: Parsed | None = None
     composed: compaction.Composed | None = None  # ready tasks only
     agent_alive: bool = False
+    host: str | None = None  # with `hosts`: where it runs (recorded), or is placed (ready)
+    mine: bool = True  # whether this host runs it (always, without `hosts`)
+    waits: str = ""  # a ready task placed nowhere: why (no live host allowed, its host lost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ class RunView:
     row: runs_store.RunRow
     tasks: Mapping[str, TaskView]
     drift: bool = False  # the Workflow changed since the run was created
+    groups: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class RunsSeen:
     runs: tuple[RunView, ...] = ()
     names: frozenset[str] = frozenset()
     released: frozenset[str] = frozenset()  # the lanes of cleaned runs
+    creates: bool = True  # whether this host creates declared runs (see ``Spread.creates``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +109,81 @@ class RunsPlan:
 # --- observe -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Many hosts, as the runs step needs them: who this host is, which hosts are live, and how
+    many tasks each runs now. Without `hosts`, every task is this host's."""
+
+    hosting: hosts.Hosting
+    live: frozenset[str] = frozenset()  # lower-cased: leases held now, and this host
+    load: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        hosting: hosts.Hosting,
+        leases: world.Leases | None,
+        tasks: Mapping[tuple[str, str], runs_store.TaskRow],
+    ) -> Spread:
+        """Read off the leases and every run's task rows."""
+        if not hosting.enabled:
+            return cls(hosting)
+        live = {hosting.me.lower()}
+        if leases is not None:
+            live |= {
+                x.name.lower() for x in leases.items if x.state(leases.now) == hosts.HostState.LIVE
+            }
+        load: dict[str, int] = {}
+        for row in tasks.values():
+            host = cls(hosting).recorded(row)
+            if row.record.phase == TaskPhase.RUNNING and host is not None:
+                load[host.lower()] = load.get(host.lower(), 0) + 1
+        return cls(hosting, frozenset(live), load)
+
+    def recorded(self, row: runs_store.TaskRow) -> str | None:
+        """The host a task was placed on; a task dispatched before tasks had hosts ran on the
+        first declared host (decision 114, replaced by placement)."""
+        if row.host is not None or not self.hosting.enabled or row.record.attempt < 1:
+            return row.host
+        return self.hosting.hosts[0]
+
+    def mine(self, host: str | None) -> bool:
+        """Whether a task on ``host`` is this host's to run."""
+        return not self.hosting.enabled or self.hosting.is_me(host)
+
+    @property
+    def creates(self) -> bool:
+        """Whether this host creates the runs WorkflowRun documents declare: the first live
+        declared host (any host could: creating is guarded in the store; one avoids races)."""
+        if not self.hosting.enabled:
+            return True
+        first = next((h for h in self.hosting.hosts if h.lower() in self.live), None)
+        return self.hosting.is_me(first)
+
+    def hosts_for(self, run: model.RunRecord) -> placement.Hosts:
+        """The hosts ``run`` may place tasks on: its workflow's, of those declared."""
+        declared = self.hosting.hosts
+        wanted = {h.lower() for h in run.snapshot.hosts}
+        allowed = tuple(h for h in declared if not wanted or h.lower() in wanted)
+        return placement.Hosts(allowed, self.live, self.load)
+
+
 async def observe(
     store: queries.Store,
     git: gitseam.Git,
     where: RunPaths,
     desired: DesiredState,
     observed: world.Observed,
+    hosting: hosts.Hosting | None = None,
 ) -> RunsSeen:
     """Read every run that is running or still has lanes, and its tasks."""
     rows = await anyio.to_thread.run_sync(runs_store.runs, store)
     names = frozenset(r.record.name for r in rows)
     active = [r for r in rows if r.record.phase == model.RunPhase.RUNNING or not r.cleaned]
     tasks = await anyio.to_thread.run_sync(lambda: runs_store.tasks(store))
-    views = [await _view(r, tasks, git, where, desired, observed) for r in active]
-    return RunsSeen(tuple(views), names, _released(rows, tasks))
+    spread = Spread.of(hosting or hosts.Hosting(me=""), observed.leases, tasks)
+    views = [await _view(r, tasks, git, where, desired, observed, spread) for r in active]
+    return RunsSeen(tuple(views), names, _released(rows, tasks), creates=spread.creates)
 
 
 def _released(
@@ -133,13 +200,25 @@ async def _view(
     where: RunPaths,
     desired: DesiredState,
     observed: world.Observed,
+    spread: Spread,
 ) -> RunView:
     run = row.record
     mine = {t.name: all_tasks[(run.name, t.name)] for t in run.snapshot.tasks}
+    grouping = placement.groups(run.snapshot.tasks)
+    placed = _placed(run, mine, grouping, spread) if run.phase == model.RunPhase.RUNNING else {}
     views: dict[str, TaskView] = {}
     for spec in run.snapshot.tasks:
         task = mine[spec.name]
-        view = TaskView(task, spec, where.worktree(task.lane))
+        where_ = placed.get(spec.name)
+        host = where_.host if where_ is not None else spread.recorded(task)
+        view = TaskView(
+            task,
+            spec,
+            where.worktree(task.lane),
+            host=host,
+            mine=spread.mine(host),
+            waits=where_.why if where_ is not None else "",
+        )
         if run.phase == model.RunPhase.RUNNING:
             view = await _look(view, run, mine, git, where, observed)
         else:
@@ -147,7 +226,30 @@ async def _view(
         views[spec.name] = view
     declared = desired.workflows.get(run.workflow)
     drift = declared is not None and _hash(declared, desired) != run.snapshot.template_hash
-    return RunView(row, views, drift)
+    return RunView(row, views, drift, grouping)
+
+
+def _placed(
+    run: model.RunRecord,
+    rows: Mapping[str, runs_store.TaskRow],
+    grouping: Mapping[str, tuple[str, ...]],
+    spread: Spread,
+) -> dict[str, placement.Placed]:
+    """Where the run's pending tasks whose dependencies succeeded go (many hosts only), in the
+    scheduler's order: higher priority first, then declaration order."""
+    if not spread.hosting.enabled:
+        return {}
+    order = {spec.name: index for index, spec in enumerate(run.snapshot.tasks)}
+    ready = sorted(
+        (
+            spec
+            for spec in run.snapshot.tasks
+            if rows[spec.name].record.phase == TaskPhase.PENDING and _deps_done(spec, rows)
+        ),
+        key=lambda spec: (-spec.priority, order[spec.name]),
+    )
+    recorded = {name: spread.recorded(row) for name, row in rows.items()}
+    return placement.place((spec.name for spec in ready), grouping, recorded, spread.hosts_for(run))
 
 
 def _hash(workflow: Any, desired: DesiredState) -> str:
@@ -167,14 +269,26 @@ async def _look(
 ) -> TaskView:
     record = view.row.record
     alive = _alive(view.row.lane, observed)
+    if record.phase == TaskPhase.RUNNING and not view.mine:
+        return dataclasses.replace(view, seen=_elsewhere(view))
     if record.phase == TaskPhase.RUNNING:
         seen, parsed = await _running(view, run, where, observed)
         return dataclasses.replace(view, seen=seen, parsed=parsed, agent_alive=alive)
+    if record.phase == TaskPhase.PENDING and not view.mine:
+        return view  # placed on another host (or nowhere yet): its prompt is composed there
     if record.phase == TaskPhase.PENDING and _deps_done(view.spec, tasks):
         rows = {(run.name, name): row for name, row in tasks.items()}
         composed = await run_handlers.compose_prompt(git, run, view.spec, rows)
         return dataclasses.replace(view, composed=composed, agent_alive=alive)
     return dataclasses.replace(view, agent_alive=alive)
+
+
+def _elsewhere(view: TaskView) -> TaskObservation:
+    """A task running on another host: never completed here (its host sees its process), but
+    counted with the usage its host has tallied so far."""
+    stored = dict(view.row.progress or {})
+    report = usage.Progress.from_json(stored["parser"]).report if "parser" in stored else None
+    return TaskObservation("unknown", report=report, started_at=view.row.record.started_at)
 
 
 def _alive(lane: str, observed: world.Observed) -> bool:
@@ -279,7 +393,7 @@ def plan(seen: RunsSeen, desired: DesiredState, now: datetime) -> RunsPlan:
     notices: list[str] = []
     stored = {view.row.record.name: view.row.record for view in seen.runs}
     for name, declared in desired.runs.items():
-        if name not in seen.names:
+        if name not in seen.names and seen.creates:
             acts.append(_create(name, declared.spec.workflow, desired))
         elif name in stored and stored[name].workflow != declared.spec.workflow:
             notices.append(
@@ -290,7 +404,8 @@ def plan(seen: RunsSeen, desired: DesiredState, now: datetime) -> RunsPlan:
     parsed: list[tuple[str, str, int, Parsed]] = []
     for view in seen.runs:
         run_acts, due = _plan_run(view, now)
-        acts.extend(run_acts)
+        acts.extend(_ours(view, run_acts))
+        notices.extend(_waiting(view))
         dues.extend([due] if due else [])
         if _watching_tmux(view):
             dues.append(now + TMUX_POLL)  # a pane's exit leaves no exit file to notice
@@ -304,9 +419,38 @@ def plan(seen: RunsSeen, desired: DesiredState, now: datetime) -> RunsPlan:
 
 def _watching_tmux(view: RunView) -> bool:
     return any(
-        t.row.record.phase == TaskPhase.RUNNING and t.spec.runtime == "tmux"
+        t.row.record.phase == TaskPhase.RUNNING and t.spec.runtime == "tmux" and t.mine
         for t in view.tasks.values()
     )
+
+
+# What only a task's own host does: start it (its worktree and prompt are there), see it end
+# (its process is there), keep what it left. Everything else moves store rows under guards
+# (stop, skip, retry, finish), so every host may do it and a second one finds it done.
+_TASK_LOCAL = (
+    run_actions.DispatchTask,
+    run_actions.CompleteTask,
+    run_actions.FinalizeTask,
+    run_actions.FailTask,  # its prompt was composed (too large) on its host
+)
+
+
+def _ours(view: RunView, acts: list[run_actions.RunAction]) -> list[run_actions.RunAction]:
+    """The run's actions this host applies; a dispatch learns its host and group."""
+    kept: list[run_actions.RunAction] = []
+    for act in acts:
+        t = view.tasks.get(act.task)
+        if isinstance(act, _TASK_LOCAL) and t is not None and not t.mine:
+            continue
+        if isinstance(act, run_actions.DispatchTask) and t is not None and t.host is not None:
+            act = dataclasses.replace(act, host=t.host, group=view.groups.get(act.task, ()))
+        kept.append(act)
+    return kept
+
+
+def _waiting(view: RunView) -> list[str]:
+    run = view.row.record.name
+    return [f"run {run}: task {name} {t.waits}" for name, t in view.tasks.items() if t.waits]
 
 
 def _create(name: str, workflow: str, desired: DesiredState) -> run_actions.CreateRun:
@@ -493,7 +637,7 @@ def task_lanes(
             continue
         for name, t in view.tasks.items():
             r = t.row.record
-            if r.attempt >= 1 and r.base_commit is not None:
+            if r.attempt >= 1 and r.base_commit is not None and t.mine:
                 running = r.phase == TaskPhase.RUNNING and bool(t.row.command)
                 argv = t.row.command if running else None
                 lanes.append(_task_lane(view.row.record.name, name, t, r.base_commit, argv))
@@ -647,7 +791,7 @@ class RunsStep:
         if p.blind:
             return RunsPlan()
         paths = run_handlers.paths_of(p.ctx)
-        seen = await observe(p.ctx.store, _git_of(p.ctx), paths, p.desired, p.observed)
+        seen = await observe(p.ctx.store, _git_of(p.ctx), paths, p.desired, p.observed, p.hosting)
         the_plan = _with_branches(plan(seen, p.desired, p.now), p.observed)
         if p.selection is not None:
             the_plan, p.selection = select(the_plan, seen, p.selection)
@@ -670,7 +814,8 @@ class RunsStep:
         paths = run_handlers.paths_of(p.ctx)
         rows = await anyio.to_thread.run_sync(runs_store.runs, store)
         tasks = await anyio.to_thread.run_sync(lambda: runs_store.tasks(store))
-        views = [_bare_view(r, tasks, paths) for r in rows if not r.cleaned]
+        spread = Spread(p.hosting)
+        views = [_bare_view(r, tasks, paths, spread) for r in rows if not r.cleaned]
         seen = RunsSeen(tuple(views), released=_released(rows, tasks))
         lanes = task_lanes(seen, paths, workspace=p.ctx.workspace)
         p.expanded, _ = expansion.expand(p.desired, lanes)
@@ -717,14 +862,16 @@ def _bare_view(
     row: runs_store.RunRow,
     tasks: Mapping[tuple[str, str], runs_store.TaskRow],
     paths: RunPaths,
+    spread: Spread,
 ) -> RunView:
     run = row.record
-    views = {
-        t.name: TaskView(
-            tasks[(run.name, t.name)], t, paths.worktree(tasks[(run.name, t.name)].lane)
+    views: dict[str, TaskView] = {}
+    for spec in run.snapshot.tasks:
+        task = tasks[(run.name, spec.name)]
+        host = spread.recorded(task)
+        views[spec.name] = TaskView(
+            task, spec, paths.worktree(task.lane), host=host, mine=spread.mine(host)
         )
-        for t in run.snapshot.tasks
-    }
     return RunView(row, views)
 
 

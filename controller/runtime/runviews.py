@@ -105,6 +105,7 @@ def _task(
     r = row.record
     usage = _usage(r.usage, r.cost_usd)
     usage["reportedCostUsd"] = r.usage.reported_cost_usd
+    where = {"host": row.host} if row.host is not None else {}  # with `hosts`: where it ran
     return {
         "name": spec.name,
         "phase": str(r.phase),
@@ -126,6 +127,7 @@ def _task(
         "finalMessage": r.final_message,
         "outputs": dict(row.outputs),
         "usage": usage,
+        **where,
     }
 
 

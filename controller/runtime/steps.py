@@ -208,5 +208,7 @@ def _earliest(times: list[datetime], *, after: datetime) -> datetime | None:
 
 
 def with_agents(p: Pass, agents: Mapping[str, world.AgentRecord]) -> None:
-    """Refresh the agent inventory a later step plans from (an earlier step changed it)."""
-    p.observed = dataclasses.replace(p.observed, agents=agents)
+    """Refresh the agent inventory a later step plans from (an earlier step changed it):
+    this host's records only, as ``Reconciler.observe`` split them."""
+    mine, _ = hosts.split(p.hosting, agents)
+    p.observed = dataclasses.replace(p.observed, agents=mine)

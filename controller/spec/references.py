@@ -232,3 +232,11 @@ def _host_problems(state: DesiredState, at: _Locator) -> Iterator[Problem]:
             message = f"lane {declared.name!r} is owned by hosts {', '.join(map(repr, hosts))}; "
             message += "a lane needs exactly one owner"
             yield at(workspace, message, field=("spec", "hosts"))
+    declared_hosts = {host.name.lower(): host.name for host in workspace.spec.hosts}
+    for workflow in state.workflows.values():
+        for index, name in enumerate(workflow.spec.hosts):
+            if name.lower() in declared_hosts:
+                continue
+            message = f"workflow {workflow.name!r} allows host {name!r}, which the Workspace "
+            message += "does not declare; " + _listing("hosts", declared_hosts)
+            yield at(workflow, message, field=("spec", "hosts", index))

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from controller.spec import meta
 from controller.spec.binding import check_env
 from controller.spec.lane import check_base
+from controller.spec.workspace import check_hostname
 
 PLACEHOLDERS = ("prompt", "promptFile", "sessionId", "taskBudgetUsd")
 """What a task's command may contain in braces; `{{` and `}}` are literal braces."""
@@ -159,12 +160,21 @@ class WorkflowSpec(meta.SpecModel):
     """Run limits; none when unset."""
     tasks: tuple[Task, ...] = Field(min_length=1)
     """The tasks; at least one."""
+    hosts: tuple[Annotated[str, AfterValidator(check_hostname)], ...] = ()
+    """With `Workspace.hosts`: the hosts that may run this workflow's tasks (each task goes to a
+    live one). Default: every declared host."""
 
     @field_validator("tasks")
     @classmethod
     def _unique(cls, tasks: tuple[Task, ...]) -> tuple[Task, ...]:
         meta.check_unique(tuple(task.name for task in tasks), what="task")
         return tasks
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        meta.check_unique(tuple(host.lower() for host in hosts), what="host")
+        return hosts
 
     @model_validator(mode="after")
     def _budget_for_placeholder(self) -> WorkflowSpec:

@@ -36,7 +36,8 @@ def check_ref(value: str, *, what: str = "desiredRef") -> str:
     return value
 
 
-def _check_hostname(value: str) -> str:
+def check_hostname(value: str) -> str:
+    """A host name as `--host` takes it (letters in either case, digits, `-` and `.`)."""
     if not _HOSTNAME_RE.fullmatch(value):
         raise ValueError(
             f"must be a host name such as build-1 or build-1.example.com (got {value!r})"
@@ -47,7 +48,7 @@ def _check_hostname(value: str) -> str:
 class HostSelector(meta.SpecModel):
     """The lanes one host owns: those it names, plus those whose labels match."""
 
-    name: Annotated[str, AfterValidator(_check_hostname)]
+    name: Annotated[str, AfterValidator(check_hostname)]
     """Host name, compared case-insensitively with the controller's host name."""
     lanes: meta.UniqueNames = ()
     """Lanes this host owns by name."""

@@ -43,6 +43,7 @@ class TaskRow:
     command: tuple[str, ...] = ()
     estimate_usd: float = 0.0  # of the current (or last) attempt
     estimate_tokens: int = 0
+    host: str | None = None  # with `hosts`: the host its attempts run on (NULL: single host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class Dispatch:
     session_id: str
     base_commit: str | None
     command: tuple[str, ...] = ()  # the resolved argv, fixed for the attempt
+    host: str | None = None  # with `hosts`: the host that runs it (this one)
+    group: tuple[str, ...] = ()  # tasks that must share its host (see ``dispatch``)
 
 
 def create(
@@ -166,6 +169,11 @@ def dispatch(
     The guard is one ``UPDATE`` of the run row whose ``WHERE`` compares the row's own totals:
     PostgreSQL re-evaluates it on the latest row version after waiting for a concurrent
     update, and SQLite serialises writers, so concurrent dispatches never overshoot together.
+
+    Raises ``Taken`` (and writes nothing) when the task is no longer pending, or, with a
+    ``host``, when a task of its ``group`` already runs on another host: the task's own
+    ``UPDATE`` comes after the run row's, so a concurrent dispatch of the same run has
+    committed by then and this statement sees it (a new snapshot per statement on PostgreSQL).
     """
     fits = sa.and_(
         sa.or_(
@@ -194,10 +202,25 @@ def dispatch(
     return True
 
 
+class Taken(Exception):
+    """The task was dispatched meanwhile, or its group was placed on another host."""
+
+
 def _open_attempt(conn: sa.Connection, store: Store, d: Dispatch, now: datetime) -> None:
-    conn.execute(
+    guard = [*_task_key(store, d.run, d.task), T.c.phase == str(wf.TaskPhase.PENDING)]
+    if d.host is not None and d.group:
+        other = T.alias("other")
+        elsewhere = sa.exists().where(
+            other.c.workspace == store.workspace,
+            other.c.run == d.run,
+            other.c.task.in_(d.group),
+            other.c.host.is_not(None),
+            sa.func.lower(other.c.host) != d.host.lower(),
+        )
+        guard.append(~elsewhere)
+    opened = conn.execute(
         sa.update(T)
-        .where(*_task_key(store, d.run, d.task), T.c.phase == str(wf.TaskPhase.PENDING))
+        .where(*guard)
         .values(
             phase=str(wf.TaskPhase.RUNNING),
             reason="",
@@ -217,8 +240,11 @@ def _open_attempt(conn: sa.Connection, store: Store, d: Dispatch, now: datetime)
             log_offset=0,
             progress=None,
             updated_at=now,
+            host=d.host,
         )
     )
+    if opened.rowcount != 1:
+        raise Taken(f"task {d.task} of run {d.run} was dispatched or placed elsewhere meanwhile")
     conn.execute(
         sa.insert(A).values(
             workspace=store.workspace,
@@ -670,6 +696,7 @@ def _task(row: sa.RowMapping) -> TaskRow:
         command=tuple(row["command"] or ()),
         estimate_usd=row["estimate_usd"],
         estimate_tokens=row["estimate_tokens"],
+        host=row["host"],
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 """The newest migration; opening a store at this revision skips Alembic entirely."""
 
 
@@ -287,6 +287,7 @@ run_tasks = sa.Table(
     sa.Column("log_offset", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("progress", sa.JSON, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("host", sa.String(253), nullable=True),  # revision 0007; NULL: single host
     sa.Index("ix_run_tasks_lane", "workspace", "lane", unique=True),
 )
 """One row per task of a run: its phase across attempts, its lane and branch, its base and final

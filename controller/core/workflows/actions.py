@@ -69,6 +69,8 @@ class DispatchTask(RunAction):
     prompt: str = field(default="", repr=False)
     prompt_tokens: int = 0
     notes: tuple[str, ...] = ()  # what compaction did
+    host: str | None = None  # with `hosts`: where it runs (this host: another's is not planned)
+    group: tuple[str, ...] = ()  # the tasks that share its host (its connected part of the DAG)
 
     kind: ClassVar[str] = "dispatch"
     change: ClassVar[Change] = Change.ADD
@@ -77,8 +79,9 @@ class DispatchTask(RunAction):
         """One line for humans: model, estimate and what is left of the budget."""
         left = "" if self.remaining_usd is None else f", {money(self.remaining_usd)} left"
         again = f" (attempt {self.attempt})" if self.attempt > 1 else ""
+        on = f" on host {self.host}" if self.host else ""
         return (
-            f"dispatch {self.task} of run {self.run}{again}: {self.model}, "
+            f"dispatch {self.task} of run {self.run}{again}{on}: {self.model}, "
             f"est. {money(self.estimate_usd)}{left}"
         )
 
@@ -86,6 +89,9 @@ class DispatchTask(RunAction):
         """JSON without the prompt's text (its size is there)."""
         data = dict(ActionBase.to_json(self))
         data.pop("prompt", None)
+        data.pop("group", None)
+        if self.host is None:
+            data.pop("host", None)
         return data
 
 

@@ -203,6 +203,7 @@ class RunSnapshot:
     fail_fast: bool = True
     active_deadline: float | None = None
     budget: BudgetSpec = field(default_factory=BudgetSpec)
+    hosts: tuple[str, ...] = ()  # the hosts its tasks may run on; empty: any declared host
 
     def task(self, name: str) -> TaskSpec:
         """The task called ``name`` (a KeyError for an unknown one is a bug)."""
@@ -234,6 +235,7 @@ class RunSnapshot:
             fail_fast=bool(data["fail_fast"]),
             active_deadline=data.get("active_deadline"),
             budget=BudgetSpec(**data.get("budget", {})),
+            hosts=tuple(data.get("hosts", ())),
         )
 
 

@@ -19,8 +19,11 @@ from controller.spec.workflow import Task, Workflow
 def template_hash(workflow: Workflow, desired: DesiredState) -> str:
     """A digest of the workflow's spec and the prices of the models its tasks use."""
     used = sorted({_model(desired, task.model).name for task in workflow.spec.tasks})
+    spec = workflow.spec.model_dump(mode="json", by_alias=True)
+    if not spec.get("hosts"):
+        spec.pop("hosts", None)  # unset: hashes as before the field existed (no false drift)
     material = {
-        "spec": workflow.spec.model_dump(mode="json", by_alias=True),
+        "spec": spec,
         "models": [_model(desired, name).model_dump(mode="json", by_alias=True) for name in used],
     }
     text = json.dumps(material, sort_keys=True, separators=(",", ":"))
@@ -45,6 +48,7 @@ def snapshot(workflow: Workflow, desired: DesiredState) -> model.RunSnapshot:
             max_tokens=budget.max_tokens if budget else None,
             max_cost_usd=budget.max_cost_usd if budget else None,
         ),
+        hosts=tuple(spec.hosts),
     )
 
 

@@ -90,6 +90,7 @@ DEFAULTS: list[tuple[str, str, object]] = [
     ("policy", "spec.retry.max_backoff", 300.0),
     ("workflow", "spec.max_parallel", 1),
     ("workflow", "spec.budget", None),
+    ("workflow", "spec.hosts", ()),
     ("task", "prompt", ""),
     ("task", "depends_on", ()),
     ("task", "outputs", ()),

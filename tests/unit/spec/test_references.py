@@ -147,6 +147,24 @@ REFERENCES = [
         [at(12, "model 'm' is declared by catalogs 'c' and 'd'; declare it once")],
     ),
     (
+        [
+            CATALOG,
+            doc("Workspace", "ws", "hosts:\n- name: h1"),
+            doc(
+                "Workflow",
+                "w",
+                "hosts: [H1, h9]\ntasks:\n- name: a\n  model: m\n  command: [x]",
+            ),
+        ],
+        [
+            at(
+                18,
+                "workflow 'w' allows host 'h9', which the Workspace does not declare; "
+                "declared hosts: h1",
+            )
+        ],
+    ),
+    (
         [LANE, doc("Workspace", "w", "hosts:\n- name: h1\n  lanes: [l, gone]")],
         [at(11, "workspace host 'h1' names lane 'gone', which is not declared; declared lanes: l")],
     ),
