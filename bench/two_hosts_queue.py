@@ -32,6 +32,11 @@ Checked for every drain: no job has more than one attempt (duplicates), none has
 (missing), and with hosts every attempt's owner (``alpha:w0`` ...) is of the host owning the
 job's participant (misplaced: must be 0). Exit status: 0, or 1 when a check failed or
 PostgreSQL is missing. The worker processes and the databases are removed also on error.
+
+``--participants P`` spreads the jobs over P participants instead (``p<i % P>``, each job in a
+thread of its own, alpha owning the even ones): a host then binds P/2 participants, as a real
+host binds tens, and a participant's jobs go one at a time (its earliest first, never two
+running), for every configuration alike.
 """
 
 from __future__ import annotations
@@ -42,9 +47,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +143,27 @@ class Drain:
     """Jobs delivered by each host's workers."""
 
 
+def insert(store: queries.Store, n: int, participants: int | None) -> float:
+    """Queue ``n`` due jobs in one statement: one per participant (bench/wakes.py's), or
+    spread over ``participants`` (``p<i % P>``, a thread each); the seconds it took."""
+    if participants is None:
+        return w._insert(store, n)
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    job = {"workspace": w.WORKSPACE, "state": "queued", "due_at": now, "unread_seq": 1}
+    stamps = {"created_at": now, "updated_at": now}
+    rows = [
+        {**job, **stamps, "participant": f"p{i % participants}", "thread": f"t{i}"}
+        for i in range(n)
+    ]
+    t0 = time.perf_counter()
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(tables.trigger_jobs), rows)
+    return time.perf_counter() - t0
+
+
 def start_workers(url: str, config: Config, folder: Path, n: int) -> list[subprocess.Popen[str]]:
-    """The configuration's workers, each with its host's participants; ready for 'go'."""
+    """The configuration's workers, each with its host's share of the ``n`` participants;
+    ready for 'go'."""
     procs = []
     for host, count in config.workers.items():
         mine = "-"
@@ -184,14 +210,14 @@ def placement(store: queries.Store, config: Config) -> tuple[int, dict[str, int]
     return misplaced, dict(by_host)
 
 
-def drain(url: str, config: Config, n: int, r: int) -> Drain:
+def drain(url: str, config: Config, n: int, r: int, participants: int | None) -> Drain:
     """Insert ``n`` queued jobs, let the configuration's workers drain them, check each job."""
     store = queries.Store.open(url, w.WORKSPACE)
     procs: list[subprocess.Popen[str]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="queue2-bench-") as folder:
-            insert_s = w._insert(store, n)
-            procs = start_workers(url, config, Path(folder), n)
+            insert_s = insert(store, n, participants)
+            procs = start_workers(url, config, Path(folder), participants or n)
             drained = w._go(procs)
         duplicates, missing = w._check(store, timed_out=drained.timed_out)
         misplaced, by_host = placement(store, config)
@@ -210,14 +236,14 @@ def drain(url: str, config: Config, n: int, r: int) -> Drain:
     return Drain(config.name, r, run, misplaced, by_host)
 
 
-def bench(pg_url: str, n: int, rounds: int) -> list[Drain]:
+def bench(pg_url: str, n: int, rounds: int, participants: int | None) -> list[Drain]:
     """Every configuration in turn, ``rounds`` times, each drain in a fresh database."""
     found = []
     for r in range(1, rounds + 1):
         for config in CONFIGS:
             log(f"round {r}: {config.name}: {n} jobs")
             with w.fresh_database("postgresql", pg_url) as url:
-                found.append(drain(url, config, n, r))
+                found.append(drain(url, config, n, r, participants))
             d = found[-1]
             log(
                 f"    {d.run.jobs_per_s:.0f} jobs/s, {d.run.drain_s:.2f} s, duplicates "
@@ -227,6 +253,13 @@ def bench(pg_url: str, n: int, rounds: int) -> list[Drain]:
 
 
 # -- report -------------------------------------------------------------------------------------
+
+
+def spread(n: int, participants: int | None) -> str:
+    """How the jobs are spread over participants, in words."""
+    if participants is None:
+        return "one per participant"
+    return f"over {participants} participants, {n // participants} each, a thread per job"
 
 
 def problems(drains: Sequence[Drain]) -> list[str]:
@@ -242,12 +275,14 @@ def problems(drains: Sequence[Drain]) -> list[str]:
     return found
 
 
-def report(info: Mapping[str, Any], drains: Sequence[Drain], n: int, rounds: int) -> str:
+def report(
+    info: Mapping[str, Any], drains: Sequence[Drain], n: int, rounds: int, participants: int | None
+) -> str:
     """One row per drain, then the medians per configuration and their ratios."""
     title = "Queue throughput on two hosts (one run; every ratio is between numbers of this run)"
     out = [*h.header(title, info), ""]
     out.append(
-        f"{n} jobs (one per participant) on PostgreSQL, each worker loops claim(limit="
+        f"{n} jobs ({spread(n, participants)}) on PostgreSQL, each worker loops claim(limit="
         f"{CLAIM_LIMIT}) -> record -> settle until empty; {rounds} round(s), configurations in "
         "turn, a fresh database per drain; hosts: alpha owns p0, p2, ..., beta p1, p3, ..."
     )
@@ -313,13 +348,14 @@ def report(info: Mapping[str, Any], drains: Sequence[Drain], n: int, rounds: int
 
 
 def payload(
-    info: Mapping[str, Any], drains: Sequence[Drain], n: int, rounds: int
+    info: Mapping[str, Any], drains: Sequence[Drain], n: int, rounds: int, participants: int | None
 ) -> dict[str, Any]:
     """Every raw number."""
     return {
         "machine": info,
         "jobs": n,
         "rounds": rounds,
+        "participants": participants,
         "configs": {c.name: dict(c.workers) for c in CONFIGS},
         "drains": [asdict(d) for d in drains],
         "problems": problems(drains),
@@ -329,6 +365,9 @@ def payload(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every configuration, print the tables, optionally write JSON."""
     parser = h.options(__doc__, reps=False)
+    parser.add_argument(
+        "--participants", type=int, default=None, metavar="P", help="spread the jobs over P"
+    )
     args = parser.parse_args(argv)
     pg_url = os.environ.get(w.PG_ENV) or None
     if pg_url is None:
@@ -342,9 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.DRAIN_TIMEOUT = DRAIN_TIMEOUT  # read by wakes._go at each drain
     with h.private_bytecode("queue2-bench-"):
         h.warm_bytecode("controller.store.jobs")
-        drains = bench(pg_url, n, rounds)
+        drains = bench(pg_url, n, rounds, args.participants)
     h.at_end(info)
-    h.publish(report(info, drains, n, rounds), payload(info, drains, n, rounds), args.json)
+    shown = report(info, drains, n, rounds, args.participants)
+    h.publish(shown, payload(info, drains, n, rounds, args.participants), args.json)
     found = problems(drains)
     if found:
         log("correctness check failed (see the report)")
