@@ -1,58 +1,60 @@
-"""Benchmark: how fast a post made on another host wakes an agent, with LISTEN/NOTIFY and without.
+"""Benchmark: how fast a post made on one host wakes an agent on another, two hosts with a
+daemon each, with LISTEN/NOTIFY and with the poll only (issue 12).
 
 Run it from the repository root with the project's interpreter, under a PostgreSQL::
 
     scripts/with-postgres .venv/bin/python bench/cross_host_wakes.py --json /tmp/xhost.json
-    scripts/with-postgres .venv/bin/python bench/cross_host_wakes.py --quick   # 10 posts a mode
+    scripts/with-postgres .venv/bin/python bench/cross_host_wakes.py --quick  # 10 posts a mode
 
 Every ratio printed is between numbers measured in the same run of this script.
 
-The set-up is bench/wakes.py's part (b) (one lane, a Binding ``bot`` running
-``tests/stubs/agent.py --quiet --record FILE``, a Thread ``review: [bot, human]``, a permissive
-TriggerPolicy, a private tmux server), with two differences. The store is a new PostgreSQL
-database (created for the run, dropped after it; ``CONTROLLER_STATE``). And the posts come from
-"another host": a second clone of the repository with the same ``desired/`` and store, where no
-daemon answers on ``.lanes/controller.sock``, so each ``controller post`` writes to PostgreSQL
-itself, as on another machine, instead of asking the daemon (which would nudge its wake loop
-directly). There is one daemon (``controller run --resync 60 -o json``) in the first clone:
-this clone has no ``--host`` yet, so the two hosts share one machine and one tmux server.
+The set-up is that of two machines sharing one PostgreSQL (DESIGN §9), on one machine: an
+origin repository whose committed ``desired/`` declares a Workspace with ``stateUrl`` (a new
+PostgreSQL database, created for the run and dropped after it) and ``hosts: [alpha (lane a),
+beta (lane b)]``, the Lanes ``a`` and ``b``, a Binding ``bot`` on lane ``a`` running
+``tests/stubs/agent.py --quiet --record FILE``, a Thread ``review: [bot, human]`` and a
+permissive TriggerPolicy (bench/wakes.py's part (b)). Two clones of it, ``alpha/`` and
+``beta/``, each with its own daemon ``controller run --host NAME --resync 60 -o json`` and its
+own tmux server (the default socket, which is per clone). An untimed ``--once`` per host
+first creates each host's lane (and alpha's agent).
 
-The daemon runs in three modes, against the same agent:
+The posts are ``controller post review --as human TEXT`` spawned in beta's clone: the thin
+client (controller/fast.py) finds beta's daemon on ``beta/.lanes/controller.sock``, the daemon
+writes the message and ``pg_notify`` in its transaction, and alpha's daemon, LISTENing, wakes
+its agent (or, polling only, finds the message at its next 250 ms poll). The latency runs from
+just before the spawn (the command's own start included, as the target asks) until the stub's
+record file has one more line (polled every 10 ms). The store's timestamps split it: message
+``at`` (beta's daemon, just before the insert), job ``created_at`` (a daemon queued the wake),
+attempt ``at`` (alpha claimed it and starts typing).
 
-- ``listen``: the default, LISTEN on PostgreSQL and the 250 ms poll;
-- ``poll only``: ``--no-listen`` (the poll alone, as before LISTEN/NOTIFY);
-- ``listen, poll 30 s``: ``--wake-poll 30``: nothing but the notification can explain a wake
-  under 30 s.
+That each post went through beta's daemon is checked, not assumed: the post processes run
+with ``PGOPTIONS=-c default_transaction_read_only=on``, which only a PostgreSQL connection
+made by that process would read. The thin client opens none; had the command line taken over
+and written the message itself, its insert would fail and the post exit non-zero (counted as
+a problem). Their own wall time is reported too.
 
-The modes take turns: 10 rounds, in each of which every mode gets a fresh daemon and 10 posts
-(so load from other processes on the machine falls on every mode alike). That is 100 posts
-per mode (10 with ``--quick``: 1 round), 1.2 s plus a random 0 to 0.25 s apart (the previous
-delivery's own-echo window passes, and posts land at random phases of the poll). Each post is
-made in one of two ways, alternately, so each mode has 50 of each (5 with ``--quick``):
-
-- ``cli``: ``controller post`` spawned in the other clone; latency from just before it is
-  spawned (the command's own start included, as the target asks);
-- ``resident``: a long-running Python process of the other host, with the store open, posts
-  with ``messaging.post`` (what a daemon on the other host does for a ``post`` that reached
-  it through its socket); latency from just before the request is written to its stdin.
-
-The latency ends when the stub's record file has one more line (polled every 10 ms). The
-store's timestamps split it: message ``at`` (taken just before the insert) and job
-``created_at`` (the daemon noticed the message and queued the wake). Everything is removed
-at the end, also on error. Exit status: 0, or 1 when a wake did not arrive, a daemon did not
-exit 0, or PostgreSQL is missing.
+Modes (both daemons get the same options): ``listen`` (the default: LISTEN and the 250 ms
+poll) and ``poll only`` (``--no-listen``). They take turns: 5 rounds (1 with ``--quick``), in
+each of which every mode gets fresh daemons and 10 posts, 1.2 s plus a random 0 to 0.25 s
+apart, so 50 posts per mode (10 with ``--quick``). Everything (daemons, tmux servers, agents,
+folders, the database) is removed at the end, also on error. Exit status: 0, or 1 when a wake
+did not arrive, a post failed, a wake was delivered twice or by beta, a daemon did not exit 0,
+or PostgreSQL is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import random
 import secrets
-import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,231 +62,397 @@ from typing import Any
 
 import harness as h  # bench/harness.py (scripts run as `python bench/<name>.py`)
 import sqlalchemy as sa
-import wakes as w  # bench/wakes.py: the rig of its part (b)
+import wakes as w  # bench/wakes.py: percentiles, timings, the database
 from harness import log
 
+from controller.runtime.wiring import default_socket
 from controller.store import queries, tables
 
-ROUNDS = 10
-PER_ROUND = 10
+ROUNDS, PER_ROUND = 5, 10
 TARGET_P50 = 1.0
-MODES: dict[str, tuple[str, ...]] = {
-    "listen": (),
-    "poll only": ("--no-listen",),
-    "listen, poll 30 s": ("--wake-poll", "30"),
-}
+HOSTS = ("alpha", "beta")
+MODES: dict[str, tuple[str, ...]] = {"listen": (), "poll only": ("--no-listen",)}
 BASELINE = "poll only"
-WAYS = ("cli", "resident")
+READ_ONLY = {"PGOPTIONS": "-c default_transaction_read_only=on"}
 
-POSTER = """
-import sys
-from datetime import UTC, datetime
-from controller.store import messaging, queries
-store = queries.Store.open(sys.argv[1], sys.argv[2])
-print("ready", flush=True)
-for line in sys.stdin:
-    print(messaging.post(store, "review", "human", line.strip(), datetime.now(UTC)), flush=True)
-"""
+
+@dataclass(slots=True)
+class Post:
+    """One post made on beta and the wake it caused on alpha (seconds; nan when missing)."""
+
+    n: int
+    latency_s: float
+    """From just before ``controller post`` is spawned until the stub recorded the line."""
+    post_s: float
+    """Wall time of the ``controller post`` process."""
+    post_start: float
+    line_at: float
+    returncode: int | None = None
+    message_at: float = math.nan
+    job_created_at: float = math.nan
+    attempt_at: float = math.nan
+    jobs: int = 0
+    """Trigger jobs queued for bot for this message (a host may queue one after the owner
+    claimed the first: it is then claimed and found done)."""
 
 
 @dataclass(slots=True)
 class Mode:
-    """A daemon's options, and what the posts made while it ran measured."""
+    """The daemons' options, and what the posts made while they ran measured."""
 
     name: str
     options: tuple[str, ...]
-    wakes: dict[str, list[w.Wake]] = field(default_factory=lambda: {way: [] for way in WAYS})
-    results: list[str] = field(default_factory=list)
-    """The daemons' logged wake results (``delivered`` ...)."""
-    listening: list[str] = field(default_factory=list)
-    """The daemons' listener events (``listening for posts`` ...)."""
-    exit_codes: list[int | None] = field(default_factory=list)
+    posts: list[Post] = field(default_factory=list)
+    wakes: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in HOSTS})
+    """Each host's daemon's logged wake results (``delivered`` ...)."""
+    listening: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in HOSTS})
+    exit_codes: dict[str, list[int | None]] = field(default_factory=lambda: {n: [] for n in HOSTS})
+    started_s: list[float] = field(default_factory=list)
+    """Seconds until both daemons had passed (and listened)."""
 
 
-class Rig(w.Rig):
-    """bench/wakes.py's rig on PostgreSQL, with another clone that posts."""
+@dataclass(slots=True)
+class Host:
+    """One clone with its own ``--host`` and daemon."""
+
+    name: str
+    path: Path
+    log_path: Path
+    daemon: subprocess.Popen[bytes] | None = None
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The daemon's JSON log lines so far."""
+        found = []
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    found.append(entry)
+        return found
+
+    def events(self) -> set[str]:
+        """The event names logged so far."""
+        return {str(e.get("event", "")) for e in self.entries()}
+
+    def stop(self) -> int | None:
+        """SIGTERM the daemon and wait (SIGKILL after a while); its exit status."""
+        proc, self.daemon = self.daemon, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=w.DAEMON_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+
+class Rig(h.Repo):
+    """An origin repository with the desired state, and a clone per host."""
 
     url = ""
     workspace = ""
+    hosts: dict[str, Host]
 
     @property
-    def other(self) -> Path:
-        """The other host's clone of the repository."""
-        return self.top / "other"
+    def record(self) -> Path:
+        """What the stub agent on alpha read from its terminal (JSON lines)."""
+        return self.top / "bot.jsonl"
+
+    def sockets(self) -> tuple[str, ...]:
+        """Each clone's own tmux server (the default socket name is per repository)."""
+        return tuple(default_socket(self.top / name) for name in HOSTS)
+
+    def ctl(self, *args: str) -> list[str]:
+        """The controller's command line."""
+        return [sys.executable, "-m", "controller", *args]
 
     def create(self) -> None:
-        """bench/wakes.py's desired state under a workspace of its own, and the other clone."""
-        super().create()
+        """The desired state, committed in the origin, and the two clones."""
+        home = self.top / "home"
+        home.mkdir()
+        self.env["HOME"] = str(home)
         self.workspace = f"xhost{secrets.token_hex(3)}"
-        text = (self.desired / "workspace.yaml").read_text()
         self.write(
-            "workspace.yaml", text.replace(f"name: {w.WORKSPACE}}}", f"name: {self.workspace}}}")
+            "workspace.yaml",
+            f"""\
+apiVersion: lanes/v1
+kind: Workspace
+metadata: {{name: {self.workspace}}}
+spec:
+  stateUrl: "{self.url}"
+  hosts:
+    - {{name: alpha, lanes: [a]}}
+    - {{name: beta, lanes: [b]}}
+""",
         )
-        self.env["CONTROLLER_STATE"] = self.url
-        argv = ("git", "clone", "-q", str(self.path), str(self.other))
-        h.run_checked(argv, cwd=self.top, env=self.env)
-        shutil.copytree(self.desired, self.other / "desired")
+        self.write("lanes.yaml", LANES)
+        command = f"[{sys.executable}, {h.STUB}, --quiet, --record, {self.record}]"
+        self.write("wakes.yaml", WAKES.format(command=command))
+        for argv in (("add", "desired"), ("commit", "-qm", "desired")):
+            h.run_checked(("git", *argv), cwd=self.path, env=self.env)
+        self.hosts = {}
+        for name in HOSTS:
+            clone = self.top / name
+            h.run_checked(
+                ("git", "clone", "-q", str(self.path), str(clone)), cwd=self.top, env=self.env
+            )
+            self.hosts[name] = Host(name, clone, self.top / f"daemon-{name}.log")
+
+    def once(self, host: str) -> None:
+        """An untimed ``--once`` on ``host``: its lane (and agent) exist afterwards."""
+        h.run_checked(self.ctl("--once", "--host", host), cwd=self.hosts[host].path, env=self.env)
 
     def start(self, options: Sequence[str]) -> float:
-        """Start the daemon with ``options``; seconds until it is ready (and listening)."""
+        """Both daemons with ``options``; seconds until both passed (and listen)."""
         t0 = time.perf_counter()
-        with self.daemon_log.open("wb") as out:
-            self.daemon = subprocess.Popen(
-                self.ctl("run", "--resync", "60", "-o", "json", *options),
-                cwd=self.path,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        for host in self.hosts.values():
+            with host.log_path.open("wb") as out:
+                host.daemon = subprocess.Popen(
+                    self.ctl("run", "--host", host.name, "--resync", "60", "-o", "json", *options),
+                    cwd=host.path,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
         wanted = {"pass"} if "--no-listen" in options else {"pass", "listening for posts"}
-        h.wait_for(lambda: wanted <= set(self.events()), w.START_TIMEOUT, self.diagnose)
+
+        def ready() -> bool:
+            return all(wanted <= host.events() for host in self.hosts.values())
+
+        h.wait_for(ready, w.START_TIMEOUT, self.diagnose)
         return time.perf_counter() - t0
 
-    poster: subprocess.Popen[str] | None = None
+    def stop(self) -> dict[str, int | None]:
+        """Stop both daemons; their exit statuses."""
+        return {name: host.stop() for name, host in self.hosts.items()}
 
-    def start_poster(self) -> None:
-        """The other host's resident process that posts (``POSTER``)."""
-        self.poster = subprocess.Popen(
-            [sys.executable, "-c", POSTER, self.url, self.workspace],
-            cwd=self.other,
-            env=self.env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.poster.stdout is not None
-        if self.poster.stdout.readline().strip() != "ready":
-            raise RuntimeError("the resident poster did not start")
+    def diagnose(self) -> str:
+        """What to show when something did not happen in time."""
+        parts = []
+        for host in getattr(self, "hosts", {}).values():
+            tail = (
+                host.log_path.read_text(errors="replace")[-2000:] if host.log_path.exists() else ""
+            )
+            alive = host.daemon is not None and host.daemon.poll() is None
+            parts.append(f"{host.name}: daemon alive: {alive}; log tail:\n{tail}")
+        return "\n".join(parts)
 
-    def stop_poster(self) -> None:
-        """Close its stdin: it exits."""
-        if self.poster is not None:
-            if self.poster.stdin is not None:
-                self.poster.stdin.close()
-            self.poster.wait(timeout=30)
-            if self.poster.stdout is not None:
-                self.poster.stdout.close()
-            self.poster = None
+    def lines(self) -> int:
+        """How many lines the stub read from its terminal so far."""
+        if not self.record.exists():
+            return 0
+        count = 0
+        for raw in self.record.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                count += "line" in json.loads(raw)
+        return count
 
-    def post_once(self, n: int, body: str, way: str) -> w.Wake:
-        """Post ``body`` from the other host (``way``: cli or resident); time it until the
-        agent read the wake."""
+    def post_once(self, n: int, body: str) -> Post:
+        """Post ``body`` in beta's clone; time the post process and the line reaching alpha's
+        agent."""
         before = self.lines()
         post_start = time.time()
         t0 = time.perf_counter()
-        if way == "resident":
-            assert self.poster is not None
-            assert self.poster.stdin is not None
-            self.poster.stdin.write(body + "\n")
-            self.poster.stdin.flush()
-            latency, line_at = self._until_read(before, t0)
-            assert self.poster.stdout is not None
-            self.poster.stdout.readline()  # its sequence number
-            return w.Wake(n, latency, math.nan, post_start, line_at)
         proc = subprocess.Popen(
             self.ctl("post", "review", "--as", "human", body),
-            cwd=self.other,
-            env=self.env,
+            cwd=self.hosts["beta"].path,
+            env={**self.env, **READ_ONLY},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
+        post = Post(n, math.nan, math.nan, post_start, math.nan)
         try:
-            latency, line_at = self._until_read(before, t0)
-            proc.wait(timeout=w.WAKE_TIMEOUT)  # the wake may come before the post exits
+            while time.perf_counter() < t0 + w.WAKE_TIMEOUT:
+                if math.isnan(post.post_s) and proc.poll() is not None:
+                    post.post_s = time.perf_counter() - t0
+                    post.returncode = proc.returncode
+                if math.isnan(post.latency_s) and self.lines() > before:
+                    post.latency_s = time.perf_counter() - t0
+                    post.line_at = time.time()
+                if not (math.isnan(post.post_s) or math.isnan(post.latency_s)):
+                    break
+                if post.returncode not in (None, 0):
+                    break
+                time.sleep(w.POLL)
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.wait()
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            if proc.stderr is not None:
+                proc.stderr.close()
         if proc.returncode != 0:
-            raise RuntimeError(f"controller post exited {proc.returncode}")
-        return w.Wake(n, latency, math.nan, post_start, line_at)
+            log(f"  post {n} exited {proc.returncode}: {err.strip()[-300:]}")
+        return post
 
-    def _until_read(self, before: int, t0: float) -> tuple[float, float]:
-        """Seconds from ``t0`` until the record has more than ``before`` lines, and when."""
-        while time.perf_counter() < t0 + w.WAKE_TIMEOUT:
-            if self.lines() > before:
-                return time.perf_counter() - t0, time.time()
-            time.sleep(w.POLL)
-        return math.nan, math.nan
-
-    def cleanup(self) -> list[str]:
-        """Stop the poster too."""
-        if self.poster is not None:
-            self.poster.kill()
-            self.poster.wait()
-            self.poster = None
-        return super().cleanup()
-
-    def stamp(self, wakes: Mapping[str, w.Wake]) -> None:
-        """Each wake's message ``at`` and job ``created_at`` (by its post's body)."""
+    def stamp(self, posts: Mapping[str, Post]) -> None:
+        """Each post's message ``at``, its job's ``created_at`` and delivered attempt ``at``."""
         store = queries.Store.open(self.url, self.workspace)
-        m, j = tables.messages, tables.trigger_jobs
+        m, j, a = tables.messages, tables.trigger_jobs, tables.trigger_attempts
         try:
             with store.engine.connect() as conn:
                 where = (m.c.workspace == self.workspace, m.c.thread == "review")
                 query = sa.select(m.c.body, m.c.seq, m.c.at).where(*where)
                 messages = {str(r.body): (int(r.seq), r.at) for r in conn.execute(query)}
                 where = (j.c.workspace == self.workspace, j.c.participant == "bot")
-                query = sa.select(j.c.unread_seq, j.c.created_at).where(*where)
-                jobs = {int(r.unread_seq): r.created_at for r in conn.execute(query)}
+                query = sa.select(j.c.id, j.c.unread_seq, j.c.created_at).where(*where)
+                jobs = [(int(r.id), int(r.unread_seq), r.created_at) for r in conn.execute(query)]
+                query = sa.select(a.c.job_id, a.c.at).where(
+                    a.c.workspace == self.workspace, a.c.verdict == "delivered"
+                )
+                attempts: dict[int, Any] = {}
+                for r in conn.execute(query.order_by(a.c.id)):
+                    attempts.setdefault(int(r.job_id), r.at)
         finally:
             store.close()
-        for text, wake in wakes.items():
+        # Both hosts may queue a wake for one message (anyone may enqueue): the first job
+        # created, and the delivered attempt of any job of that message, count.
+        created: dict[int, list[float]] = {}
+        typed: dict[int, list[float]] = {}
+        for job_id, seq, at in jobs:
+            created.setdefault(seq, []).append(w._epoch(at))
+            if job_id in attempts:
+                typed.setdefault(seq, []).append(w._epoch(attempts[job_id]))
+        for text, post in posts.items():
             seq, at = messages.get(text, (0, None))
-            wake.message_at = w._epoch(at)
-            wake.job_created_at = w._epoch(jobs.get(seq))
+            post.message_at = w._epoch(at)
+            post.job_created_at = min(created.get(seq, [math.nan]))
+            post.attempt_at = min(typed.get(seq, [math.nan]))
+            post.jobs = len(created.get(seq, []))
+
+    def control(self) -> int:
+        """With both daemons stopped, one post in beta as the measured ones are made: the
+        command line then writes to the store itself, which ``READ_ONLY`` must make fail.
+        Its exit status (non-zero: the check of the measured posts holds)."""
+        argv = self.ctl("post", "review", "--as", "human", "control: no daemon")
+        env = {**self.env, **READ_ONLY}
+        done = h.run_quiet(argv, cwd=self.hosts["beta"].path, env=env)
+        log(
+            f"control post without beta's daemon exited {done.returncode}: "
+            f"{done.stderr.strip().splitlines()[-1:]}"
+        )
+        return done.returncode
+
+    def delivered_events(self) -> list[dict[str, Any]]:
+        """The ``TriggerDelivered`` events' data (job and host, when the event has them)."""
+        store = queries.Store.open(self.url, self.workspace)
+        e = tables.events
+        try:
+            with store.engine.connect() as conn:
+                query = sa.select(e.c.data).where(
+                    e.c.workspace == self.workspace, e.c.kind == "TriggerDelivered"
+                )
+                return [dict(r.data or {}) for r in conn.execute(query)]
+        finally:
+            store.close()
+
+    def cleanup(self) -> list[str]:
+        """Stop the daemons first, then everything else this rig started."""
+        with contextlib.suppress(Exception):
+            self.stop()
+        return super().cleanup()
 
 
-def bench(url: str, rounds: int) -> list[Mode]:
-    """The modes in turn, ``rounds`` times: a daemon each, ``PER_ROUND`` posts."""
+LANES = """\
+apiVersion: lanes/v1
+kind: Lane
+metadata: {name: a}
+---
+apiVersion: lanes/v1
+kind: Lane
+metadata: {name: b}
+"""
+
+WAKES = """\
+apiVersion: lanes/v1
+kind: Binding
+metadata: {{name: a-bot}}
+spec:
+  lane: a
+  participant: bot
+  command: {command}
+---
+apiVersion: lanes/v1
+kind: Thread
+metadata: {{name: review}}
+spec: {{participants: [bot, human]}}
+---
+apiVersion: lanes/v1
+kind: TriggerPolicy
+metadata: {{name: default}}
+spec:
+  collision: {{quietSeconds: 0, recheckSeconds: 1, maxDeferSeconds: 30}}
+  rateLimits: {{perParticipant: {{count: 1000, per: 1h}}, perThread: {{count: 1000, per: 1h}}}}
+  loop: {{maxNoProgressTurns: 1000}}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """What the run checks besides the posts: the deliveries, and the control post."""
+
+    delivered: list[dict[str, Any]]
+    """The ``TriggerDelivered`` events' data."""
+    control_exit: int
+    """The exit status of the post made with beta's daemon stopped (must not be 0)."""
+
+
+def bench(url: str, rounds: int) -> tuple[list[Mode], Checks]:
+    """The modes in turn, ``rounds`` times: fresh daemons each, ``PER_ROUND`` posts."""
     modes = [Mode(name, options) for name, options in MODES.items()]
     with h.fresh_repo(Rig, 1, prefix="xhost-bench-", tmux=True) as rig:
         rig.url = url
         try:
             rig.create()
-            log("warming bytecode, creating the lane and the agent")
-            rig.run(*rig.ctl("--once"))
+            log("creating each host's lane and alpha's agent (untimed --once per host)")
+            rig.once("alpha")
+            rig.once("beta")
             h.wait_for(rig.record.exists, w.START_TIMEOUT, rig.diagnose)
-            argv = rig.ctl("post", "review", "--as", "human", "warm")
-            h.run_checked(argv, cwd=rig.other, env=rig.env)
-            rig.start_poster()
-            posted: dict[str, w.Wake] = {}
+            posted: dict[str, Post] = {}
             for r in range(1, rounds + 1):
                 for mode in modes:
                     posted.update(run_mode(rig, mode, r))
-            rig.stop_poster()
+            control = rig.control()
             rig.stamp(posted)
+            delivered = rig.delivered_events()
         except Exception:
             log("failed; " + rig.diagnose())
             raise
-    return modes
+    return modes, Checks(delivered, control)
 
 
-def run_mode(rig: Rig, mode: Mode, r: int) -> dict[str, w.Wake]:
-    """One daemon, ``PER_ROUND`` posts alternating the ways, the daemon stopped; the posts
-    by their bodies."""
+def run_mode(rig: Rig, mode: Mode, r: int) -> dict[str, Post]:
+    """Fresh daemons, ``PER_ROUND`` posts, the daemons stopped; the posts by their bodies."""
     jitter = random.Random(f"{w.SEED} {mode.name} {r}")
-    log(f"round {r}, {mode.name}: starting the daemon {' '.join(mode.options)}")
-    rig.start(mode.options)
-    time.sleep(1.5)  # the wake of the previous daemon's last post, if any, has passed
+    log(f"round {r}, {mode.name}: starting both daemons {' '.join(mode.options)}")
+    mode.started_s.append(rig.start(mode.options))
+    time.sleep(1.5)  # the daemons' first wakes, if any, have passed
     posted = {}
-    for i in range(PER_ROUND):
-        way = WAYS[i % len(WAYS)]
-        n = len(mode.wakes[way]) + 1
+    for _ in range(PER_ROUND):
+        n = len(mode.posts) + 1
         time.sleep(w.BETWEEN_POSTS + jitter.uniform(0, w.POST_JITTER))
-        text = f"{mode.name} {way} {n}"
-        wake = posted[text] = rig.post_once(n, text, way)
-        mode.wakes[way].append(wake)
-        log(f"round {r}, {mode.name}: {way} post {n}: latency {w.ms(wake.latency_s)} ms")
+        text = f"{mode.name} {n}"
+        post = posted[text] = rig.post_once(n, text)
+        mode.posts.append(post)
+        log(
+            f"round {r}, {mode.name}: post {n}: latency {w.ms(post.latency_s)} ms, "
+            f"post command {w.ms(post.post_s)} ms"
+        )
     time.sleep(1.0)  # the last delivery's bookkeeping
-    entries = rig.log_entries()
-    mode.results += [str(e.get("result")) for e in entries if e.get("event") == "wake"]
-    mode.listening += [
-        str(e["event"]) for e in entries if str(e.get("event", "")).startswith("listening")
-    ]
-    mode.exit_codes.append(rig.stop_daemon())
+    for name, host in rig.hosts.items():
+        entries = host.entries()
+        mode.wakes[name] += [str(e.get("result")) for e in entries if e.get("event") == "wake"]
+        mode.listening[name] += [
+            str(e["event"]) for e in entries if str(e.get("event", "")).startswith("listening")
+        ]
+    for name, code in rig.stop().items():
+        mode.exit_codes[name].append(code)
     return posted
 
 
@@ -292,91 +460,139 @@ def run_mode(rig: Rig, mode: Mode, r: int) -> dict[str, w.Wake]:
 
 
 def rows(mode: Mode) -> dict[str, list[float]]:
-    """The latency and its parts (seconds) over the mode's posts, by way."""
-    found: dict[str, list[float]] = {}
-    for way, ws in mode.wakes.items():
-        start = "spawned" if way == "cli" else "written"
-        found |= {
-            f"{way}: post -> keystrokes (latency)": [x.latency_s for x in ws],
-            f"{way}: post {start} -> message committed": [x.message_at - x.post_start for x in ws],
-            f"{way}: message -> job enqueued (noticed)": [
-                x.job_created_at - x.message_at for x in ws
-            ],
-            f"{way}: message -> line recorded (daemon side)": [
-                x.line_at - x.message_at for x in ws
-            ],
-        }
-    return found
+    """The latency and its parts (seconds) over the mode's posts."""
+    ps = mode.posts
+    return {
+        "post -> keystrokes (latency)": [x.latency_s for x in ps],
+        "controller post in beta (own wall time)": [x.post_s for x in ps],
+        "post spawned -> message committed (beta)": [x.message_at - x.post_start for x in ps],
+        "message -> job enqueued (noticed)": [x.job_created_at - x.message_at for x in ps],
+        "job enqueued -> typing starts (alpha)": [x.attempt_at - x.job_created_at for x in ps],
+        "typing starts -> line recorded": [x.line_at - x.attempt_at for x in ps],
+        "message -> typing starts (noticed, claimed)": [x.attempt_at - x.message_at for x in ps],
+        "message -> line recorded (alpha's side)": [x.line_at - x.message_at for x in ps],
+    }
 
 
-def problems(modes: Sequence[Mode]) -> list[str]:
-    """What went wrong: a wake that never came, a daemon that did not exit 0."""
+def problems(modes: Sequence[Mode], checks: Checks) -> list[str]:
+    """What went wrong: a wake that never came, a failed post, a double or misplaced delivery,
+    a daemon that did not exit 0."""
     found = []
     for mode in modes:
-        missing = sum(math.isnan(x.latency_s) for ws in mode.wakes.values() for x in ws)
+        missing = sum(math.isnan(x.latency_s) for x in mode.posts)
         if missing:
             found.append(f"{mode.name}: {missing} wake(s) did not reach the agent in time")
-        if any(code != 0 for code in mode.exit_codes):
-            found.append(f"{mode.name}: daemon exit codes {mode.exit_codes}")
+        failed = [x.n for x in mode.posts if x.returncode != 0]
+        if failed:
+            found.append(f"{mode.name}: posts {failed} failed (not through beta's daemon?)")
+        if "delivered" in mode.wakes["beta"]:
+            found.append(f"{mode.name}: beta delivered a wake (only alpha owns bot)")
+        if mode.wakes["alpha"].count("delivered") != len(mode.posts):
+            found.append(
+                f"{mode.name}: alpha delivered {mode.wakes['alpha'].count('delivered')} wakes "
+                f"for {len(mode.posts)} posts"
+            )
+        for host, codes in mode.exit_codes.items():
+            if any(code != 0 for code in codes):
+                found.append(f"{mode.name}: {host}'s daemon exit codes {codes}")
+    jobs = [d.get("job") for d in checks.delivered]
+    if len(jobs) != len(set(jobs)):
+        found.append("a job was delivered more than once (TriggerDelivered events)")
+    if checks.control_exit == 0:
+        found.append("the control post (no daemon) succeeded: PGOPTIONS proves nothing here")
     return found
 
 
-def p50(mode: Mode, way: str) -> float:
-    """The median latency of one way of posting in one mode."""
-    return w.pct([x.latency_s for x in mode.wakes[way]], 0.5)
+def results(mode: Mode, host: str) -> str:
+    """A host's logged wake results, counted (``delivered 50, done 3``)."""
+    counted = Counter(mode.wakes[host]).most_common()
+    return ", ".join(f"{name} {n}" for name, n in counted) or "none"
 
 
-def report(info: Mapping[str, Any], modes: Sequence[Mode], rounds: int) -> str:
-    """The readable table, one block of rows per mode, and the ratios."""
-    title = "Cross-host wake benchmark (one run; every ratio is between numbers of this run)"
+def stats(values: Sequence[float]) -> list[float]:
+    """p50, p95, max, min (nan-free)."""
+    seen = [v for v in values if not math.isnan(v)]
+    high, low = (max(seen), min(seen)) if seen else (math.nan, math.nan)
+    return [w.pct(values, 0.5), w.pct(values, 0.95), high, low]
+
+
+def report(
+    info: Mapping[str, Any],
+    modes: Sequence[Mode],
+    checks: Checks,
+    rounds: int,
+) -> str:
+    """The readable table, one block of rows per mode, the ratios and the checks."""
+    title = "Cross-host wake benchmark, two hosts with a daemon each (one run; ratios within it)"
     out = [*h.header(title, info), ""]
     out.append(
-        f"{rounds} round(s) x {len(modes)} modes x {PER_ROUND} posts (ways alternating), "
-        f"{w.BETWEEN_POSTS}-{w.BETWEEN_POSTS + w.POST_JITTER:.2f} s apart, from another clone "
-        "(no daemon socket there); one daemon `run --resync 60` per mode and round (no --host "
-        "in this clone: both hosts on one machine)"
+        f"{rounds} round(s) x {len(modes)} modes x {PER_ROUND} posts, "
+        f"{w.BETWEEN_POSTS}-{w.BETWEEN_POSTS + w.POST_JITTER:.2f} s apart: `controller post` "
+        "spawned in beta's clone (through beta's daemon), agent on alpha; fresh daemons "
+        "`run --host alpha|beta --resync 60` per mode and round"
     )
     table = []
     for mode in modes:
         for name, values in rows(mode).items():
-            seen = [v for v in values if not math.isnan(v)]
-            high, low = (max(seen), min(seen)) if seen else (math.nan, math.nan)
-            cells = [w.pct(values, 0.5), w.pct(values, 0.95), high, low]
-            table.append([f"{mode.name}: {name}", *(w.ms(c) for c in cells)])
+            table.append([f"{mode.name}: {name}", *(w.ms(c) for c in stats(values))])
     out += h.table(["ms", "p50", "p95", "max", "min"], table)
-    base = next(m for m in modes if m.name == BASELINE)
+    latency = {m.name: [x.latency_s for x in m.posts] for m in modes}
     for mode in modes:
-        ratios = ", ".join(
-            f"{way} p50 {w.ms(p50(mode, way))} ms ({p50(mode, way) / p50(base, way):.2f}x)"
-            for way in WAYS
+        p50, p95 = w.pct(latency[mode.name], 0.5), w.pct(latency[mode.name], 0.95)
+        b50, b95 = w.pct(latency[BASELINE], 0.5), w.pct(latency[BASELINE], 0.95)
+        fast = sum(x.post_s < 0.3 for x in mode.posts)
+        started = w.pct(mode.started_s, 0.5)
+        ok = all(x.returncode == 0 for x in mode.posts)
+        queued = ", ".join(
+            f"{k} x {v}" for k, v in sorted(Counter(x.jobs for x in mode.posts).items())
         )
-        delivered = sum(r == "delivered" for r in mode.results)
-        met = h.verdict(p50(mode, "cli") < TARGET_P50)
         out.append(
-            f"  {mode.name}: {ratios} (x: of {BASELINE}); target cli p50 < {TARGET_P50:.0f} s: "
-            f"{met}; {delivered} delivered of {len(mode.results)} wakes logged; "
-            f"listener: {', '.join(sorted(set(mode.listening))) or 'off'}"
+            f"  {mode.name}: latency p50 {w.ms(p50)} ms ({p50 / b50:.2f}x of {BASELINE}), "
+            f"p95 {w.ms(p95)} ms ({p95 / b95:.2f}x), max {w.ms(max(latency[mode.name]))} ms; "
+            f"target p50 < {TARGET_P50:.0f} s: {h.verdict(p50 < TARGET_P50)}"
         )
-    return "\n".join(out + [f"  PROBLEM: {p}" for p in problems(modes)])
+        out.append(
+            f"    {len(mode.posts)} posts, all exit 0 under PGOPTIONS read-only: {ok}; "
+            f"{fast} took under 300 ms; wake results logged by alpha: {results(mode, 'alpha')}, "
+            f"by beta: {results(mode, 'beta')}; listener: "
+            f"{', '.join(sorted(set(mode.listening['alpha']))) or 'off'}; both daemons ready "
+            f"after {started:.1f} s (median); jobs queued per post (jobs x posts): {queued}"
+        )
+    jobs = [d.get("job") for d in checks.delivered]
+    out.append(
+        f"  TriggerDelivered events: {len(jobs)}, distinct jobs {len(set(jobs))}; control post "
+        f"in beta with its daemon stopped (under the same PGOPTIONS): exit {checks.control_exit} "
+        "(must fail: the command line cannot write there)"
+    )
+    return "\n".join(out + [f"  PROBLEM: {p}" for p in problems(modes, checks)])
 
 
-def payload(info: Mapping[str, Any], modes: Sequence[Mode], rounds: int) -> dict[str, Any]:
+def payload(
+    info: Mapping[str, Any],
+    modes: Sequence[Mode],
+    checks: Checks,
+    rounds: int,
+) -> dict[str, Any]:
     """Every raw number."""
     return {
         "machine": info,
         "rounds": rounds,
         "per_round": PER_ROUND,
+        "delivered_events": checks.delivered,
+        "control_post_exit": checks.control_exit,
         "modes": {
             m.name: {
                 "options": list(m.options),
-                "wakes": {way: [asdict(x) for x in ws] for way, ws in m.wakes.items()},
+                "posts": [asdict(x) for x in m.posts],
                 "components_s": rows(m),
-                "daemon_wake_results": m.results,
+                "daemon_wake_results": m.wakes,
                 "listener_events": m.listening,
                 "exit_codes": m.exit_codes,
+                "daemons_ready_s": m.started_s,
             }
             for m in modes
         },
+        "problems": problems(modes, checks),
     }
 
 
@@ -392,13 +608,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = 1 if args.quick else ROUNDS
     info = h.machine("git", "tmux")
     info["tools"]["PostgreSQL"] = w.pg_version(pg_url)
-    log(f"cross-host wake benchmark: {rounds} round(s) of {len(MODES)} modes")
+    log(f"cross-host wake benchmark: {rounds} round(s) of {len(MODES)} modes, two hosts")
     with h.private_bytecode("xhost-bench-"), w.fresh_database("postgresql", pg_url) as url:
-        h.warm_bytecode("controller.store.notifications")
-        modes = bench(url, rounds)
+        h.warm_bytecode("controller.store.notifications", "controller.fast")
+        modes, checks = bench(url, rounds)
     h.at_end(info)
-    h.publish(report(info, modes, rounds), payload(info, modes, rounds), args.json)
-    return 1 if problems(modes) else 0
+    h.publish(report(info, modes, checks, rounds), payload(info, modes, checks, rounds), args.json)
+    return 1 if problems(modes, checks) else 0
 
 
 if __name__ == "__main__":

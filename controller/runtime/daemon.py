@@ -423,9 +423,12 @@ class Daemon:
                 # commit. Look once the pass is over, not a (maybe long) poll later.
                 async with self.busy:
                     pass
+            from controller.runtime.wakes import delivered_here  # loaded by a pass's wake step
+
             store = rec.wiring.store
+            mine = delivered_here(desired, rec.wiring.paths.host)
             heads = await anyio.to_thread.run_sync(messaging.heads, store)
-            due = await anyio.to_thread.run_sync(jobs.next_due, store)
+            due = await anyio.to_thread.run_sync(jobs.next_due, store, mine)
             if heads == self.heads and (due is None or due > rec.wiring.clock.now()):
                 continue
             self.heads = heads

@@ -170,11 +170,13 @@ class WakesStep:
         self, ctx: Context, desired: DesiredState
     ) -> tuple[list[deliver.Envelope], datetime | None]:
         """Enqueue wakes due now, work due jobs; return results and the next due time."""
-        from controller.store import jobs  # the trigger queue: only with threads declared
+        from controller.runtime import wakes  # the trigger queue: only with threads declared
+        from controller.store import jobs
 
         await self.waker.enqueue_wanted(ctx, desired)
         envelopes = await self.waker.work(ctx, desired)
-        due = await anyio.to_thread.run_sync(jobs.next_due, ctx.store)
+        mine = wakes.delivered_here(desired, ctx.wiring.paths.host)
+        due = await anyio.to_thread.run_sync(jobs.next_due, ctx.store, mine)
         return envelopes, due
 
 

@@ -53,7 +53,7 @@ class Waker:
     ) -> list[deliver.Envelope]:
         """Claim due jobs (or the one ``job_id``) and take each one step further."""
         now = ctx.clock.now()
-        only = _delivered_here(desired, ctx.wiring.paths.host)
+        only = delivered_here(desired, ctx.wiring.paths.host)
         claimed = await ctx.db(
             jobs.claim,
             ctx.store,
@@ -94,7 +94,7 @@ class Waker:
         return await ctx.db(jobs.release, ctx.store, self.owner, ctx.clock.now())
 
 
-def _delivered_here(desired: DesiredState, host: str) -> frozenset[str] | None:
+def delivered_here(desired: DesiredState, host: str) -> frozenset[str] | None:
     """With `hosts`: the participants whose lane this host owns (only it delivers their wakes;
     another host's wait for it, a lost host's until it returns). None: every participant."""
     mine = hosts.hosting(desired, host)

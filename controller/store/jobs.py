@@ -343,11 +343,14 @@ def _job(row: sa.RowMapping) -> Job:
     )
 
 
-def next_due(store: Store) -> datetime | None:
-    """When the earliest queued job falls due, if any."""
+def next_due(store: Store, participants: frozenset[str] | None = None) -> datetime | None:
+    """When the earliest queued job falls due, if any; with ``participants`` (many hosts: those
+    of this host's lanes), the earliest of theirs: another host's job is not this host's work."""
     query = sa.select(sa.func.min(J.c.due_at)).where(
         J.c.workspace == store.workspace, J.c.state == JobState.QUEUED.value
     )
+    if participants is not None:
+        query = query.where(J.c.participant.in_(sorted(participants)))
     with store.engine.connect() as conn:
         value = conn.execute(query).scalar()
     return tables.UTCDateTime().process_result_value(value, store.engine.dialect)
