@@ -1,7 +1,8 @@
 """``controller logs``: what an agent printed, from its tmux pane (history included) or its log
 files, and with ``-f`` what it prints next, until Ctrl-C.
 
-Reading changes nothing. The text is cleaned of escape sequences unless ``--raw``.
+Reading changes nothing. The text is cleaned of escape sequences unless ``--raw``. With many
+hosts, a lane of another host is refused with the host to go to (exit 1), as ``attach`` does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import anyio
 import click
 
-from controller.cli import common
+from controller.cli import common, hostverbs
 from controller.runtime import outputs, wiring
 from controller.spec.state import DesiredState
 from controller.system import proc, tmuxserver
@@ -66,6 +67,10 @@ def logs(
         agents, lanes = store.agent_records(), store.lane_records()
     finally:
         store.close()
+    if paths.hosted:  # its pane and log files are on its host's machine
+        then = " ".join(("controller logs", lane, *([participant] if participant else [])))
+        effective = wiring.effective(paths, desired)
+        hostverbs.check_host(effective, paths, lane, lanes.get(lane), then=then)
     found = outputs.known(
         desired, agents=agents.values(), lanes=lanes, logs_dir=paths.state_dir / "logs"
     )

@@ -36,6 +36,7 @@ LAZY_COMMANDS = {
     **dict.fromkeys(("submit", "runs", "abort", "usage"), "runs"),
     **dict.fromkeys(("restart", "wait"), "verbs"),
     "logs": "agentlogs",
+    "hosts": "hostverbs",
     "rescues": "rescues",
 }
 """Commands by the module of ``controller.cli`` that defines (and registers) them."""
@@ -713,12 +714,9 @@ def _check_host(
     desired: DesiredState, paths: wiring.Paths, lane: str, record: world.LaneRecord | None
 ) -> None:
     """Many hosts: a lane's panes are on its host's tmux server; say where to go."""
-    mine = hosts.hosting(desired, paths.host)
-    host = mine.host_of(lane, record.host if record else None)
-    if host is None and lane in desired.lanes:
-        common.fail(f"lane {lane} is Unscheduled: no host in the Workspace's hosts selects it")
-    if host is not None and not mine.is_me(host):
-        common.fail(f"lane {lane} runs on host {host}: ssh {host}, then controller attach {lane}")
+    from controller.cli import hostverbs
+
+    hostverbs.check_host(desired, paths, lane, record, then=f"controller attach {lane}")
 
 
 def entrypoint() -> None:

@@ -4,18 +4,18 @@ Taking and renewing a lease is one statement: an insert that, on conflict, takes
 only if it is ours already (a renewal) or expired or released. Every time in it is the
 database's (``now()`` on PostgreSQL, ``CURRENT_TIMESTAMP``'s equivalent on SQLite), so the
 hosts' clocks never matter. A released lease (a stopped daemon, a finished ``--once``) is
-taken again at once.
+taken again at once. ``forget`` deletes the row of a host gone for good (decision 125).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from controller.core import hosts
-from controller.store import deferred, queries
+from controller.store import deferred, events, queries
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -151,3 +151,65 @@ def refusal(lease: hosts.Lease, now: datetime) -> str:
         f"{lease.started_at.isoformat(timespec='seconds')} (expires in {seconds_left:.0f} s); "
         f"stop it or use another --host"
     )
+
+
+def forget(store: queries.Store, name: str, *, event: events.Event) -> bool:
+    """Delete host ``name``'s lease row, and record ``event`` with it; return whether it was.
+
+    One statement decides: the row goes only while its lease is expired or released and no lane
+    or agent record carries the host's name (their worktrees and panes are on its disk), so a
+    host that returns, or records a lane, between the caller's checks and this delete is kept.
+    Nothing else is deleted: the lane and agent rows of other hosts are never touched.
+    """
+    t, now = tables.hosts, _now(store.engine.dialect.name)
+    query = (
+        sa.delete(t)
+        .where(t.c.workspace == store.workspace, t.c.name == name)
+        .where(sa.or_(t.c.expires_at <= now, t.c.released_at.is_not(None)))
+        .where(~_carried(store, tables.lanes, name), ~_carried(store, tables.agents, name))
+    )
+    with store.engine.begin() as conn:
+        deleted = conn.execute(query).rowcount > 0
+        if deleted:
+            store.append_events_in(conn, [event])
+    return deleted
+
+
+def _carried(store: queries.Store, table: sa.Table, name: str) -> sa.Exists:
+    """Whether a row of ``table`` (``lanes`` or ``agents``) names host ``name``."""
+    host = table.c.host
+    return sa.exists().where(
+        table.c.workspace == store.workspace, sa.func.lower(host) == name.lower()
+    )
+
+
+def forget_refusal(
+    name: str,
+    lease: hosts.Lease | None,
+    now: datetime,
+    *,
+    declared_at: str | None,
+    records: Sequence[str],
+) -> str | None:
+    """Why host ``name`` may not be forgotten (None: it may). ``declared_at`` is where desired
+    state still declares it, ``records`` the lanes and agents still recorded on it."""
+    if lease is None:
+        return f"host {name} holds no lease row: nothing to forget (see `controller hosts`)"
+    if declared_at is not None:
+        return (
+            f"host {name} is still declared in the Workspace's hosts ({declared_at}); "
+            "remove it from desired/ first"
+        )
+    if lease.state(now) == hosts.HostState.LIVE:
+        seconds_left = max(0.0, (lease.expires_at - now).total_seconds())
+        return (
+            f"host {name} is live (pid {lease.pid} on {lease.machine}, lease expires in "
+            f"{seconds_left:.0f} s); stop its controller first"
+        )
+    if records:
+        return (
+            f"host {name} still holds {', '.join(records)}: their worktrees and agents are on "
+            "its disk, and no other host may touch them; bring it back and let it remove them "
+            "(move or delete its lanes in desired/) first"
+        )
+    return None

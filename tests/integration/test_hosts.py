@@ -393,3 +393,125 @@ def test_a_daemon_is_ready_only_while_it_holds_its_host_lease(
         store.close()
     finally:
         _stop(daemon)
+
+
+def test_logs_on_the_wrong_host_names_the_host(clones: dict[str, Repo]) -> None:
+    alpha, beta = clones["alpha"], clones["beta"]
+    # Before any pass (desired state gives lane a to alpha) and after (alpha's record says so).
+    for _ in range(2):
+        done = beta.ctl("logs", "a", "--host", "beta")
+        assert done.returncode == 1 and done.stdout == ""
+        assert "lane a runs on host alpha: ssh alpha, then controller logs a" in done.stderr
+        done = beta.ctl("logs", "a", "worker", "--host", "beta", "-o", "json")
+        assert done.returncode == 1 and done.stdout == ""
+        assert "ssh alpha, then controller logs a worker" in done.stderr
+        assert alpha.ctl("--once", "--host", "alpha").returncode == 0
+    done = beta.ctl("logs", "c", "--host", "beta")
+    assert done.returncode == 1 and "lane c is Unscheduled" in done.stderr
+    # On its own host the command shows the agent's output as before (its log file).
+    done = alpha.ctl("logs", "a", "--host", "alpha")
+    assert done.returncode == 0, done.stderr
+
+
+def _hosts(clone: Repo, host: str) -> dict[str, Any]:
+    done = clone.ctl("hosts", "--host", host, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    view: dict[str, Any] = json.loads(done.stdout)
+    return view
+
+
+def test_hosts_lists_them_and_forgets_only_a_host_gone_for_good(
+    clones: dict[str, Repo], postgres_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from controller.core import world
+    from controller.core.phases import Phase
+    from controller.store import leases, queries
+
+    alpha, beta = clones["alpha"], clones["beta"]
+    assert alpha.ctl("--once", "--host", "alpha").returncode == 0
+    view = _hosts(beta, "beta")
+    assert view["host"] == "beta"
+    listed = {h["name"]: (h["state"], h["declared"], h["lanes"]) for h in view["hosts"]}
+    assert listed == {
+        "alpha": ("stopped", True, ["a"]),
+        "beta": ("unknown", True, ["b"]),
+    }
+    # A third machine that once held a lease, then went away for good.
+    store = queries.Store.open(postgres_url, _status(beta, "beta")["workspace"])
+    try:
+        gamma = leases.Holder("gamma", "old", 4242, "m3", "1", {})
+        leases.acquire(store, gamma, seconds=600)
+        text = beta.ctl("hosts", "--host", "beta").stdout
+        assert "host gamma (not declared): live, pid 4242 on m3, lease until " in text
+        assert "host beta (this host): unknown; lanes: b" in text
+
+        def forget(name: str) -> subprocess.CompletedProcess[str]:
+            return beta.ctl("hosts", "forget", name, "--reason", "disk died", "--host", "beta")
+
+        refused = {
+            "delta": "host delta holds no lease row: nothing to forget",
+            "Alpha": "host Alpha is still declared in the Workspace's hosts (",
+            "gamma": "host gamma is live (pid 4242 on m3, lease expires in ",
+        }
+        for name, message in refused.items():
+            done = forget(name)
+            assert done.returncode == 1 and message in done.stderr, (name, done.stderr)
+        # Expired, but a lane is still recorded on its disk: nobody else may touch it.
+        leases.acquire(store, gamma, seconds=0.1)
+        wait_until(lambda: leases.read(store).state("gamma") == hosts.HostState.LOST)
+        store.host = "gamma"
+        record = world.LaneRecord("old", Phase.RUNNING, "/elsewhere/old", "lane/old")
+        store.put_lane(record, datetime.now(UTC))
+        done = forget("gamma")
+        assert done.returncode == 1 and "host gamma still holds lane old: " in done.stderr
+        assert "gamma" in {h["name"] for h in _hosts(beta, "beta")["hosts"]}
+        store.delete_lane("old")  # as gamma itself would, once back, remove it
+        done = forget("GAMMA")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "forgot host gamma\n"
+    finally:
+        store.close()
+    assert {h["name"] for h in _hosts(beta, "beta")["hosts"]} == {"alpha", "beta"}
+    assert {h["name"] for h in _status(alpha, "alpha")["hosts"]} == {"alpha", "beta"}
+    done = beta.ctl("events", "--host", "beta", "-o", "json", "--kind", "HostForgotten")
+    (event,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert event["reason"] == "disk died" and event["data"]["host"] == "gamma"
+    # alpha's lease row (alpha is declared, and stopped) is left as it was.
+    assert [h["state"] for h in _hosts(beta, "beta")["hosts"]] == ["stopped", "unknown"]
+
+
+def test_hosts_needs_a_workspace_with_hosts(repo: Repo) -> None:
+    repo.lanes("a")
+    for argv in (("hosts",), ("hosts", "forget", "x", "--reason", "r")):
+        done = repo.ctl(*argv)
+        assert done.returncode == 1 and "the Workspace declares no hosts" in done.stderr
+
+
+def test_a_lease_row_is_forgotten_only_when_expired_and_unused(lease_store: Any) -> None:
+    from datetime import UTC, datetime
+
+    from controller.core import world
+    from controller.core.phases import Phase
+    from controller.store import events, leases
+
+    def forget() -> bool:
+        at = datetime.now(UTC)
+        return leases.forget(
+            lease_store, "gamma", event=events.Event("HostForgotten", "r", at, "c")
+        )
+
+    gamma = leases.Holder("gamma", "one", 1, "m", "1", {})
+    leases.acquire(lease_store, gamma, seconds=600)
+    assert not forget()  # live
+    lease_store.host = "Gamma"  # names compare case-insensitively
+    record = world.LaneRecord("x", Phase.RUNNING, "/x", "lane/x")
+    lease_store.put_lane(record, datetime.now(UTC))
+    leases.release(lease_store, gamma)
+    assert not forget()  # stopped, but a lane is still recorded on it
+    lease_store.delete_lane("x")
+    assert forget()
+    assert leases.read(lease_store).items == ()
+    assert [e.kind for e in lease_store.read_events()] == ["HostForgotten"]
+    assert not forget()  # nothing left to forget
