@@ -3,7 +3,8 @@ forget NAME`` deletes the lease row of a host gone for good (decision 125), and 
 tells a command that must run on a lane's own host (``attach``, ``logs``) where to go.
 
 ``hosts``: 0 listed, 1 the Workspace declares no hosts. ``hosts forget``: 0 forgotten, 1 refused
-(unknown, still declared, live, or still holding lane or agent records).
+(unknown, still declared, live, or still holding lane or agent records without
+``--drop-lanes``, decision 127).
 """
 
 from __future__ import annotations
@@ -86,32 +87,55 @@ def _line(view: dict[str, Any], *, me: hosts.Hosting) -> str:
 @common.global_options
 @click.argument("name")
 @click.option("--reason", required=True, help="Why (recorded in the event log).")
+@click.option(
+    "--drop-lanes",
+    is_flag=True,
+    help="Its disk is gone for good: forget the lane and agent records it holds too, so other "
+    "hosts may create those lanes anew. No file, branch or process is touched.",
+)
 @click.pass_context
 @common.handle_errors
-def hosts_forget(ctx: click.Context, /, name: str, reason: str, **given: Any) -> None:
+def hosts_forget(
+    ctx: click.Context, /, name: str, reason: str, drop_lanes: bool, **given: Any
+) -> None:
     """Delete the lease row of host NAME, gone for good: it leaves `status` and `hosts`.
 
-    Refused while NAME is live, still declared in the Workspace's hosts, or still holds lane or
-    agent records (their worktrees are on its disk). Nothing but its lease row is deleted.
+    Refused while NAME is live or still declared in the Workspace's hosts, and, without
+    --drop-lanes, while it holds lane or agent records (their worktrees are on its disk).
+    Nothing but its lease row (and, with --drop-lanes, those records) is deleted.
     """
     settings = common.merge(ctx, **given)
     desired, paths = _hosted(settings)
     store = wiring.open_store(paths)
     try:
-        lease = _check_forget(store, desired, paths, name)
+        lease = _check_forget(store, desired, paths, name, drop_lanes=drop_lanes)
         event = _event(lease.name, reason)
-        if not leases.forget(store, lease.name, event=event):
+        gone = leases.forget(store, lease.name, event=event, drop_lanes=drop_lanes)
+        if gone is None:
             common.fail(f"host {lease.name} changed while it was being forgotten; nothing done")
     finally:
         store.close()
     if settings.json:
-        click.echo(output.to_json({"host": lease.name, "forgotten": True}))
-    else:
-        click.echo(f"forgot host {lease.name}")
+        view = {"host": gone.host, "forgotten": True}
+        if drop_lanes:
+            view |= {"droppedLanes": list(gone.lanes), "droppedAgents": list(gone.agents)}
+        click.echo(output.to_json(view))
+        return
+    click.echo(f"forgot host {gone.host}")
+    if gone.lanes:
+        click.echo(
+            f"dropped the records of lanes {', '.join(gone.lanes)} (and {len(gone.agents)} "
+            f"agents): a host that selects them creates them anew from their branches"
+        )
 
 
 def _check_forget(
-    store: queries.Store, desired: DesiredState, paths: wiring.Paths, name: str
+    store: queries.Store,
+    desired: DesiredState,
+    paths: wiring.Paths,
+    name: str,
+    *,
+    drop_lanes: bool,
 ) -> hosts.Lease:
     """The lease row of ``name``, or exit 1 saying why it may not be forgotten."""
     seen = leases.read(store)
@@ -125,7 +149,9 @@ def _check_forget(
         for a in store.agent_records().values()
         if _on(a.host, name)
     ]
-    why = leases.forget_refusal(name, lease, seen.now, declared_at=declared_at, records=on_it)
+    why = leases.forget_refusal(
+        name, lease, seen.now, declared_at=declared_at, records=on_it, drop_lanes=drop_lanes
+    )
     if why is not None:
         common.fail(why)
     assert lease is not None  # forget_refusal refuses a host without a lease row

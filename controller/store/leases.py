@@ -4,13 +4,14 @@ Taking and renewing a lease is one statement: an insert that, on conflict, takes
 only if it is ours already (a renewal) or expired or released. Every time in it is the
 database's (``now()`` on PostgreSQL, ``CURRENT_TIMESTAMP``'s equivalent on SQLite), so the
 hosts' clocks never matter. A released lease (a stopped daemon, a finished ``--once``) is
-taken again at once. ``forget`` deletes the row of a host gone for good (decision 125).
+taken again at once. ``forget`` deletes the row of a host gone for good (decision 125), and
+with ``drop_lanes`` the lane and agent records it held (decision 127).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -153,34 +154,107 @@ def refusal(lease: hosts.Lease, now: datetime) -> str:
     )
 
 
-def forget(store: queries.Store, name: str, *, event: events.Event) -> bool:
-    """Delete host ``name``'s lease row, and record ``event`` with it; return whether it was.
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """A host whose lease row was deleted, and the records dropped with it (``drop_lanes``)."""
+
+    host: str
+    lanes: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()  # bindings
+
+
+LANE_DROPPED = "LaneForgotten"  # the event of each lane record dropped with its host
+
+
+def forget(
+    store: queries.Store, name: str, *, event: events.Event, drop_lanes: bool = False
+) -> Forgotten | None:
+    """Delete host ``name``'s lease row, and record ``event`` with it; None when nothing was.
 
     One statement decides: the row goes only while its lease is expired or released and no lane
     or agent record carries the host's name (their worktrees and panes are on its disk), so a
     host that returns, or records a lane, between the caller's checks and this delete is kept.
     Nothing else is deleted: the lane and agent rows of other hosts are never touched.
+
+    With ``drop_lanes`` (its disk is gone for good, decision 127) the host's own lane and agent
+    records are deleted in the same transaction instead of blocking the delete, each lane with
+    a ``LaneForgotten`` event (reason ``host_forgotten``), so other hosts may create those lanes
+    anew. Only records go: no host touches a file, a branch or a process.
     """
     t, now = tables.hosts, _now(store.engine.dialect.name)
     query = (
         sa.delete(t)
         .where(t.c.workspace == store.workspace, t.c.name == name)
         .where(sa.or_(t.c.expires_at <= now, t.c.released_at.is_not(None)))
-        .where(~_carried(store, tables.lanes, name), ~_carried(store, tables.agents, name))
     )
+    if not drop_lanes:
+        query = query.where(
+            ~_carried(store, tables.lanes, name), ~_carried(store, tables.agents, name)
+        )
     with store.engine.begin() as conn:
-        deleted = conn.execute(query).rowcount > 0
-        if deleted:
+        if conn.execute(query).rowcount == 0:
+            return None
+        if not drop_lanes:
             store.append_events_in(conn, [event])
-    return deleted
+            return Forgotten(name)
+        lanes, agents = _drop_records(conn, store, name)
+        gone = Forgotten(name, tuple(r.name for r in lanes), tuple(a.binding for a in agents))
+        data = {**event.data, "lanes": list(gone.lanes), "agents": list(gone.agents)}
+        written = [replace(event, data=data)]
+        written += [
+            events.Event(
+                LANE_DROPPED,
+                "host_forgotten",
+                event.at,
+                event.correlation_id,
+                lane=row.name,
+                data={
+                    "host": name,
+                    "path": row.path,
+                    "branch": row.branch,
+                    "agents": [a.participant for a in agents if a.lane == row.name],
+                },
+            )
+            for row in lanes
+        ]
+        store.append_events_in(conn, written)
+    return gone
+
+
+def _drop_records(
+    conn: sa.Connection, store: queries.Store, name: str
+) -> tuple[list[Any], list[Any]]:
+    """Delete host ``name``'s lane records (with their memory, as ``Store.delete_lane`` does)
+    and agent records; return the deleted rows, sorted by name."""
+    lane_t, agent_t, memory = tables.lanes, tables.agents, tables.lane_memory
+    lanes = conn.execute(
+        sa.delete(lane_t)
+        .where(_on(store, lane_t, name))
+        .returning(lane_t.c.name, lane_t.c.path, lane_t.c.branch)
+    ).all()
+    if lanes:
+        names = [row.name for row in lanes]
+        conn.execute(
+            sa.delete(memory).where(memory.c.workspace == store.workspace, memory.c.name.in_(names))
+        )
+    agents = conn.execute(
+        sa.delete(agent_t)
+        .where(_on(store, agent_t, name))
+        .returning(agent_t.c.binding, agent_t.c.lane, agent_t.c.participant)
+    ).all()
+    return sorted(lanes, key=lambda r: r.name), sorted(agents, key=lambda a: a.binding)
+
+
+def _on(store: queries.Store, table: sa.Table, name: str) -> sa.ColumnElement[bool]:
+    """Rows of ``table`` (``lanes`` or ``agents``) that name host ``name``."""
+    return sa.and_(
+        table.c.workspace == store.workspace, sa.func.lower(table.c.host) == name.lower()
+    )
 
 
 def _carried(store: queries.Store, table: sa.Table, name: str) -> sa.Exists:
     """Whether a row of ``table`` (``lanes`` or ``agents``) names host ``name``."""
-    host = table.c.host
-    return sa.exists().where(
-        table.c.workspace == store.workspace, sa.func.lower(host) == name.lower()
-    )
+    return sa.exists().where(_on(store, table, name))
 
 
 def forget_refusal(
@@ -190,9 +264,11 @@ def forget_refusal(
     *,
     declared_at: str | None,
     records: Sequence[str],
+    drop_lanes: bool = False,
 ) -> str | None:
     """Why host ``name`` may not be forgotten (None: it may). ``declared_at`` is where desired
-    state still declares it, ``records`` the lanes and agents still recorded on it."""
+    state still declares it, ``records`` the lanes and agents still recorded on it, which only
+    ``drop_lanes`` (the user's word that its disk is gone) lets go."""
     if lease is None:
         return f"host {name} holds no lease row: nothing to forget (see `controller hosts`)"
     if declared_at is not None:
@@ -206,10 +282,11 @@ def forget_refusal(
             f"host {name} is live (pid {lease.pid} on {lease.machine}, lease expires in "
             f"{seconds_left:.0f} s); stop its controller first"
         )
-    if records:
+    if records and not drop_lanes:
         return (
             f"host {name} still holds {', '.join(records)}: their worktrees and agents are on "
             "its disk, and no other host may touch them; bring it back and let it remove them "
-            "(move or delete its lanes in desired/) first"
+            "(move or delete its lanes in desired/) first, or, if its disk is gone for good, "
+            "add --drop-lanes to forget their records too"
         )
     return None

@@ -498,9 +498,8 @@ def test_a_lease_row_is_forgotten_only_when_expired_and_unused(lease_store: Any)
 
     def forget() -> bool:
         at = datetime.now(UTC)
-        return leases.forget(
-            lease_store, "gamma", event=events.Event("HostForgotten", "r", at, "c")
-        )
+        event = events.Event("HostForgotten", "r", at, "c")
+        return leases.forget(lease_store, "gamma", event=event) is not None
 
     gamma = leases.Holder("gamma", "one", 1, "m", "1", {})
     leases.acquire(lease_store, gamma, seconds=600)
@@ -515,3 +514,119 @@ def test_a_lease_row_is_forgotten_only_when_expired_and_unused(lease_store: Any)
     assert leases.read(lease_store).items == ()
     assert [e.kind for e in lease_store.read_events()] == ["HostForgotten"]
     assert not forget()  # nothing left to forget
+
+
+def test_a_host_gone_with_its_disk_is_forgotten_with_its_lanes(lease_store: Any) -> None:
+    """With ``drop_lanes`` the host's lane and agent records (and lane memory) go with its
+    lease row, each lane logged; another host's records and memory stay as they were."""
+    from datetime import UTC, datetime
+
+    from controller.core import memory, world
+    from controller.core.phases import Phase
+    from controller.store import events, leases
+
+    at = datetime.now(UTC)
+
+    def put(host: str, lane: str) -> None:
+        lease_store.host = host
+        lease_store.put_lane(world.LaneRecord(lane, Phase.RUNNING, f"/{lane}", f"lane/{lane}"), at)
+        agent = world.AgentRecord(
+            f"{lane}-w", lane, "w", "tmux", world.AgentState.RUNNING, "h", pid=7
+        )
+        lease_store.put_agent(agent, at)
+
+    put("Gamma", "old")
+    put("gamma", "older")
+    put("alpha", "kept")
+    failed = memory.LaneMemory(failures=2, last_error="boom")
+    lease_store.put_memories({"old": failed, "kept": failed})
+    gamma = leases.Holder("gamma", "one", 1, "m", "1", {})
+    leases.acquire(lease_store, gamma, seconds=600)
+    event = events.Event("HostForgotten", "disk died", at, "c1", data={"host": "gamma"})
+    assert leases.forget(lease_store, "gamma", event=event, drop_lanes=True) is None  # live
+    leases.release(lease_store, gamma)
+    assert leases.forget(lease_store, "gamma", event=event) is None  # records, no drop_lanes
+    gone = leases.forget(lease_store, "gamma", event=event, drop_lanes=True)
+    assert gone == leases.Forgotten("gamma", ("old", "older"), ("old-w", "older-w"))
+    assert set(lease_store.lane_records()) == {"kept"}
+    assert set(lease_store.agent_records()) == {"kept-w"}
+    assert set(lease_store.memories()) == {"kept"}
+    assert leases.read(lease_store).items == ()
+    written = [(e.kind, e.reason, e.lane, dict(e.data)) for e in lease_store.read_events()]
+    assert written == [
+        (
+            "HostForgotten",
+            "disk died",
+            None,
+            {"host": "gamma", "lanes": ["old", "older"], "agents": ["old-w", "older-w"]},
+        ),
+        (
+            "LaneForgotten",
+            "host_forgotten",
+            "old",
+            {"host": "gamma", "path": "/old", "branch": "lane/old", "agents": ["w"]},
+        ),
+        (
+            "LaneForgotten",
+            "host_forgotten",
+            "older",
+            {"host": "gamma", "path": "/older", "branch": "lane/older", "agents": ["w"]},
+        ),
+    ]
+
+
+def test_a_dead_hosts_lane_moves_once_it_is_forgotten_with_its_lanes(
+    clones: dict[str, Repo],
+) -> None:
+    """alpha's machine is gone for good: desired/ gives its lane to beta, `hosts forget
+    --drop-lanes` lets its records go, and beta creates the lane; alpha's disk is untouched."""
+    alpha, beta = clones["alpha"], clones["beta"]
+    assert alpha.ctl("--once", "--host", "alpha").returncode == 0
+    wait_until(lambda: _agent_pid(beta) is not None, timeout=60)
+    pid = _agent_pid(beta)
+    (alpha.root / "a" / "work.txt").write_text("unsaved\n")
+    workspace = (beta.desired / "workspace.yaml").read_text()
+    moved = workspace.split("  hosts:\n")[0] + "  hosts:\n    - name: beta\n      lanes: [a, b]\n"
+    beta.write("workspace.yaml", moved)
+    assert beta.ctl("--once", "--host", "beta").returncode == 0
+    assert beta.worktrees() == [str(beta.root / "b")]  # a is still on alpha's records
+    assert _conditions(_status(beta, "beta"), "a") == ["OnAnotherHost"]
+
+    def forget(*more: str) -> subprocess.CompletedProcess[str]:
+        return beta.ctl(
+            "hosts", "forget", "alpha", "--reason", "disk died", "--host", "beta", *more
+        )
+
+    refused = forget()
+    assert refused.returncode == 1
+    assert "host alpha still holds lane a, agent worker (lane a): " in refused.stderr
+    assert "add --drop-lanes to forget their records too" in refused.stderr
+    done = forget("--drop-lanes", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "host": "alpha",
+        "forgotten": True,
+        "droppedLanes": ["a"],
+        "droppedAgents": ["a-worker"],
+    }
+    assert beta.ctl("--once", "--host", "beta").returncode == 0
+    assert beta.worktrees() == [str(beta.root / "a"), str(beta.root / "b")]
+    view = _status(beta, "beta")
+    assert [h["name"] for h in view["hosts"]] == ["beta"]
+    assert {x["name"]: x["host"] for x in view["lanes"]} == {"a": "beta", "b": "beta", "c": None}
+    assert _conditions(view, "a") == []
+    # Nothing on alpha's disk was touched: its worktree, its unsaved file and its agent.
+    assert alpha.worktrees() == [str(alpha.root / "a")]
+    assert (alpha.root / "a" / "work.txt").read_text() == "unsaved\n"
+    assert pid is not None and psutil.pid_exists(pid)
+    logged = beta.ctl("events", "--host", "beta", "-o", "json", "--kind", "LaneForgotten")
+    (event,) = [json.loads(line) for line in logged.stdout.splitlines()]
+    assert (event["lane"], event["reason"]) == ("a", "host_forgotten")
+    assert event["data"]["path"] == str(alpha.root / "a")
+    # Should the machine come back after all, its controller owns none of it: the worktree is
+    # left alone (its process, unrecorded now, is stopped as any stray one is).
+    again = alpha.ctl("--once", "--host", "alpha")
+    assert again.returncode == 0, again.stderr
+    assert "is in the worktree root but not in the controller's inventory" in again.stdout
+    assert alpha.worktrees() == [str(alpha.root / "a")]
+    assert (alpha.root / "a" / "work.txt").read_text() == "unsaved\n"
