@@ -166,10 +166,11 @@ def stays_true(predicate: Callable[[], object], seconds: float, *, every: float 
     """
     deadline = time.monotonic() + seconds
     while True:
+        started = time.monotonic()
         assert predicate(), f"condition stopped holding within {seconds}s: {predicate}"
         if time.monotonic() >= deadline:
             return
-        time.sleep(every)
+        time.sleep(max(every, time.monotonic() - started))  # as wait_until, for the same reason
 
 
 def git_children_of(repo: Path) -> list[int]:
@@ -184,15 +185,38 @@ def git_children_of(repo: Path) -> list[int]:
     return found
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    """The throwaway PostgreSQL started by scripts/with-postgres (CI always has one)."""
+@pytest.fixture(scope="session")
+def _worker_database() -> str | None:
+    """This test process's database on the throwaway server, created on first use.
+
+    Run alone, the tests use the database scripts/with-postgres made. Run by pytest-xdist,
+    each worker gets its own (``lanes_test_gw0``, ...), so no two workers ever migrate one
+    schema at the same moment; tests within a worker keep apart by workspace name.
+    """
     url = os.environ.get("CONTROLLER_TEST_POSTGRES_URL")
-    if not url:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    import urllib.parse
+
+    import psycopg
+
+    parts = urllib.parse.urlsplit(url)
+    name = f"{parts.path.lstrip('/')}_{worker}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')  # name: letters, digits and _ only
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def postgres_url(_worker_database: str | None) -> str:
+    """The throwaway PostgreSQL started by scripts/with-postgres (CI always has one)."""
+    if not _worker_database:
         if REQUIRE_TOOLS:
             pytest.fail("CONTROLLER_TEST_POSTGRES_URL is not set (scripts/with-postgres sets it)")
         pytest.skip("no PostgreSQL (run through scripts/with-postgres)")
-    return url
+    return _worker_database
 
 
 @pytest.fixture
@@ -256,9 +280,12 @@ def alive_with(marker: str) -> list[int]:
 def cpu_load() -> Iterator[int]:
     """Busy-loop neighbours, one per core, for the test's whole length (reaped after).
 
-    Races between concurrent programs hide on an idle machine; a loaded one shows them.
+    Races between concurrent programs hide on an idle machine; a loaded one shows them. Under
+    pytest-xdist the other workers load the machine too: one loop less for each of them, and
+    always one.
     """
-    count = os.cpu_count() or 2
+    others = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) - 1
+    count = max(1, (os.cpu_count() or 2) - others)
     busy = [
         subprocess.Popen(
             (sys.executable, "-c", "while True: pass"),

@@ -228,10 +228,42 @@ def run_scenario(scenario: doccheck.Scenario) -> tuple[Report, float]:
     return report, time.monotonic() - started
 
 
+class Outcomes:
+    """Each scenario's report and how long it took, run when first asked for.
+
+    Run alone, pytest gets every selected scenario started at once, side by side (each in its
+    own folders and tmux servers: most of their time is spent waiting for the programs they
+    start). Under pytest-xdist the workers already run side by side, and the scheduler hands
+    each worker some of this module's tests: a test then runs its own scenario only, so no
+    scenario runs twice. ``DOCS_REWRITE`` always runs them all, then writes back once.
+    """
+
+    def __init__(self, chosen: set[str]) -> None:
+        self.chosen = chosen
+        self.started: dict[str, concurrent.futures.Future[tuple[Report, float]]] = {}
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS)
+        if REWRITE or not os.environ.get("PYTEST_XDIST_WORKER"):
+            for name in sorted(chosen):
+                self.started[name] = self.pool.submit(run_scenario, SCENARIOS[name])
+        if REWRITE in ("1", "all", "fresh"):
+            done = [self.started[name].result() for name in sorted(chosen)]
+            rewrite([r for report, _ in done for r in report.rewrites])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.chosen
+
+    def __getitem__(self, name: str) -> tuple[Report, float]:
+        if name not in self.started:
+            self.started[name] = self.pool.submit(run_scenario, SCENARIOS[name])
+        return self.started[name].result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 @pytest.fixture(scope="module")
-def outcomes(request: pytest.FixtureRequest) -> dict[str, tuple[Report, float]]:
-    """The selected scenarios, run side by side (each in its own folders and tmux servers:
-    most of their time is spent waiting for the programs they start)."""
+def outcomes(request: pytest.FixtureRequest) -> Iterator[Outcomes]:
+    """The selected scenarios of this module (see ``Outcomes``)."""
     for tool in ("git", "tmux", "bash"):
         need(tool)
     chosen = {
@@ -242,19 +274,15 @@ def outcomes(request: pytest.FixtureRequest) -> dict[str, tuple[Report, float]]:
         and "name" in item.callspec.params
         and item.module is request.module
     }
-    chosen = {n for n in chosen if n not in TOOLS or shutil.which(TOOLS[n])}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        running = {name: pool.submit(run_scenario, SCENARIOS[name]) for name in sorted(chosen)}
-        done = {name: future.result() for name, future in running.items()}
-    if REWRITE in ("1", "all", "fresh"):
-        rewrite([r for report, _ in done.values() for r in report.rewrites])
-    return done
+    found = Outcomes({n for n in chosen if n not in TOOLS or shutil.which(TOOLS[n])})
+    try:
+        yield found
+    finally:
+        found.close()
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_the_docs_show_what_the_commands_print(
-    name: str, outcomes: dict[str, tuple[Report, float]]
-) -> None:
+def test_the_docs_show_what_the_commands_print(name: str, outcomes: Outcomes) -> None:
     if name not in outcomes:
         need(TOOLS[name])  # skips, or fails with CONTROLLER_REQUIRE_TOOLS=1
     report, took = outcomes[name]

@@ -275,7 +275,7 @@ def test_fail_fast_stops_the_running_and_skips_the_pending(repo: Repo) -> None:
     assert found["slow"]["phase"] == "aborted" and found["slow"]["reason"] == "fail_fast"
     assert found["after"]["phase"] == "skipped"
     assert show(repo, run)["reason"] == "task_failed"
-    wait_until(lambda: not _alive(f"{run}--slow"))
+    wait_until(lambda: not _alive(repo, f"{run}--slow"))
 
 
 def test_without_fail_fast_independent_branches_finish(repo: Repo) -> None:
@@ -380,10 +380,10 @@ def test_abort_stops_a_task_that_ignores_sigterm_and_keeps_its_lane(repo: Repo) 
     workflow(repo, [task("stubborn", "--ignore-term", "--sleep", "120")])
     run = repo.ctl("submit", "w").stdout.strip()
     assert repo.ctl("--once").returncode == 0
-    wait_until(lambda: _alive(f"{run}--stubborn"))
+    wait_until(lambda: _alive(repo, f"{run}--stubborn"))
     done = repo.ctl("abort", run, "--reason", "changed my mind", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert not _alive(f"{run}--stubborn")
+    assert not _alive(repo, f"{run}--stubborn")
     view = show(repo, run)
     assert (view["phase"], view["reason"]) == ("aborted", "user_abort")
     assert view["tasks"][0]["phase"] == "aborted"
@@ -555,13 +555,16 @@ def test_a_manual_task_reports_its_usage_itself(repo: Repo) -> None:
     assert (usage["inputTokens"], usage["outputTokens"], usage["costUsd"]) == (7, 3, 0.02)
 
 
-def _alive(lane: str) -> bool:
+def _alive(repo: Repo, lane: str) -> bool:
+    """A live process runs in ``lane``'s worktree of this test's repository."""
+    mine = str(repo.path)
     for proc in psutil.process_iter(["cmdline", "status", "cwd"]):
         try:
             cwd = proc.info["cwd"] or ""
         except psutil.Error:
             continue
-        if cwd.endswith(lane) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+        alive = proc.info["status"] != psutil.STATUS_ZOMBIE
+        if alive and cwd.startswith(mine) and cwd.endswith(lane):
             return True
     return False
 
@@ -601,7 +604,7 @@ def test_streaming_usage_stops_the_run_while_the_task_still_runs(repo: Repo) -> 
     hungry = view["tasks"][0]
     assert (hungry["phase"], hungry["reason"]) == ("aborted", "budget_exceeded")
     assert hungry["usage"]["inputTokens"] == 5000  # tallied while it ran
-    assert not _alive(f"{run}--hungry")
+    assert not _alive(repo, f"{run}--hungry")
 
 
 def test_placeholders_and_the_text_views(repo: Repo, tmp_path: Path) -> None:
