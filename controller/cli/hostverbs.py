@@ -123,10 +123,17 @@ def hosts_forget(
         return
     click.echo(f"forgot host {gone.host}")
     if gone.lanes:
-        click.echo(
-            f"dropped the records of lanes {', '.join(gone.lanes)} (and {len(gone.agents)} "
-            f"agents): a host that selects them creates them anew from their branches"
-        )
+        click.echo(dropped_line(gone))
+
+
+def dropped_line(gone: leases.Forgotten) -> str:
+    """What ``hosts forget --drop-lanes`` says of the records it dropped."""
+    lanes = ("lane " if len(gone.lanes) == 1 else "lanes ") + ", ".join(gone.lanes)
+    agents = f"{len(gone.agents)} agent" + ("" if len(gone.agents) == 1 else "s")
+    return (
+        f"dropped the records of {lanes} and {agents}: "
+        "a host that selects them creates them anew from their branches"
+    )
 
 
 def _check_forget(
