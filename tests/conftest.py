@@ -259,6 +259,17 @@ def reap(marker: str) -> list[int]:
     return killed
 
 
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended: gone, or a zombie not yet reaped (it may be reaped
+    between the two looks, which is an end too)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def alive_with(marker: str) -> list[int]:
     """PIDs of live (non-zombie) agent processes whose command line contains ``marker``.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Repo, alive_with, wait_until
+from tests.conftest import Repo, alive_with, ended, wait_until
 from tests.integration.test_agents import agents, bind, events, once, panes, status, workspace
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_recreated_worktree_restarts_its_agent(
     again = agents(repo)["one"]
     assert again["pid"] != first and again["state"] == "running"
     assert psutil.Process(again["pid"]).cwd() == str(tree)
-    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+    assert ended(first)
     assert status(repo)["lanes"][0]["phase"] == "running"
     assert "No changes" in once(repo)
 
@@ -163,7 +163,7 @@ def test_renaming_a_lane_moves_its_agent_in_one_pass(
     moved = agents(repo, "b")["one"]
     assert moved["pid"] != first and moved["state"] == "running"
     assert psutil.Process(moved["pid"]).cwd() == str(repo.root / "b")
-    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+    assert ended(first)
     assert [x["name"] for x in status(repo)["lanes"]] == ["b"]
     assert status(repo)["lanes"][0]["phase"] == "running"
     assert len(alive_with(str(tmp_path))) == 1

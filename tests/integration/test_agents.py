@@ -19,7 +19,7 @@ import pytest
 
 from controller import errors
 from controller.system import proc, tmuxserver
-from tests.conftest import Repo, alive_with, wait_until
+from tests.conftest import Repo, alive_with, ended, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -176,7 +176,7 @@ def test_sigterm_ignorer_is_killed_after_grace(
     out = once(repo)
     assert "stopped stubborn (killed)" in out
     assert time.monotonic() - started < 15
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert ended(pid)
     assert panes(repo, tmux_socket) == []
     assert agents(repo) == {}
 
@@ -336,14 +336,21 @@ def test_lane_removal_stops_agent_before_worktree(
     once(repo)
     kinds = [e["kind"] for e in events(repo) if e["lane"] == "a"]
     assert kinds.index("AgentStopped") < kinds.index("LaneRemoved")
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert ended(pid)
     assert repo.worktrees() == [str(repo.root / "b")] and panes(repo, tmux_socket) == []
 
 
 def helpers(marker: str) -> list[psutil.Process]:
     """The stub agent's ``--helpers`` that are still alive."""
-    found = [psutil.Process(pid) for pid in alive_with(marker)]
-    return [p for p in found if "time.sleep(3600)" in " ".join(p.cmdline())]
+    found = []
+    for pid in alive_with(marker):
+        try:
+            process = psutil.Process(pid)
+            if "time.sleep(3600)" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.NoSuchProcess:  # a short-lived process that ended after the scan
+            continue
+    return found
 
 
 @pytest.mark.parametrize("runtime", ["tmux", "process"])

@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import Repo, wait_until
+from tests.conftest import Repo, ended, wait_until
 from tests.integration.test_lane_selection import as_json, ctl, task, workflow
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,7 @@ def test_restart_stops_a_running_agent_and_starts_it_again(
     assert one["restarts"] == 1 and report["exitCode"] == 0 and report["lane"] == "a"
     assert [o["kind"] for o in report["outcomes"]] == ["stop-agent", "start-agent"]
     assert report["reason"] == "stuck on a prompt" and report["by"]
-    wait_until(lambda: not psutil.pid_exists(old) or psutil.Process(old).status() == "zombie")
+    wait_until(lambda: ended(old))
     again = agents(repo)["one"]
     assert again["state"] == "running" and again["pid"] != old and again["restarts"] == 1
     (asked,) = events(repo, "AgentRestartRequested")
